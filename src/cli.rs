@@ -1,0 +1,260 @@
+//! The headless command line (`pelt <subcommand>`), on the same engine as the GUI.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use crate::build::{build_table, checkpoint_path, parse_shard, BuildInput, BuildOptions, BuildOutcome};
+use crate::corpus::Corpus;
+use crate::entities::{load_entities, EntityList};
+use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
+use crate::progress::Progress;
+use crate::table::Table;
+
+#[derive(Parser, Debug)]
+#[command(name = "pelt", version, about = "PELT Workbench: build, inspect and export Pluggable Entity Lookup Tables for masked language models.\nRun without arguments to open the workbench window.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fill-mask: the top-k tokens with probabilities at each mask of TEXT.
+    Fill {
+        text: String,
+        /// Model directory (default: the bundled model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Build a PELT table from a corpus and an entity list.
+    Build {
+        /// Corpus files or folders (.txt, .jsonl, FewRel .json, optionally .gz).
+        #[arg(long, required = true, num_args = 1..)]
+        corpus: Vec<PathBuf>,
+        /// Entity list (.txt one name per line, or .tsv id<TAB>name<TAB>alias|alias).
+        #[arg(long)]
+        entities: PathBuf,
+        /// Output table (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Contexts per entity at most.
+        #[arg(long, default_value_t = 256)]
+        k: usize,
+        /// L2 norm of the stored embeddings (modL).
+        #[arg(long, default_value_t = 7.0)]
+        norm: f32,
+        #[arg(long, default_value_t = 64)]
+        max_len: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Encode only shard i of n (i/n); merge the shard tables with `pelt merge`.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Continue from the checkpoint OUT.ckpt of an interrupted build.
+        #[arg(long)]
+        resume: bool,
+        /// Match names with case (default: ASCII case-insensitive).
+        #[arg(long)]
+        case_sensitive: bool,
+        /// Seconds between checkpoints.
+        #[arg(long, default_value_t = 30.0)]
+        checkpoint_secs: f64,
+    },
+    /// Add the sums and counts of shard tables into one table.
+    Merge {
+        #[arg(required = true, num_args = 1..)]
+        tables: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rescale a table's embeddings to another norm (no rebuild needed).
+    Renorm {
+        table: PathBuf,
+        #[arg(long)]
+        norm: f32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Nearest entities by cosine, or nearest vocabulary tokens by dot product (--vocab).
+    Neighbors {
+        #[arg(long)]
+        table: PathBuf,
+        /// Entity id or name.
+        entity: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Nearest vocabulary tokens instead of entities (needs the table's model).
+        #[arg(long)]
+        vocab: bool,
+        /// Subtract the mean entity direction first (reduces hub entities).
+        #[arg(long)]
+        center: bool,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Write TensorFlow Embedding Projector files (vectors.tsv, metadata.tsv).
+    ExportProjector {
+        #[arg(long)]
+        table: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write an entity list (id, name, aliases) from FewRel-style files.
+    EntitiesFromFewrel {
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn load_model(dir: Option<PathBuf>, device: DeviceChoice) -> Result<Model> {
+    let dir = dir.unwrap_or_else(bundled_model_dir);
+    Model::load(&dir, &device.open()?)
+}
+
+fn progress_bar(p: &Progress) {
+    let mut err = std::io::stderr();
+    let bar = match p.fraction() {
+        Some(f) => {
+            let w = 24;
+            let filled = (f * w as f32).round() as usize;
+            format!("[{}{}] ", "#".repeat(filled), ".".repeat(w - filled))
+        }
+        None => String::new(),
+    };
+    let _ = write!(err, "\r\x1b[2K{bar}{}", p.describe());
+    let _ = err.flush();
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Fill { text, model, top_k: k, device } => {
+            let model = load_model(model, device)?;
+            let enc = model.tokenizer.encode(&text)?;
+            let masks: Vec<usize> =
+                enc.ids.iter().enumerate().filter(|(_, &t)| t == model.tokenizer.mask_id()).map(|(i, _)| i).collect();
+            if masks.is_empty() {
+                bail!("the text has no mask token: write {} where a word should be predicted", model.tokenizer.mask_token());
+            }
+            let pos: Vec<(usize, usize)> = masks.iter().map(|&p| (0, p)).collect();
+            let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
+            for (i, _) in masks.iter().enumerate() {
+                let p = softmax(res.logits_row(i).expect("logits"));
+                writeln!(out, "mask {}:", i + 1)?;
+                for t in top_k(&p, k) {
+                    writeln!(out, "  {:<16} {:.4}", model.tokenizer.display_token(t as u32), p[t])?;
+                }
+            }
+        }
+        Command::Build {
+            corpus, entities, out: out_path, model, k, norm, max_len, seed, batch, device, shard, resume,
+            case_sensitive, checkpoint_secs,
+        } => {
+            let model = load_model(model, device)?;
+            let corpus = Corpus::open(&corpus)?;
+            let entities = load_entities(&entities)?;
+            let options = BuildOptions {
+                k,
+                norm,
+                max_len,
+                seed,
+                batch,
+                case_sensitive,
+                shard: shard.as_deref().map(parse_shard).transpose()?,
+                checkpoint_secs,
+                ..Default::default()
+            };
+            let ckpt = checkpoint_path(&out_path);
+            if !resume && ckpt.exists() {
+                eprintln!("note: {} exists; starting afresh (use --resume to continue it)", ckpt.display());
+            }
+            let cancel = AtomicBool::new(false);
+            let outcome = build_table(
+                BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &options, checkpoint: Some(ckpt.clone()), resume, cancel: &cancel },
+                &mut progress_bar,
+            )?;
+            eprintln!();
+            let BuildOutcome::Finished(table, report) = outcome else { bail!("build cancelled") };
+            table.save(&out_path)?;
+            let _ = std::fs::remove_file(&ckpt);
+            for w in &report.read.warnings {
+                eprintln!("warning: skipped {w}");
+            }
+            if report.read.skipped_lines > report.read.warnings.len() {
+                eprintln!("warning: {} lines skipped in all", report.read.skipped_lines);
+            }
+            for c in &report.collisions {
+                eprintln!("warning: {c}");
+            }
+            let found = table.len() - report.not_found.len();
+            writeln!(out, "wrote {} ({} entities, {} found, {} contexts, hidden {}, norm {})", out_path.display(), table.len(), found, report.contexts, table.hidden(), table.norm)?;
+            writeln!(out, "read {} sentences; encoded {} contexts in {:.1} s ({:.1} contexts/s){}", report.sentences, report.contexts - report.resumed_from as usize, report.encode_secs, report.contexts_per_sec, if report.resumed_from > 0 { format!(", resumed after {}", report.resumed_from) } else { String::new() })?;
+            if !report.not_found.is_empty() {
+                let shown: Vec<&str> = report.not_found.iter().take(20).map(String::as_str).collect();
+                writeln!(out, "not found ({}): {}{}", report.not_found.len(), shown.join(", "), if report.not_found.len() > 20 { ", …" } else { "" })?;
+            }
+        }
+        Command::Merge { tables, out: out_path } => {
+            let loaded: Vec<Table> = tables.iter().map(|p| Table::load(p)).collect::<Result<_>>()?;
+            let merged = Table::merge(&loaded)?;
+            merged.save(&out_path)?;
+            writeln!(out, "wrote {} ({} tables merged, shards {}, {} contexts)", out_path.display(), loaded.len(), merged.meta.shard, merged.counts.iter().sum::<i64>())?;
+        }
+        Command::Renorm { table, norm, out: out_path } => {
+            if !(norm.is_finite() && norm > 0.0) {
+                bail!("--norm must be a positive number");
+            }
+            let mut t = Table::load(&table)?;
+            t.norm = norm;
+            t.save(&out_path)?;
+            writeln!(out, "wrote {} (norm {norm})", out_path.display())?;
+        }
+        Command::Neighbors { table, entity, k, vocab, center, model } => {
+            let t = Table::load(&table)?;
+            let i = t.index_of(&entity).with_context(|| format!("no entity `{entity}` in {}", table.display()))?;
+            if t.counts[i] == 0 {
+                bail!("entity `{}` was not found in the corpus; it has no vector", t.entity_ids[i]);
+            }
+            if vocab {
+                let m = load_model(model, DeviceChoice::Cpu)?;
+                t.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
+                let emb = m.encoder.word_embeddings()?;
+                writeln!(out, "vocabulary tokens nearest to {} ({}) by dot product at norm {}:", t.entity_names[i], t.entity_ids[i], t.norm)?;
+                for (tok, s) in crate::analysis::vocab_neighbours(&emb, t.hidden(), &t.embedding_at(i, t.norm), k) {
+                    writeln!(out, "  {:<20} {:.3}", m.tokenizer.display_token(tok), s)?;
+                }
+            } else {
+                writeln!(out, "entities nearest to {} ({}) by cosine{}:", t.entity_names[i], t.entity_ids[i], if center { ", mean removed" } else { "" })?;
+                for (j, s) in crate::analysis::entity_neighbours(&t, i, k, center) {
+                    writeln!(out, "  {:<32} {:<12} {:.3}", t.entity_names[j], t.entity_ids[j], s)?;
+                }
+            }
+        }
+        Command::ExportProjector { table, out: dir } => {
+            let t = Table::load(&table)?;
+            t.export_projector(&dir)?;
+            writeln!(out, "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)", dir.display(), dir.display(), t.len())?;
+        }
+        Command::EntitiesFromFewrel { files, out: out_path } => {
+            let list = EntityList::from_fewrel(&files)?;
+            list.write_tsv(&out_path)?;
+            writeln!(out, "wrote {} ({} entities)", out_path.display(), list.len())?;
+        }
+    }
+    Ok(())
+}

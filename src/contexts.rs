@@ -1,0 +1,322 @@
+//! Contexts: mention finding (all names and aliases at once, whole words, leftmost-longest),
+//! seeded uniform sampling of at most K contexts per entity, and masking of one mention.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::entities::EntityList;
+use crate::model::TextTokenizer;
+
+/// One occurrence of an entity's name or alias in a text (byte offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mention {
+    pub entity: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Finds mentions of all entities at once.
+pub struct MentionFinder {
+    ac: AhoCorasick,
+    owner: Vec<usize>,
+    /// Surface strings shared by several entities (they go to the first one listed).
+    pub collisions: Vec<String>,
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+impl MentionFinder {
+    /// Case-insensitive matching folds ASCII letters.
+    pub fn new(entities: &EntityList, case_sensitive: bool) -> Result<Self> {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut owner = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut collisions = Vec::new();
+        for (i, e) in entities.entities.iter().enumerate() {
+            for s in e.surfaces() {
+                let s = s.trim();
+                if s.is_empty() {
+                    continue;
+                }
+                let key = if case_sensitive { s.to_string() } else { s.to_ascii_lowercase() };
+                match seen.get(&key) {
+                    Some(&j) if j != i => collisions.push(format!(
+                        "`{s}` names both `{}` and `{}`; mentions go to `{}`",
+                        entities.entities[j].id, e.id, entities.entities[j].id
+                    )),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(key, i);
+                        patterns.push(s.to_string());
+                        owner.push(i);
+                    }
+                }
+            }
+        }
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(!case_sensitive)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .context("cannot build the mention matcher")?;
+        Ok(MentionFinder { ac, owner, collisions })
+    }
+
+    /// Whole-word mentions in `text`: among overlapping candidates the one starting first wins,
+    /// then the longest; scanning resumes after it.
+    pub fn find(&self, text: &str) -> Vec<Mention> {
+        let mut cands: Vec<(usize, usize, usize)> = self
+            .ac
+            .find_overlapping_iter(text)
+            .filter(|m| {
+                let before = text[..m.start()].chars().next_back();
+                let after = text[m.end()..].chars().next();
+                !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char)
+            })
+            .map(|m| (m.start(), m.end(), self.owner[m.pattern().as_usize()]))
+            .collect();
+        cands.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut out = Vec::new();
+        let mut next_free = 0;
+        for (start, end, entity) in cands {
+            if start >= next_free {
+                out.push(Mention { entity, start, end });
+                next_free = end;
+            }
+        }
+        out
+    }
+}
+
+/// A sampled context as kept in a table: where it is, the sentence, and the mention span.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextRecord {
+    /// Row of the entity in the table.
+    pub entity: u32,
+    /// Corpus file index, 1-based line (example number for FewRel), sentence index in the line.
+    pub file: u32,
+    pub line: u32,
+    pub sentence: u32,
+    /// Byte span of the mention in `text`.
+    pub start: u32,
+    pub end: u32,
+    pub text: String,
+}
+
+impl ContextRecord {
+    pub fn mention(&self) -> &str {
+        self.text.get(self.start as usize..self.end as usize).unwrap_or("")
+    }
+    /// The sentence with the mention replaced by `mask`.
+    pub fn masked_text(&self, mask: &str) -> String {
+        format!("{}{mask}{}", &self.text[..self.start as usize], &self.text[self.end as usize..])
+    }
+    pub fn sort_key(&self) -> (u32, u32, u32, u32, u32) {
+        (self.file, self.line, self.sentence, self.start, self.entity)
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The random priority of a mention: the K smallest per entity form a uniform sample without
+/// replacement that depends only on the seed and the mention's place in the corpus.
+pub fn sample_key(seed: u64, sentence_ordinal: u64, start: usize) -> u64 {
+    splitmix64(splitmix64(seed ^ 0x5045_4C54) ^ splitmix64(sentence_ordinal).rotate_left(17) ^ (start as u64))
+}
+
+/// Keeps, per entity, the `k` mentions with the smallest sample keys.
+pub struct Sampler {
+    k: usize,
+    seed: u64,
+    heaps: Vec<BinaryHeap<(u64, u64, u32, u32)>>,
+    pub found: Vec<u64>,
+}
+
+/// A selected mention: sentence ordinal and span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Selected {
+    pub ordinal: u64,
+    pub start: u32,
+    pub end: u32,
+    pub entity: u32,
+}
+
+impl Sampler {
+    pub fn new(n_entities: usize, k: usize, seed: u64) -> Self {
+        Sampler { k, seed, heaps: (0..n_entities).map(|_| BinaryHeap::new()).collect(), found: vec![0; n_entities] }
+    }
+
+    pub fn offer(&mut self, ordinal: u64, m: &Mention) {
+        self.found[m.entity] += 1;
+        if self.k == 0 {
+            return;
+        }
+        let item = (sample_key(self.seed, ordinal, m.start), ordinal, m.start as u32, m.end as u32);
+        let heap = &mut self.heaps[m.entity];
+        if heap.len() < self.k {
+            heap.push(item);
+        } else if item < *heap.peek().expect("non-empty heap") {
+            heap.pop();
+            heap.push(item);
+        }
+    }
+
+    /// The selected mentions in corpus order.
+    pub fn finish(self) -> Vec<Selected> {
+        let mut out: Vec<Selected> = self
+            .heaps
+            .into_iter()
+            .enumerate()
+            .flat_map(|(e, h)| {
+                h.into_iter().map(move |(_, ordinal, start, end)| Selected { ordinal, start, end, entity: e as u32 })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// A context ready for the model: token ids with exactly one mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedInput {
+    pub ids: Vec<u32>,
+    pub mask_position: usize,
+}
+
+/// Replaces the tokens of `text[start..end]` by one mask token and cuts the sequence to
+/// `max_len` tokens (special tokens included), keeping the mask inside and centred where
+/// possible. `None` when no token covers the span.
+pub fn mask_mention(
+    tok: &TextTokenizer,
+    text: &str,
+    start: usize,
+    end: usize,
+    max_len: usize,
+) -> Result<Option<MaskedInput>> {
+    let enc = tok.encode(text)?;
+    let mut ids = Vec::with_capacity(enc.ids.len());
+    let mut mask_position = None;
+    let mut lead = 0;
+    let mut trail = 0;
+    for (i, (&id, &(a, b))) in enc.ids.iter().zip(&enc.offsets).enumerate() {
+        if enc.special[i] {
+            if mask_position.is_none() && ids.len() == lead {
+                lead += 1;
+            } else {
+                trail += 1;
+            }
+            ids.push(id);
+            continue;
+        }
+        trail = 0;
+        let overlaps = a < end && b > start;
+        if overlaps {
+            if mask_position.is_none() {
+                mask_position = Some(ids.len());
+                ids.push(tok.mask_id());
+            }
+        } else {
+            ids.push(id);
+        }
+    }
+    let Some(mask) = mask_position else { return Ok(None) };
+    Ok(Some(cut_window(ids, mask, lead, trail, max_len)))
+}
+
+/// Keeps `lead` leading and `trail` trailing special tokens and a window of the body around
+/// `mask` so that the result has at most `max_len` tokens.
+fn cut_window(ids: Vec<u32>, mask: usize, lead: usize, trail: usize, max_len: usize) -> MaskedInput {
+    if ids.len() <= max_len || max_len <= lead + trail {
+        return MaskedInput { ids, mask_position: mask };
+    }
+    let body_start = lead;
+    let body_end = ids.len() - trail;
+    let room = max_len - lead - trail;
+    let mut left = mask.saturating_sub((room - 1) / 2).max(body_start);
+    if left + room > body_end {
+        left = body_end - room;
+    }
+    let mut out = Vec::with_capacity(max_len);
+    out.extend_from_slice(&ids[..lead]);
+    out.extend_from_slice(&ids[left..left + room]);
+    out.extend_from_slice(&ids[body_end..]);
+    MaskedInput { ids: out, mask_position: lead + (mask - left) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(tsv: &str) -> EntityList {
+        EntityList::parse(tsv, true, "test.tsv").unwrap()
+    }
+
+    #[test]
+    fn longest_whole_word_case_insensitive() {
+        let l = list("ny\tNew York\tNYC\nnyt\tNew York Times\t\ncov\tCOVID-19\tcovid\n");
+        let f = MentionFinder::new(&l, false).unwrap();
+        let t = "The new york times said NYC and New Yorkers had covid-19, COVID.";
+        let got: Vec<(&str, usize)> = f.find(t).iter().map(|m| (&t[m.start..m.end], m.entity)).collect();
+        assert_eq!(got, vec![("new york times", 1), ("NYC", 0), ("covid-19", 2), ("COVID", 2)]);
+        let cs = MentionFinder::new(&l, true).unwrap();
+        let got: Vec<&str> = cs.find(t).iter().map(|m| &t[m.start..m.end]).collect();
+        // `covid` is a whole word inside `covid-19` (the hyphen is a boundary).
+        assert_eq!(got, vec!["NYC", "covid"]);
+    }
+
+    #[test]
+    fn falls_back_to_shorter_name_when_longer_is_not_a_whole_word() {
+        let l = list("ny\tNew York\t\nnyt\tNew York Times\t\n");
+        let f = MentionFinder::new(&l, false).unwrap();
+        let t = "New York Timesx";
+        let got: Vec<(usize, usize, usize)> = f.find(t).iter().map(|m| (m.start, m.end, m.entity)).collect();
+        assert_eq!(got, vec![(0, 8, 0)]);
+    }
+
+    #[test]
+    fn sampler_keeps_k_and_is_order_independent() {
+        let mut a = Sampler::new(1, 3, 7);
+        let mut b = Sampler::new(1, 3, 7);
+        let ms: Vec<(u64, Mention)> = (0..50).map(|i| (i, Mention { entity: 0, start: 0, end: 1 })).collect();
+        for (o, m) in &ms {
+            a.offer(*o, m);
+        }
+        for (o, m) in ms.iter().rev() {
+            b.offer(*o, m);
+        }
+        assert_eq!(a.found, vec![50]);
+        let (sa, sb) = (a.finish(), b.finish());
+        assert_eq!(sa.len(), 3);
+        assert_eq!(sa, sb);
+        let mut c = Sampler::new(1, 3, 8);
+        for (o, m) in &ms {
+            c.offer(*o, m);
+        }
+        assert_ne!(c.finish(), sa, "another seed picks other contexts");
+    }
+
+    #[test]
+    fn window_keeps_mask_centred_and_specials() {
+        let ids: Vec<u32> = (0..20).collect();
+        let w = cut_window(ids.clone(), 10, 1, 1, 8);
+        assert_eq!(w.ids.len(), 8);
+        assert_eq!(w.ids[0], 0);
+        assert_eq!(*w.ids.last().unwrap(), 19);
+        assert_eq!(w.ids[w.mask_position], 10);
+        assert_eq!(w.ids[1..7], [8, 9, 10, 11, 12, 13]);
+        let w = cut_window(ids.clone(), 2, 1, 1, 8);
+        assert_eq!(w.ids[w.mask_position], 2);
+        assert_eq!(w.ids[1..7], [1, 2, 3, 4, 5, 6]);
+        let w = cut_window(ids, 18, 1, 1, 8);
+        assert_eq!(w.ids[w.mask_position], 18);
+        assert_eq!(w.ids[1..7], [13, 14, 15, 16, 17, 18]);
+    }
+}

@@ -1,0 +1,375 @@
+//! A transformer encoder with an MLM head for BERT, RoBERTa and DistilBERT checkpoints, written
+//! for PELT: callers may replace the word embedding at any position by a vector of their own
+//! ("injection") and ask for the MLM head's transform output and/or vocabulary logits at chosen
+//! positions only. The last layer is evaluated for those positions alone.
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{LayerNorm, Module};
+
+use super::config::{Activation, Config, Family};
+use super::weights::{Linear, Weights};
+
+/// Replace the word embedding of `seqs[row][position]` by `vector` (length = hidden size).
+/// Position and token-type embeddings and the embedding LayerNorm still apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    pub row: usize,
+    pub position: usize,
+    pub vector: Vec<f32>,
+}
+
+/// Results at the requested positions, in request order, as flat row-major f32 arrays.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    pub hidden: usize,
+    pub vocab: usize,
+    /// `[n, hidden]`: the MLM head's transform output (the PELT representation).
+    pub transform: Vec<f32>,
+    /// `[n, vocab]` when logits were requested.
+    pub logits: Option<Vec<f32>>,
+}
+
+impl EncoderOutput {
+    pub fn len(&self) -> usize {
+        self.transform.len() / self.hidden.max(1)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.transform.is_empty()
+    }
+    pub fn transform_row(&self, i: usize) -> &[f32] {
+        &self.transform[i * self.hidden..(i + 1) * self.hidden]
+    }
+    pub fn logits_row(&self, i: usize) -> Option<&[f32]> {
+        self.logits.as_ref().map(|l| &l[i * self.vocab..(i + 1) * self.vocab])
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_ln: LayerNorm,
+    inter: Linear,
+    out: Linear,
+    out_ln: LayerNorm,
+}
+
+pub struct Encoder {
+    cfg: Config,
+    device: Device,
+    dtype: DType,
+    word: Tensor,
+    position: Tensor,
+    token_type0: Option<Tensor>,
+    emb_ln: LayerNorm,
+    layers: Vec<Layer>,
+    /// Separate Q and fused K/V projections of the last layer (only mask rows need queries).
+    last_q: Linear,
+    last_kv: Linear,
+    head_dense: Linear,
+    head_act: Activation,
+    head_ln: LayerNorm,
+    decoder: Tensor,
+    decoder_bias: Tensor,
+}
+
+fn activate(a: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
+    match a {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+impl Encoder {
+    pub fn load(w: &Weights, cfg: &Config, device: &Device, dtype: DType) -> Result<Self> {
+        let (h, v, i) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
+        let eps = cfg.layer_norm_eps;
+        let fam = cfg.family.name();
+        let emb = format!("{fam}.embeddings");
+        let word = w.get(&format!("{emb}.word_embeddings.weight"), &[v, h])?;
+        let position = w.get(
+            &format!("{emb}.position_embeddings.weight"),
+            &[cfg.max_position_embeddings, h],
+        )?;
+        let token_type0 = if cfg.family == Family::DistilBert {
+            None
+        } else {
+            let t = w.get(&format!("{emb}.token_type_embeddings.weight"), &[cfg.type_vocab_size, h])?;
+            Some(t.get(0)?.unsqueeze(0)?)
+        };
+        let emb_ln = w.layer_norm(&format!("{emb}.LayerNorm"), h, eps)?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        let mut last = None;
+        for li in 0..cfg.num_layers {
+            let (q, k, vv, ao, aln, it, ot, oln) = if cfg.family == Family::DistilBert {
+                let p = format!("distilbert.transformer.layer.{li}");
+                (
+                    w.linear(&format!("{p}.attention.q_lin"), h, h)?,
+                    w.linear(&format!("{p}.attention.k_lin"), h, h)?,
+                    w.linear(&format!("{p}.attention.v_lin"), h, h)?,
+                    w.linear(&format!("{p}.attention.out_lin"), h, h)?,
+                    w.layer_norm(&format!("{p}.sa_layer_norm"), h, eps)?,
+                    w.linear(&format!("{p}.ffn.lin1"), h, i)?,
+                    w.linear(&format!("{p}.ffn.lin2"), i, h)?,
+                    w.layer_norm(&format!("{p}.output_layer_norm"), h, eps)?,
+                )
+            } else {
+                let p = format!("{fam}.encoder.layer.{li}");
+                (
+                    w.linear(&format!("{p}.attention.self.query"), h, h)?,
+                    w.linear(&format!("{p}.attention.self.key"), h, h)?,
+                    w.linear(&format!("{p}.attention.self.value"), h, h)?,
+                    w.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                    w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                    w.linear(&format!("{p}.intermediate.dense"), h, i)?,
+                    w.linear(&format!("{p}.output.dense"), i, h)?,
+                    w.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                )
+            };
+            if li + 1 == cfg.num_layers {
+                last = Some((q.clone(), Linear::concat(&[k.clone(), vv.clone()])?));
+            }
+            layers.push(Layer {
+                qkv: Linear::concat(&[q, k, vv])?,
+                attn_out: ao,
+                attn_ln: aln,
+                inter: it,
+                out: ot,
+                out_ln: oln,
+            });
+        }
+        let (last_q, last_kv) = last.expect("num_layers > 0 is checked by Config");
+        let (head_dense, head_act, head_ln, dec_names, bias_names): (_, _, _, &[&str], &[&str]) =
+            match cfg.family {
+                Family::Bert => (
+                    w.linear("cls.predictions.transform.dense", h, h)?,
+                    cfg.activation,
+                    w.layer_norm("cls.predictions.transform.LayerNorm", h, eps)?,
+                    &["cls.predictions.decoder.weight"],
+                    &["cls.predictions.bias", "cls.predictions.decoder.bias"],
+                ),
+                Family::Roberta => (
+                    w.linear("lm_head.dense", h, h)?,
+                    Activation::Gelu,
+                    w.layer_norm("lm_head.layer_norm", h, eps)?,
+                    &["lm_head.decoder.weight"],
+                    &["lm_head.bias", "lm_head.decoder.bias"],
+                ),
+                Family::DistilBert => (
+                    w.linear("vocab_transform", h, h)?,
+                    cfg.activation,
+                    w.layer_norm("vocab_layer_norm", h, eps)?,
+                    &["vocab_projector.weight"],
+                    &["vocab_projector.bias"],
+                ),
+            };
+        // Tied decoders are often left out of checkpoints: fall back to the word embeddings.
+        let decoder = if w.contains(dec_names[0]) { w.get(dec_names[0], &[v, h])? } else { word.clone() };
+        let decoder_bias = w.get_any(bias_names, &[v])?;
+        Ok(Encoder {
+            cfg: cfg.clone(),
+            device: device.clone(),
+            dtype,
+            word,
+            position,
+            token_type0,
+            emb_ln,
+            layers,
+            last_q,
+            last_kv,
+            head_dense,
+            head_act,
+            head_ln,
+            decoder,
+            decoder_bias,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The input word-embedding matrix `[vocab, hidden]` as f32 on the CPU.
+    pub fn word_embeddings(&self) -> Result<Vec<f32>> {
+        Ok(self.word.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// Runs the encoder on right-padded `seqs` and returns results at `positions` (`(row, pos)`).
+    pub fn forward(
+        &self,
+        seqs: &[Vec<u32>],
+        injections: &[Injection],
+        positions: &[(usize, usize)],
+        want_logits: bool,
+    ) -> Result<EncoderOutput> {
+        let cfg = &self.cfg;
+        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        if positions.is_empty() {
+            return Ok(EncoderOutput {
+                hidden: h,
+                vocab,
+                transform: vec![],
+                logits: want_logits.then(Vec::new),
+            });
+        }
+        let b = seqs.len();
+        let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if l > cfg.max_sequence_len() {
+            bail!("a sequence of {l} tokens is longer than the model's limit of {}", cfg.max_sequence_len());
+        }
+        let pad = cfg.pad_token_id;
+        let mut ids = vec![pad; b * l];
+        let mut valid = vec![0f32; b * l];
+        for (r, s) in seqs.iter().enumerate() {
+            for (p, &t) in s.iter().enumerate() {
+                if t as usize >= vocab {
+                    bail!("token id {t} (row {r}, position {p}) is outside the model vocabulary of {vocab}");
+                }
+                ids[r * l + p] = t;
+                valid[r * l + p] = 1.0;
+            }
+        }
+        for &(r, p) in positions {
+            if r >= b || p >= seqs[r].len() {
+                bail!("requested position ({r}, {p}) is outside the batch");
+            }
+        }
+        let pos_ids: Vec<u32> = match cfg.family {
+            // HF: positions count non-pad tokens, starting after padding_idx.
+            Family::Roberta => {
+                let mut out = vec![pad; b * l];
+                for r in 0..b {
+                    let mut c = 0u32;
+                    for p in 0..l {
+                        if ids[r * l + p] != pad {
+                            c += 1;
+                            out[r * l + p] = pad + c;
+                        }
+                    }
+                }
+                out
+            }
+            _ => (0..b).flat_map(|_| 0..l as u32).collect(),
+        };
+        let dev = &self.device;
+        let mut word_ids = ids.clone();
+        let mut perm: Option<Vec<u32>> = None;
+        let mut inj_data = Vec::new();
+        for (k, inj) in injections.iter().enumerate() {
+            if inj.row >= b || inj.position >= seqs[inj.row].len() {
+                bail!("injection at ({}, {}) is outside the batch", inj.row, inj.position);
+            }
+            if inj.vector.len() != h {
+                bail!("injected vector has {} values, the model's hidden size is {h}", inj.vector.len());
+            }
+            let flat = inj.row * l + inj.position;
+            word_ids[flat] = pad;
+            perm.get_or_insert_with(|| (0..(b * l) as u32).collect())[flat] = (b * l + k) as u32;
+            inj_data.extend_from_slice(&inj.vector);
+        }
+        let mut word = self.word.index_select(&Tensor::from_vec(word_ids, b * l, dev)?, 0)?;
+        if let Some(perm) = perm {
+            let inj = Tensor::from_vec(inj_data, (injections.len(), h), dev)?.to_dtype(self.dtype)?;
+            word = Tensor::cat(&[&word, &inj], 0)?.index_select(&Tensor::from_vec(perm, b * l, dev)?, 0)?;
+        }
+        let mut x = (word + self.position.index_select(&Tensor::from_vec(pos_ids, b * l, dev)?, 0)?)?;
+        if let Some(tt) = &self.token_type0 {
+            x = x.broadcast_add(tt)?;
+        }
+        let x0 = self.emb_ln.forward(&x)?;
+        // Additive attention mask [b, 1, 1, l]: 0 on tokens, a large negative number on padding.
+        let neg: Vec<f32> = valid.iter().map(|&m| if m > 0.0 { 0.0 } else { -1e9 }).collect();
+        let mask = Tensor::from_vec(neg, (b, 1, 1, l), dev)?.to_dtype(self.dtype)?;
+        let mut x = x0;
+        let n_layers = self.layers.len();
+        for layer in &self.layers[..n_layers - 1] {
+            x = self.layer_full(layer, &x, b, l, &mask)?;
+        }
+        let flat_idx: Vec<u32> = positions.iter().map(|&(r, p)| (r * l + p) as u32).collect();
+        let row_idx: Vec<u32> = positions.iter().map(|&(r, _)| r as u32).collect();
+        let n = positions.len();
+        let sel = self.layer_selected(
+            &self.layers[n_layers - 1],
+            &x,
+            &Tensor::from_vec(flat_idx, n, dev)?,
+            &Tensor::from_vec(row_idx, n, dev)?,
+            b,
+            l,
+            &mask,
+        )?;
+        let t = self.head_ln.forward(&activate(self.head_act, &self.head_dense.forward(&sel)?)?)?;
+        let logits = if want_logits {
+            let lg = t.matmul(&self.decoder.t()?)?.broadcast_add(&self.decoder_bias)?;
+            Some(lg.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        Ok(EncoderOutput {
+            hidden: h,
+            vocab,
+            transform: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+            logits,
+        })
+    }
+
+    fn heads(&self) -> (usize, usize) {
+        let nh = self.cfg.num_heads;
+        (nh, self.cfg.hidden_size / nh)
+    }
+
+    /// Splits `[b*l, h]` into `[b, heads, l, d]`.
+    fn split_heads(&self, x: &Tensor, b: usize, l: usize) -> candle_core::Result<Tensor> {
+        let (nh, d) = self.heads();
+        x.reshape((b, l, nh, d))?.transpose(1, 2)?.contiguous()
+    }
+
+    fn ffn(&self, layer: &Layer, x: &Tensor, attn: &Tensor) -> candle_core::Result<Tensor> {
+        let a = layer.attn_ln.forward(&(layer.attn_out.forward(attn)? + x)?)?;
+        let i = activate(self.cfg.activation, &layer.inter.forward(&a)?)?;
+        layer.out_ln.forward(&(layer.out.forward(&i)? + a)?)
+    }
+
+    fn layer_full(&self, layer: &Layer, x: &Tensor, b: usize, l: usize, mask: &Tensor) -> Result<Tensor> {
+        let h = self.cfg.hidden_size;
+        let (_, d) = self.heads();
+        let qkv = layer.qkv.forward(x)?;
+        let q = (self.split_heads(&qkv.narrow(1, 0, h)?, b, l)? * (1.0 / (d as f64).sqrt()))?;
+        let k = self.split_heads(&qkv.narrow(1, h, h)?, b, l)?;
+        let v = self.split_heads(&qkv.narrow(1, 2 * h, h)?, b, l)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * l, h))?;
+        Ok(self.ffn(layer, x, &ctx)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_selected(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        flat_idx: &Tensor,
+        row_idx: &Tensor,
+        b: usize,
+        l: usize,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let h = self.cfg.hidden_size;
+        let (nh, d) = self.heads();
+        let n = flat_idx.dim(0)?;
+        let xs = x.index_select(flat_idx, 0)?;
+        let q = (self.last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
+        let kv = self.last_kv.forward(x)?;
+        let k = self.split_heads(&kv.narrow(1, 0, h)?, b, l)?.index_select(row_idx, 0)?;
+        let v = self.split_heads(&kv.narrow(1, h, h)?, b, l)?.index_select(row_idx, 0)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(&mask.index_select(row_idx, 0)?)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let ctx = probs.matmul(&v)?.reshape((n, h))?;
+        // The output layer of the selected rows only: this is what makes it cheap.
+        Ok(self.ffn(layer, &xs, &ctx)?)
+    }
+}

@@ -1,0 +1,200 @@
+//! The model half of the engine: a local Hugging Face checkpoint directory loaded into an
+//! encoder that PELT can drive (injections in, transform outputs and logits out).
+
+mod config;
+mod encoder;
+mod tokenizer;
+mod weights;
+
+pub use config::{Activation, Config, Family};
+pub use encoder::{Encoder, EncoderOutput, Injection};
+pub use tokenizer::{Encoded, TextTokenizer};
+pub use weights::weights_file;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Directory of the model bundled with the project (SPLADE-tiny-msmarco, a BERT MLM).
+pub fn bundled_model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/splade-tiny-msmarco")
+}
+
+/// Where the model runs. `Auto` takes an accelerator when this build and machine have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => DeviceChoice::Auto,
+            "cpu" => DeviceChoice::Cpu,
+            "cuda" | "gpu" => DeviceChoice::Cuda,
+            "metal" => DeviceChoice::Metal,
+            other => bail!("unknown device `{other}` (expected auto, cpu, cuda or metal)"),
+        })
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::Metal => "metal",
+        })
+    }
+}
+
+impl DeviceChoice {
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda => {
+                if !cfg!(feature = "cuda") {
+                    bail!("this build of pelt has no CUDA support: rebuild with `--features cuda`, or use --device cpu");
+                }
+                Device::new_cuda(0).context("no usable CUDA device (is a driver installed and a GPU visible?)")
+            }
+            DeviceChoice::Metal => {
+                if !cfg!(feature = "metal") {
+                    bail!("this build of pelt has no Metal support: rebuild with `--features metal`, or use --device cpu");
+                }
+                Device::new_metal(0).context("no usable Metal device")
+            }
+            DeviceChoice::Auto => {
+                if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
+                    if let Ok(d) = Device::new_cuda(0) {
+                        return Ok(d);
+                    }
+                }
+                if cfg!(feature = "metal") && candle_core::utils::metal_is_available() {
+                    if let Ok(d) = Device::new_metal(0) {
+                        return Ok(d);
+                    }
+                }
+                Ok(Device::Cpu)
+            }
+        }
+    }
+}
+
+pub fn describe_device(d: &Device) -> &'static str {
+    match d {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Metal(_) => "metal",
+    }
+}
+
+/// A loaded checkpoint: configuration, tokenizer and encoder.
+pub struct Model {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub tokenizer: TextTokenizer,
+    pub encoder: Encoder,
+    weights_path: PathBuf,
+    sha256: OnceLock<String>,
+}
+
+impl Model {
+    /// Loads `dir` (config.json, a tokenizer, model.safetensors or pytorch_model.bin).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_dtype(dir, device, DType::F32)
+    }
+
+    pub fn load_with_dtype(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("model directory {} does not exist", dir.display());
+        }
+        let cfg_path = dir.join("config.json");
+        if !cfg_path.is_file() {
+            bail!("{}: missing config.json", dir.display());
+        }
+        let config = Config::from_file(&cfg_path)?;
+        let tokenizer = TextTokenizer::load(dir, config.family)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            bail!(
+                "tokenizer/model mismatch: {} produces token ids up to {} but {} says vocab_size = {}",
+                tokenizer.source,
+                tokenizer.vocab_size() - 1,
+                cfg_path.display(),
+                config.vocab_size
+            );
+        }
+        let weights_path = weights_file(dir)?;
+        let w = weights::Weights::load(&weights_path, config.family, device, dtype)?;
+        let encoder = Encoder::load(&w, &config, device, dtype)?;
+        Ok(Model {
+            dir: dir.to_path_buf(),
+            config,
+            tokenizer,
+            encoder,
+            weights_path,
+            sha256: OnceLock::new(),
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    pub fn weights_path(&self) -> &Path {
+        &self.weights_path
+    }
+
+    /// sha256 of the weights file, hex (computed once).
+    pub fn weights_sha256(&self) -> Result<String> {
+        if let Some(s) = self.sha256.get() {
+            return Ok(s.clone());
+        }
+        let s = sha256_file(&self.weights_path)?;
+        Ok(self.sha256.get_or_init(|| s).clone())
+    }
+
+    /// A short name for the model (its directory name).
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Softmax of a logit row into probabilities (f64 accumulation).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|&x| ((x - m) as f64).exp()).collect();
+    let s: f64 = exps.iter().sum();
+    exps.iter().map(|&e| (e / s) as f32).collect()
+}
+
+/// Indices of the `k` largest values, largest first.
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    let k = k.min(idx.len());
+    if k == 0 {
+        return vec![];
+    }
+    idx.select_nth_unstable_by(k - 1, |&a, &b| values[b].total_cmp(&values[a]));
+    idx.truncate(k);
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    idx
+}
