@@ -118,6 +118,9 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Leave out entities linked fewer than this many times.
+        #[arg(long, default_value_t = 1)]
+        min_count: usize,
     },
 }
 
@@ -250,8 +253,8 @@ pub fn run(cli: Cli) -> Result<()> {
             t.export_projector(&dir)?;
             writeln!(out, "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)", dir.display(), dir.display(), t.len())?;
         }
-        Command::EntitiesFromFewrel { files, out: out_path } => {
-            let list = EntityList::from_fewrel(&files)?;
+        Command::EntitiesFromFewrel { files, out: out_path, min_count } => {
+            let list = EntityList::from_fewrel(&files, min_count)?;
             list.write_tsv(&out_path)?;
             writeln!(out, "wrote {} ({} entities)", out_path.display(), list.len())?;
         }

@@ -116,7 +116,8 @@ impl EntityList {
 
     /// Collects the linked entities of FewRel-style files (`h`/`t` = [name, id, positions]):
     /// the first surface form seen becomes the name, the others aliases.
-    pub fn from_fewrel(paths: &[impl AsRef<Path>]) -> Result<Self> {
+    /// Entities linked fewer than `min_count` times are left out.
+    pub fn from_fewrel(paths: &[impl AsRef<Path>], min_count: usize) -> Result<Self> {
         let mut order: Vec<String> = Vec::new();
         let mut forms: HashMap<String, BTreeMap<String, usize>> = HashMap::new();
         let mut first: HashMap<String, String> = HashMap::new();
@@ -139,8 +140,9 @@ impl EntityList {
         if order.is_empty() {
             bail!("no linked entities found in the FewRel files");
         }
-        let entities = order
+        let entities: Vec<Entity> = order
             .into_iter()
+            .filter(|id| forms[id].values().sum::<usize>() >= min_count)
             .map(|id| {
                 let name = first[&id].clone();
                 let aliases = forms[&id]
@@ -151,6 +153,9 @@ impl EntityList {
                 Entity { id, name, aliases }
             })
             .collect();
+        if entities.is_empty() {
+            bail!("no entity is linked at least {min_count} times in the FewRel files");
+        }
         Ok(EntityList { entities })
     }
 }

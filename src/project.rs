@@ -119,3 +119,40 @@ fn relative_to(p: &Path, base: &Path) -> PathBuf {
 pub fn bundled_demo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_demo_loads_with_resolved_paths() {
+        let p = Project::load(&bundled_demo()).unwrap();
+        assert!(p.corpus[0].ends_with("assets/sample/pubmed.txt") && p.corpus[0].is_file(), "{:?}", p.corpus);
+        assert!(p.entities.as_ref().unwrap().is_file());
+        assert!(p.model_dir().join("config.json").is_file());
+        assert_eq!(p.options.k, 256);
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Project::load(&bundled_demo()).unwrap();
+        p.corpus = vec![dir.path().join("data/c.txt")];
+        p.options.norm = 3.5;
+        let path = dir.path().join("proj/x.ron");
+        p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"../data/c.txt\""), "{text}");
+        let q = Project::load(&path).unwrap();
+        assert_eq!(q, p);
+    }
+
+    #[test]
+    fn bad_project_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.ron");
+        std::fs::write(&path, "(\n  name: \"x\",\n  corpus: 5,\n)").unwrap();
+        let e = format!("{:#}", Project::load(&path).unwrap_err());
+        assert!(e.contains("bad.ron:3"), "{e}");
+    }
+}
