@@ -115,15 +115,15 @@ impl EntityList {
     }
 
     /// Collects the linked entities of FewRel-style files (`h`/`t` = [name, id, positions]):
-    /// the first surface form seen becomes the name, the others aliases.
-    /// Entities linked fewer than `min_count` times are left out.
+    /// the most frequent surface form becomes the name (the first seen on ties), the others
+    /// aliases. Entities linked fewer than `min_count` times are left out.
     pub fn from_fewrel(paths: &[impl AsRef<Path>], min_count: usize) -> Result<Self> {
+        // Per id: surface form -> (count, first seen).
         let mut order: Vec<String> = Vec::new();
-        let mut forms: HashMap<String, BTreeMap<String, usize>> = HashMap::new();
-        let mut first: HashMap<String, String> = HashMap::new();
+        let mut forms: HashMap<String, BTreeMap<String, (usize, usize)>> = HashMap::new();
+        let mut seen = 0usize;
         for p in paths {
-            let p = p.as_ref();
-            for ex in crate::corpus::fewrel_examples(p)? {
+            for ex in crate::corpus::fewrel_examples(p.as_ref())? {
                 for (name, id) in [ex.head, ex.tail].into_iter().flatten() {
                     let (name, id) = (name.trim().to_string(), id.trim().to_string());
                     if id.is_empty() || name.is_empty() {
@@ -131,9 +131,9 @@ impl EntityList {
                     }
                     if !forms.contains_key(&id) {
                         order.push(id.clone());
-                        first.insert(id.clone(), name.clone());
                     }
-                    *forms.entry(id).or_default().entry(name).or_default() += 1;
+                    seen += 1;
+                    forms.entry(id).or_default().entry(name).or_insert((0, seen)).0 += 1;
                 }
             }
         }
@@ -142,14 +142,15 @@ impl EntityList {
         }
         let entities: Vec<Entity> = order
             .into_iter()
-            .filter(|id| forms[id].values().sum::<usize>() >= min_count)
+            .filter(|id| forms[id].values().map(|v| v.0).sum::<usize>() >= min_count)
             .map(|id| {
-                let name = first[&id].clone();
-                let aliases = forms[&id]
-                    .keys()
-                    .filter(|f| !f.eq_ignore_ascii_case(&name))
-                    .cloned()
-                    .collect();
+                let f = &forms[&id];
+                let name = f
+                    .iter()
+                    .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)))
+                    .map(|(n, _)| n.clone())
+                    .expect("at least one form");
+                let aliases = f.keys().filter(|a| !a.eq_ignore_ascii_case(&name)).cloned().collect();
                 Entity { id, name, aliases }
             })
             .collect();

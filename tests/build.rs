@@ -1,0 +1,223 @@
+//! Table construction: reference equality with HF transformers, determinism, sharding,
+//! cancel + resume, and the file format.
+
+mod common;
+use common::*;
+
+use candle_core::Device;
+use pelt::build::{build_table, BuildInput, BuildOptions, BuildOutcome, BuildReport};
+use pelt::contexts::mask_mention;
+use pelt::corpus::Corpus;
+use pelt::entities::load_entities;
+use pelt::model::{bundled_model_dir, Model};
+use pelt::progress::Phase;
+use pelt::table::Table;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn build(model: &Model, corpus: &[PathBuf], entities: &PathBuf, opts: &BuildOptions) -> (Table, BuildReport) {
+    let cancel = AtomicBool::new(false);
+    let corpus = Corpus::open(corpus).unwrap();
+    let entities = load_entities(entities).unwrap();
+    let out = build_table(
+        BuildInput { model, corpus: &corpus, entities: &entities, options: opts, checkpoint: None, resume: false, cancel: &cancel },
+        &mut |_| {},
+    )
+    .unwrap();
+    match out {
+        BuildOutcome::Finished(t, r) => (*t, r),
+        BuildOutcome::Cancelled { .. } => panic!("cancelled"),
+    }
+}
+
+fn sample() -> (Vec<PathBuf>, PathBuf) {
+    (vec![root().join("assets/sample/pubmed.txt")], root().join("assets/sample/pubmed-entities.tsv"))
+}
+
+fn check_reference(model_dir: PathBuf, expected: &str) {
+    let model = Model::load(&model_dir, &Device::Cpu).unwrap();
+    let exp = json(&format!("pelt/{expected}"));
+    let opts = BuildOptions { batch: 4, ..Default::default() };
+    let (table, report) = build(&model, &[fixture("pelt/corpus.txt")], &fixture("pelt/entities.tsv"), &opts);
+    let norm = exp["norm"].as_f64().unwrap() as f32;
+    let mut worst = 0f32;
+    for (i, e) in exp["entities"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(table.entity_ids[i], e["id"].as_str().unwrap());
+        assert_eq!(table.counts[i], e["count"].as_i64().unwrap(), "count of {}", table.entity_ids[i]);
+        let d = max_abs_diff(&table.embedding_at(i, norm), &f32s(&e["embedding"]));
+        worst = worst.max(d);
+        assert!(d <= 1e-4, "{}: embedding differs by {d}", table.entity_ids[i]);
+        let d = max_abs_diff(table.sum(i), &f32s(&e["sum"]));
+        assert!(d <= 1e-3, "{}: sum differs by {d}", table.entity_ids[i]);
+    }
+    eprintln!("{expected}: max |diff| of normalised vectors {worst:.2e}");
+    assert_eq!(report.not_found, vec!["Q7259".to_string()]);
+    // Same contexts, same masked inputs.
+    let want = exp["contexts"].as_array().unwrap();
+    assert_eq!(table.contexts.len(), want.len());
+    let mut got: Vec<(String, u32, u32, u32)> =
+        table.contexts.iter().map(|c| (table.entity_ids[c.entity as usize].clone(), c.line - 1, c.start, c.end)).collect();
+    let mut exp_ctx: Vec<(String, u32, u32, u32)> = want
+        .iter()
+        .map(|c| (c["entity"].as_str().unwrap().into(), c["line"].as_u64().unwrap() as u32, c["start"].as_u64().unwrap() as u32, c["end"].as_u64().unwrap() as u32))
+        .collect();
+    got.sort();
+    exp_ctx.sort();
+    assert_eq!(got, exp_ctx);
+    for c in want {
+        let rec = table
+            .contexts
+            .iter()
+            .find(|r| r.line - 1 == c["line"].as_u64().unwrap() as u32 && r.start == c["start"].as_u64().unwrap() as u32)
+            .unwrap();
+        let m = mask_mention(&model.tokenizer, &rec.text, rec.start as usize, rec.end as usize, 64).unwrap().unwrap();
+        assert_eq!(m.ids, u32s(&c["input_ids"]));
+        assert_eq!(m.mask_position as u64, c["mask_position"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn built_vectors_match_transformers_tiny_bert() {
+    check_reference(fixture("models/tiny-bert"), "expected_tiny-bert.json");
+}
+
+#[test]
+fn built_vectors_match_transformers_bundled_model() {
+    check_reference(bundled_model_dir(), "expected_splade-tiny-msmarco.json");
+}
+
+#[test]
+fn same_seed_gives_byte_identical_table_and_other_seed_differs() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let (c, e) = sample();
+    let opts = BuildOptions { k: 8, ..Default::default() };
+    let (a, _) = build(&model, &c, &e, &opts);
+    let (b, _) = build(&model, &c, &e, &opts);
+    assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
+    assert!(a.counts.iter().all(|&n| n <= 8));
+    let (d, _) = build(&model, &c, &e, &BuildOptions { seed: 7, ..opts });
+    assert_ne!(a.contexts, d.contexts, "another seed samples other contexts");
+}
+
+#[test]
+fn shards_merged_equal_the_single_build() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let (c, e) = sample();
+    let opts = BuildOptions { k: 16, ..Default::default() };
+    let (whole, _) = build(&model, &c, &e, &opts);
+    let (s0, _) = build(&model, &c, &e, &BuildOptions { shard: Some((0, 2)), ..opts.clone() });
+    let (s1, _) = build(&model, &c, &e, &BuildOptions { shard: Some((1, 2)), ..opts.clone() });
+    assert!(s0.contexts.len() > 100 && s1.contexts.len() > 100, "both shards do real work");
+    assert_eq!(s0.meta.shard, "0/2");
+    let merged = Table::merge(&[s1.clone(), s0.clone()]).unwrap();
+    assert_eq!(merged.meta.shard, "all");
+    assert_eq!(merged.counts, whole.counts);
+    assert_eq!(merged.contexts, whole.contexts);
+    let d = max_abs_diff(&merged.sums, &whole.sums);
+    assert!(d <= 1e-4, "sums differ by {d}");
+    let d = max_abs_diff(&merged.embeddings(7.0), &whole.embeddings(7.0));
+    assert!(d <= 1e-5, "embeddings differ by {d}");
+    // Mismatched tables are refused.
+    let other = build(&model, &c, &e, &BuildOptions { seed: 1, shard: Some((1, 2)), ..opts }).0;
+    let err = format!("{:#}", Table::merge(&[s0, other]).unwrap_err());
+    assert!(err.contains("seed"), "{err}");
+}
+
+#[test]
+fn cancelled_then_resumed_build_equals_uninterrupted() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let (c, e) = sample();
+    let opts = BuildOptions { k: 16, batch: 4, ..Default::default() };
+    let (whole, _) = build(&model, &c, &e, &opts);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("t.safetensors.ckpt");
+    let corpus = Corpus::open(&c).unwrap();
+    let entities = load_entities(&e).unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut at = 0;
+    let out = build_table(
+        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &opts, checkpoint: Some(ckpt.clone()), resume: false, cancel: &cancel },
+        &mut |p| {
+            if p.phase == Phase::Encoding && p.done * 2 >= p.total.unwrap() && at == 0 {
+                at = p.done;
+                cancel.store(true, Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    let BuildOutcome::Cancelled { done, total, checkpoint } = out else { panic!("expected a cancelled build") };
+    assert!(done >= at && done < total, "stopped part-way: {done}/{total}");
+    assert_eq!(checkpoint.as_ref(), Some(&ckpt));
+    assert!(ckpt.exists());
+    let cancel = AtomicBool::new(false);
+    let out = build_table(
+        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &opts, checkpoint: Some(ckpt.clone()), resume: true, cancel: &cancel },
+        &mut |_| {},
+    )
+    .unwrap();
+    let BuildOutcome::Finished(resumed, report) = out else { panic!("resume did not finish") };
+    assert_eq!(report.resumed_from, done);
+    assert_eq!(resumed.to_bytes().unwrap(), whole.to_bytes().unwrap());
+    // A checkpoint from other options is refused.
+    let other = BuildOptions { seed: 3, ..opts };
+    let cancel = AtomicBool::new(false);
+    let err = build_table(
+        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &other, checkpoint: Some(ckpt.clone()), resume: true, cancel: &cancel },
+        &mut |_| {},
+    );
+    let err = format!("{:#}", err.err().expect("mismatched checkpoint must be refused"));
+    assert!(err.contains("checkpoint belongs to a build with other inputs"), "{err}");
+}
+
+#[test]
+fn table_file_round_trip_renorm_and_model_check() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let (c, e) = sample();
+    let (t, _) = build(&model, &c, &e, &BuildOptions { k: 4, ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.safetensors");
+    t.save(&p).unwrap();
+    t.save(&p).unwrap(); // overwriting leaves no temporary files behind
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let back = Table::load(&p).unwrap();
+    assert_eq!(back, t);
+    // Stored embeddings have the stored norm; renorm keeps the sums.
+    let i = (0..t.len()).find(|&i| t.counts[i] > 0).unwrap();
+    let n: f32 = t.embedding_at(i, t.norm).iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((n - 7.0).abs() < 1e-4);
+    let mut r = back.clone();
+    r.norm = 2.5;
+    let r2 = Table::from_bytes(&r.to_bytes().unwrap()).unwrap();
+    assert_eq!(r2.sums, t.sums);
+    assert_eq!(r2.norm, 2.5);
+    // Model check: the right model passes, another is refused with a clear message.
+    back.check_model(&model.name(), &model.weights_sha256().unwrap(), model.hidden_size()).unwrap();
+    let tiny = Model::load(&fixture("models/tiny-bert"), &Device::Cpu).unwrap();
+    let err = format!("{:#}", back.check_model(&tiny.name(), &tiny.weights_sha256().unwrap(), tiny.hidden_size()).unwrap_err());
+    assert!(err.contains("only fits the model that built it"), "{err}");
+    // Projector export.
+    let pd = dir.path().join("proj");
+    t.export_projector(&pd).unwrap();
+    let vectors = std::fs::read_to_string(pd.join("vectors.tsv")).unwrap();
+    let meta = std::fs::read_to_string(pd.join("metadata.tsv")).unwrap();
+    assert_eq!(vectors.lines().count(), t.len());
+    assert_eq!(vectors.lines().next().unwrap().split('\t').count(), t.hidden());
+    assert_eq!(meta.lines().count(), t.len() + 1);
+    assert_eq!(meta.lines().next().unwrap(), "name\tid\tcount");
+}
+
+#[test]
+fn damaged_table_files_are_refused_clearly() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let (c, e) = sample();
+    let (t, _) = build(&model, &c, &e, &BuildOptions { k: 2, ..Default::default() });
+    let bytes = t.to_bytes().unwrap();
+    let err = format!("{:#}", Table::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err());
+    assert!(err.contains("safetensors"), "{err}");
+    // Another format tag.
+    let mut edited = bytes.clone();
+    let at = edited.windows(12).position(|w| w == b"pelt-table/1").unwrap();
+    edited[at + 11] = b'9';
+    let err = format!("{:#}", Table::from_bytes(&edited).unwrap_err());
+    assert!(err.contains("format") && err.contains("pelt-table/9"), "{err}");
+}
