@@ -129,8 +129,24 @@ fn load_model(dir: Option<PathBuf>, device: DeviceChoice) -> Result<Model> {
     Model::load(&dir, &device.open()?)
 }
 
+/// A progress bar on stderr when it is a terminal; otherwise one line per phase and every ~10 s.
 fn progress_bar(p: &Progress) {
+    use std::io::IsTerminal;
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<(crate::progress::Phase, std::time::Instant)>> = Mutex::new(None);
     let mut err = std::io::stderr();
+    if !err.is_terminal() {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let due = match *last {
+            Some((ph, t)) => ph != p.phase || t.elapsed().as_secs() >= 10,
+            None => true,
+        };
+        if due {
+            *last = Some((p.phase, std::time::Instant::now()));
+            let _ = writeln!(err, "{}", p.describe());
+        }
+        return;
+    }
     let bar = match p.fraction() {
         Some(f) => {
             let w = 24;
@@ -186,13 +202,26 @@ pub fn run(cli: Cli) -> Result<()> {
             if !resume && ckpt.exists() {
                 eprintln!("note: {} exists; starting afresh (use --resume to continue it)", ckpt.display());
             }
-            let cancel = AtomicBool::new(false);
+            // Ctrl-C stops after the current batch and writes a checkpoint for --resume.
+            static CANCEL: AtomicBool = AtomicBool::new(false);
+            let cancel = &CANCEL;
+            let _ = ctrlc::set_handler(|| {
+                if CANCEL.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+            });
             let outcome = build_table(
-                BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &options, checkpoint: Some(ckpt.clone()), resume, cancel: &cancel },
+                BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &options, checkpoint: Some(ckpt.clone()), resume, cancel },
                 &mut progress_bar,
             )?;
             eprintln!();
-            let BuildOutcome::Finished(table, report) = outcome else { bail!("build cancelled") };
+            let (table, report) = match outcome {
+                BuildOutcome::Finished(t, r) => (t, r),
+                BuildOutcome::Cancelled { done, total, .. } => bail!(
+                    "build interrupted after {done} of {total} contexts; checkpoint written to {} — rerun the same command with --resume to continue",
+                    ckpt.display()
+                ),
+            };
             table.save(&out_path)?;
             let _ = std::fs::remove_file(&ckpt);
             for w in &report.read.warnings {
