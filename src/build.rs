@@ -109,16 +109,6 @@ struct Window {
     skipped: Vec<usize>,
 }
 
-struct Checkpoint {
-    fingerprint: String,
-    window: usize,
-    batch: usize,
-    sums: Vec<f64>,
-    counts: Vec<i64>,
-    skipped: Vec<usize>,
-    done: u64,
-}
-
 pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Result<BuildOutcome> {
     let BuildInput { model, corpus, entities, options: opts, checkpoint, resume, cancel } = input;
     if opts.batch == 0 {
@@ -209,7 +199,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let corpus_sha = corpus.sha256()?;
     let fingerprint = fingerprint(&model_sha, &corpus_sha, entities, opts)?;
     let total = records.len() as u64;
-    let mut state = Checkpoint {
+    let mut state = EncodeState {
         fingerprint: fingerprint.clone(),
         window: 0,
         batch: 0,
@@ -217,6 +207,9 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         counts: vec![0; n],
         skipped: vec![],
         done: 0,
+        tokens: 0,
+        padded_tokens: 0,
+        flops: 0.0,
     };
     if resume {
         let path = checkpoint.as_ref().context("resume needs a checkpoint path")?;
@@ -232,14 +225,109 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             report.resumed_from = state.done;
         }
     }
+    let started = Instant::now();
+    let cancelled = encode_records(model, &records, opts, &mut state, checkpoint.as_deref(), cancel, progress)?;
+    if cancelled {
+        if let Some(p) = &checkpoint {
+            save_checkpoint(p, &state)?;
+        }
+        return Ok(BuildOutcome::Cancelled { done: state.done, total, checkpoint: checkpoint.clone() });
+    }
+    report.encode_secs = started.elapsed().as_secs_f64();
+    report.contexts_per_sec = (state.done - report.resumed_from) as f64 / report.encode_secs.max(1e-9);
+    report.skipped_contexts = state.skipped.len();
+    let skipped: std::collections::HashSet<usize> = state.skipped.iter().copied().collect();
+    let contexts: Vec<ContextRecord> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !skipped.contains(i))
+        .map(|(_, r)| r)
+        .collect();
+    report.contexts = contexts.len();
+    let table = Table {
+        meta: TableMeta {
+            model: model.name(),
+            model_sha256: model_sha,
+            hidden_size: h,
+            k: opts.k,
+            seed: opts.seed,
+            max_len: opts.max_len,
+            corpus: corpus.files.iter().map(|p| file_label(p)).collect::<Vec<_>>().join(","),
+            corpus_sha256: corpus_sha,
+            shard: match opts.shard {
+                Some((i, n)) if n > 1 => format!("{i}/{n}"),
+                _ => "all".into(),
+            },
+            case_sensitive: opts.case_sensitive,
+        },
+        entity_ids: entities.entities.iter().map(|e| e.id.clone()).collect(),
+        entity_names: entities.entities.iter().map(|e| e.name.clone()).collect(),
+        entity_aliases: entities.entities.iter().map(|e| e.aliases.clone()).collect(),
+        sums: state.sums.iter().map(|&x| x as f32).collect(),
+        counts: state.counts,
+        found,
+        norm: opts.norm,
+        contexts,
+    };
+    report.not_found = table.not_found().into_iter().map(|i| table.entity_ids[i].clone()).collect();
+    Ok(BuildOutcome::Finished(Box::new(table), report))
+}
+
+/// Sums of transform outputs over contexts, with how far the encoding got (for checkpoints).
+pub struct EncodeState {
+    fingerprint: String,
+    window: usize,
+    batch: usize,
+    pub sums: Vec<f64>,
+    pub counts: Vec<i64>,
+    /// Records whose mention no token covered.
+    pub skipped: Vec<usize>,
+    pub done: u64,
+    /// Statistics of this run: real tokens, padded tokens, matmul FLOPs of the encoder.
+    pub tokens: u64,
+    pub padded_tokens: u64,
+    pub flops: f64,
+}
+
+impl EncodeState {
+    pub fn new(n_entities: usize, hidden: usize) -> Self {
+        EncodeState {
+            fingerprint: String::new(),
+            window: 0,
+            batch: 0,
+            sums: vec![0.0; n_entities * hidden],
+            counts: vec![0; n_entities],
+            skipped: vec![],
+            done: 0,
+            tokens: 0,
+            padded_tokens: 0,
+            flops: 0.0,
+        }
+    }
+}
+
+/// Masks, batches and encodes `records` (in windows of `batch * window_batches` contexts
+/// sorted by length), adding each transform output to its entity's sum in `state`.
+/// Tokenization runs on a second thread. Returns `true` when stopped by `cancel`; `state`
+/// then holds a consistent point to continue from.
+pub fn encode_records(
+    model: &Model,
+    records: &[ContextRecord],
+    opts: &BuildOptions,
+    state: &mut EncodeState,
+    checkpoint: Option<&Path>,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<bool> {
+    let h = model.hidden_size();
+    let total = records.len() as u64;
     let window_size = opts.batch * opts.window_batches.max(1);
     let n_windows = records.len().div_ceil(window_size);
     let mut meter = Meter::new(Phase::Encoding, state.done);
-    let started = Instant::now();
     let mut last_ckpt = Instant::now();
     let tok = &model.tokenizer;
     let max_len = opts.max_len;
-    let records_ref = &records;
+    let records_ref = records;
     let first_window = state.window;
     let mut cancelled = false;
     std::thread::scope(|scope| -> Result<()> {
@@ -286,6 +374,10 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                 let positions: Vec<(usize, usize)> =
                     batch.iter().enumerate().map(|(row, (_, m))| (row, m.mask_position)).collect();
                 let out = model.encoder.forward(&seqs, &[], &positions, false)?;
+                let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
+                state.tokens += seqs.iter().map(|s| s.len() as u64).sum::<u64>();
+                state.padded_tokens += (seqs.len() * longest) as u64;
+                state.flops += model.encoder.matmul_flops(seqs.len(), longest, positions.len());
                 for (row, (ri, _)) in batch.iter().enumerate() {
                     let e = records_ref[*ri].entity as usize;
                     let acc = &mut state.sums[e * h..(e + 1) * h];
@@ -299,9 +391,9 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                 if meter.due() {
                     progress(&meter.progress(state.done, Some(total)));
                 }
-                if let Some(p) = &checkpoint {
+                if let Some(p) = checkpoint {
                     if last_ckpt.elapsed().as_secs_f64() >= opts.checkpoint_secs {
-                        save_checkpoint(p, &state)?;
+                        save_checkpoint(p, state)?;
                         last_ckpt = Instant::now();
                     }
                 }
@@ -311,51 +403,10 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         }
         Ok(())
     })?;
-    if cancelled {
-        if let Some(p) = &checkpoint {
-            save_checkpoint(p, &state)?;
-        }
-        return Ok(BuildOutcome::Cancelled { done: state.done, total, checkpoint: checkpoint.clone() });
+    if !cancelled {
+        progress(&meter.progress(state.done, Some(total)));
     }
-    progress(&meter.progress(state.done, Some(total)));
-    report.encode_secs = started.elapsed().as_secs_f64();
-    report.contexts_per_sec = (state.done - report.resumed_from) as f64 / report.encode_secs.max(1e-9);
-    report.skipped_contexts = state.skipped.len();
-    let skipped: std::collections::HashSet<usize> = state.skipped.iter().copied().collect();
-    let contexts: Vec<ContextRecord> = records
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !skipped.contains(i))
-        .map(|(_, r)| r)
-        .collect();
-    report.contexts = contexts.len();
-    let table = Table {
-        meta: TableMeta {
-            model: model.name(),
-            model_sha256: model_sha,
-            hidden_size: h,
-            k: opts.k,
-            seed: opts.seed,
-            max_len: opts.max_len,
-            corpus: corpus.files.iter().map(|p| file_label(p)).collect::<Vec<_>>().join(","),
-            corpus_sha256: corpus_sha,
-            shard: match opts.shard {
-                Some((i, n)) if n > 1 => format!("{i}/{n}"),
-                _ => "all".into(),
-            },
-            case_sensitive: opts.case_sensitive,
-        },
-        entity_ids: entities.entities.iter().map(|e| e.id.clone()).collect(),
-        entity_names: entities.entities.iter().map(|e| e.name.clone()).collect(),
-        entity_aliases: entities.entities.iter().map(|e| e.aliases.clone()).collect(),
-        sums: state.sums.iter().map(|&x| x as f32).collect(),
-        counts: state.counts,
-        found,
-        norm: opts.norm,
-        contexts,
-    };
-    report.not_found = table.not_found().into_iter().map(|i| table.entity_ids[i].clone()).collect();
-    Ok(BuildOutcome::Finished(Box::new(table), report))
+    Ok(cancelled)
 }
 
 fn file_label(p: &Path) -> String {
@@ -372,7 +423,7 @@ fn fingerprint(model_sha: &str, corpus_sha: &str, entities: &EntityList, opts: &
     Ok(format!("{:x}", Sha256::digest(serde_json::to_vec(&v)?)))
 }
 
-fn save_checkpoint(path: &Path, s: &Checkpoint) -> Result<()> {
+fn save_checkpoint(path: &Path, s: &EncodeState) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert("format", "pelt-checkpoint/1".to_string());
     meta.insert("fingerprint", s.fingerprint.clone());
@@ -389,7 +440,7 @@ fn save_checkpoint(path: &Path, s: &Checkpoint) -> Result<()> {
     write_atomic(path, &write_safetensors(&meta, &tensors)?)
 }
 
-fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<Checkpoint> {
+fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<EncodeState> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let bad = |what: &str| anyhow::anyhow!("{}: not a usable checkpoint ({what})", path.display());
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|_| bad("not safetensors"))?;
@@ -402,12 +453,15 @@ fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<Checkpoint> {
     if sums.shape() != [n, h] || counts.shape() != [n] {
         return Err(bad("shapes do not match this build"));
     }
-    Ok(Checkpoint {
+    Ok(EncodeState {
         fingerprint: field("fingerprint")?,
         window: num("window")? as usize,
         batch: num("batch")? as usize,
         done: num("done")?,
         skipped: serde_json::from_str(&field("skipped")?).map_err(|_| bad("`skipped`"))?,
+        tokens: 0,
+        padded_tokens: 0,
+        flops: 0.0,
         sums: sums.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect(),
         counts: counts.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect(),
     })

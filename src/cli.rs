@@ -112,6 +112,29 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Benchmark table construction on a fixed set of contexts (bundled model and a
+    /// bert-base-shaped model with random weights).
+    Bench {
+        /// Which model: bundled, bert-base, both, or a model directory.
+        #[arg(long, default_value = "both")]
+        model: String,
+        /// Contexts (JSON Lines: entity, text, start, end).
+        #[arg(long)]
+        contexts: Option<PathBuf>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Where the random bert-base model is written (reused when present).
+        #[arg(long, default_value = "target/bench-models/bert-base")]
+        model_dir: PathBuf,
+        /// Side of the square matmul used to measure the machine's peak (0 skips it).
+        #[arg(long, default_value_t = 1536)]
+        matmul: usize,
+        /// Write results (and vectors, for bench/compare.py) as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Write an entity list (id, name, aliases) from FewRel-style files.
     EntitiesFromFewrel {
         #[arg(required = true, num_args = 1..)]
@@ -281,6 +304,43 @@ pub fn run(cli: Cli) -> Result<()> {
             let t = Table::load(&table)?;
             t.export_projector(&dir)?;
             writeln!(out, "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)", dir.display(), dir.display(), t.len())?;
+        }
+        Command::Bench { model, contexts, batch, device, model_dir, matmul, json } => {
+            let dev = device.open()?;
+            let contexts = contexts.unwrap_or_else(crate::bench::default_contexts);
+            let mut report = serde_json::Map::new();
+            writeln!(out, "device: {}, threads: {}", crate::model::describe_device(&dev), candle_core::utils::get_num_threads())?;
+            if matmul > 0 {
+                let peak = crate::bench::matmul_peak(&dev, matmul)?;
+                writeln!(out, "matmul peak ({matmul}x{matmul} f32): {peak:.1} GFLOP/s")?;
+                report.insert("matmul_peak_gflops".into(), peak.into());
+            }
+            let dirs: Vec<(String, PathBuf)> = match model.as_str() {
+                "bundled" => vec![("bundled".into(), bundled_model_dir())],
+                "bert-base" => vec![("bert-base".into(), model_dir.clone())],
+                "both" => vec![("bundled".into(), bundled_model_dir()), ("bert-base".into(), model_dir.clone())],
+                other => vec![(other.into(), PathBuf::from(other))],
+            };
+            for (label, dir) in dirs {
+                if label == "bert-base" && !dir.join("model.safetensors").exists() {
+                    eprintln!("writing random bert-base weights to {} …", dir.display());
+                    crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
+                }
+                let r = crate::bench::run(&dir, &dev, &contexts, batch)?;
+                writeln!(
+                    out,
+                    "{label}: {} contexts ({} entities), batch {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} with padding); encoder matmuls {:.1} GFLOP/s; peak memory {:.0} MiB",
+                    r.contexts, r.entities, r.batch, r.contexts_per_sec, r.contexts_per_sec_total, r.load_secs, r.tokens_per_sec,
+                    r.tokens, r.padded_tokens, r.gflops, r.peak_rss_mb
+                )?;
+                let mut v = serde_json::to_value(&r)?;
+                v["dir"] = dir.display().to_string().into();
+                v["vectors"] = serde_json::to_value(r.vectors.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())?;
+                report.insert(label, v);
+            }
+            if let Some(p) = json {
+                crate::table::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
+            }
         }
         Command::EntitiesFromFewrel { files, out: out_path, min_count } => {
             let list = EntityList::from_fewrel(&files, min_count)?;

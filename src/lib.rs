@@ -6,6 +6,7 @@
 //! `project` → `contexts`, `rewrite`, `analysis` → `build` → `worker`, `cli`.
 
 pub mod analysis;
+pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod contexts;

@@ -350,15 +350,15 @@ fn le_f32(b: &[u8]) -> Vec<f32> {
 }
 
 /// A safetensors file with sorted header keys (byte-identical for identical content).
-pub fn write_safetensors(meta: &BTreeMap<&str, String>, tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Result<Vec<u8>> {
+pub fn write_safetensors<S: AsRef<str>>(meta: &BTreeMap<&str, String>, tensors: &[(S, &str, Vec<usize>, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::to_value(meta)?);
-    let mut sorted: Vec<&(&str, &str, Vec<usize>, Vec<u8>)> = tensors.iter().collect();
-    sorted.sort_by_key(|t| t.0);
+    let mut sorted: Vec<&(S, &str, Vec<usize>, Vec<u8>)> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
     let mut offset = 0usize;
     for (name, dtype, shape, data) in &sorted {
         header.insert(
-            name.to_string(),
+            name.as_ref().to_string(),
             serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.len()]}),
         );
         offset += data.len();

@@ -317,6 +317,17 @@ impl Encoder {
         })
     }
 
+    /// Multiply-add FLOPs (×2) of the matrix products of one `forward` call on `b` rows padded
+    /// to `l` tokens with `n` requested positions (the last layer only computes those rows).
+    pub fn matmul_flops(&self, b: usize, l: usize, n: usize) -> f64 {
+        let (h, i) = (self.cfg.hidden_size as f64, self.cfg.intermediate_size as f64);
+        let (b, l, n) = (b as f64, l as f64, n as f64);
+        let full = 2.0 * b * l * (4.0 * h * h + 2.0 * h * i) + 4.0 * b * l * l * h;
+        let last = 2.0 * b * l * 2.0 * h * h + 2.0 * n * (2.0 * h * h + 2.0 * h * i) + 4.0 * n * l * h;
+        let head = 2.0 * n * h * h;
+        (self.layers.len() as f64 - 1.0) * full + last + head
+    }
+
     fn heads(&self) -> (usize, usize) {
         let nh = self.cfg.num_heads;
         (nh, self.cfg.hidden_size / nh)

@@ -1,0 +1,228 @@
+//! `pelt bench`: table construction speed on a fixed, committed set of contexts
+//! (`bench/nyt-contexts.jsonl`), for the bundled model and a bert-base-shaped model with
+//! deterministic random weights (speed does not depend on weight values).
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::build::{encode_records, BuildOptions, EncodeState};
+use crate::contexts::ContextRecord;
+use crate::model::{bundled_model_dir, Model};
+use crate::table::{write_atomic, write_safetensors};
+
+/// One benchmark context: an entity mention in a sentence (byte span).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchContext {
+    pub entity: String,
+    #[serde(default)]
+    pub name: String,
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+pub fn default_contexts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/nyt-contexts.jsonl")
+}
+
+/// Reads contexts; returns entity ids (first-seen order) and records indexing them.
+pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut ids: Vec<String> = Vec::new();
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let c: BenchContext =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not a context record", path.display(), i + 1))?;
+        if c.start >= c.end || c.text.get(c.start..c.end).is_none() {
+            bail!("{}:{}: span {}..{} is not inside the text", path.display(), i + 1, c.start, c.end);
+        }
+        let e = *index.entry(c.entity.clone()).or_insert_with(|| {
+            ids.push(c.entity.clone());
+            ids.len() as u32 - 1
+        });
+        records.push(ContextRecord { entity: e, file: 0, line: i as u32 + 1, sentence: 0, start: c.start as u32, end: c.end as u32, text: c.text });
+    }
+    Ok((ids, records))
+}
+
+/// The shape of a BERT encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub max_positions: usize,
+}
+
+pub const BERT_BASE: Shape =
+    Shape { hidden: 768, layers: 12, heads: 12, intermediate: 3072, vocab: 30522, max_positions: 512 };
+
+/// Writes a BertForMaskedLM directory with deterministic random weights (normal, std 0.02;
+/// LayerNorm weights 1, biases 0) and the bundled model's tokenizer (vocabulary 30522).
+pub fn write_random_bert(dir: &Path, s: Shape, seed: u64) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cfg = serde_json::json!({
+        "architectures": ["BertForMaskedLM"], "model_type": "bert", "hidden_size": s.hidden,
+        "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "intermediate_size": s.intermediate,
+        "vocab_size": s.vocab, "max_position_embeddings": s.max_positions, "type_vocab_size": 2,
+        "hidden_act": "gelu", "layer_norm_eps": 1e-12, "pad_token_id": 0,
+    });
+    write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(bundled_model_dir().join(f), dir.join(f)).with_context(|| format!("cannot copy {f}"))?;
+    }
+    let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut normal = move || {
+        // xorshift64* + Box-Muller
+        let mut u = || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            ((rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (a, b) = (u(), u());
+        ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos() * 0.02) as f32
+    };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>, kind: u8, normal: &mut dyn FnMut() -> f32| {
+        let n: usize = shape.iter().product();
+        let data: Vec<u8> = (0..n)
+            .flat_map(|_| match kind {
+                0 => normal(),
+                1 => 1.0f32,
+                _ => 0.0f32,
+            }
+            .to_le_bytes())
+            .collect();
+        tensors.push((name, shape, data));
+    };
+    let (h, i) = (s.hidden, s.intermediate);
+    let e = "bert.embeddings";
+    add(format!("{e}.word_embeddings.weight"), vec![s.vocab, h], 0, &mut normal);
+    add(format!("{e}.position_embeddings.weight"), vec![s.max_positions, h], 0, &mut normal);
+    add(format!("{e}.token_type_embeddings.weight"), vec![2, h], 0, &mut normal);
+    let ln = |prefix: String, add: &mut dyn FnMut(String, Vec<usize>, u8, &mut dyn FnMut() -> f32)| {
+        add(format!("{prefix}.weight"), vec![h], 1, &mut || 0.0);
+        add(format!("{prefix}.bias"), vec![h], 2, &mut || 0.0);
+    };
+    ln(format!("{e}.LayerNorm"), &mut add);
+    for l in 0..s.layers {
+        let p = format!("bert.encoder.layer.{l}");
+        for (name, o, n) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", i, h),
+            ("output.dense", h, i),
+        ] {
+            add(format!("{p}.{name}.weight"), vec![o, n], 0, &mut normal);
+            add(format!("{p}.{name}.bias"), vec![o], 2, &mut || 0.0);
+        }
+        ln(format!("{p}.attention.output.LayerNorm"), &mut add);
+        ln(format!("{p}.output.LayerNorm"), &mut add);
+    }
+    add("cls.predictions.transform.dense.weight".into(), vec![h, h], 0, &mut normal);
+    add("cls.predictions.transform.dense.bias".into(), vec![h], 2, &mut || 0.0);
+    ln("cls.predictions.transform.LayerNorm".into(), &mut add);
+    add("cls.predictions.bias".into(), vec![s.vocab], 2, &mut || 0.0);
+    let refs: Vec<(String, &str, Vec<usize>, Vec<u8>)> = tensors.into_iter().map(|(n, sh, d)| (n, "F32", sh, d)).collect();
+    let meta = BTreeMap::from([("format", "pt".to_string())]);
+    write_atomic(&dir.join("model.safetensors"), &write_safetensors(&meta, &refs)?)
+}
+
+/// Single-precision matmul throughput of this machine through candle: `[n,n] x [n,n]`, best of
+/// several runs, in GFLOP/s.
+pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let _ = a.matmul(&b)?; // warm-up
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        device.synchronize()?;
+        drop(c);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub contexts: usize,
+    pub entities: usize,
+    pub batch: usize,
+    pub load_secs: f64,
+    pub encode_secs: f64,
+    pub contexts_per_sec: f64,
+    /// Including model loading.
+    pub contexts_per_sec_total: f64,
+    pub tokens: u64,
+    pub padded_tokens: u64,
+    pub tokens_per_sec: f64,
+    pub gflops: f64,
+    pub peak_rss_mb: f64,
+    /// Per entity (ids order): the table vectors at norm 7.
+    #[serde(skip)]
+    pub vectors: Vec<(String, Vec<f32>)>,
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Loads the model from `dir` and builds the table of `contexts`, timing both.
+pub fn run(dir: &Path, device: &Device, contexts: &Path, batch: usize) -> Result<BenchResult> {
+    let (ids, records) = load_contexts(contexts)?;
+    let t0 = Instant::now();
+    let model = Model::load(dir, device)?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    let opts = BuildOptions { batch, ..Default::default() };
+    let mut state = EncodeState::new(ids.len(), model.hidden_size());
+    let t1 = Instant::now();
+    encode_records(&model, &records, &opts, &mut state, None, &AtomicBool::new(false), &mut |_| {})?;
+    let encode_secs = t1.elapsed().as_secs_f64();
+    let h = model.hidden_size();
+    let vectors = ids
+        .iter()
+        .enumerate()
+        .map(|(e, id)| {
+            let s: Vec<f32> = state.sums[e * h..(e + 1) * h].iter().map(|&x| x as f32).collect();
+            (id.clone(), crate::table::scale_to_norm(&s, 7.0))
+        })
+        .collect();
+    Ok(BenchResult {
+        model: model.name(),
+        contexts: state.done as usize,
+        entities: ids.len(),
+        batch,
+        load_secs,
+        encode_secs,
+        contexts_per_sec: state.done as f64 / encode_secs,
+        contexts_per_sec_total: state.done as f64 / (encode_secs + load_secs),
+        tokens: state.tokens,
+        padded_tokens: state.padded_tokens,
+        tokens_per_sec: state.tokens as f64 / encode_secs,
+        gflops: state.flops / encode_secs / 1e9,
+        peak_rss_mb: peak_rss_mb(),
+        vectors,
+    })
+}
