@@ -142,16 +142,18 @@ pub fn write_random_bert(dir: &Path, s: Shape, seed: u64) -> Result<()> {
     write_atomic(&dir.join("model.safetensors"), &write_safetensors(&meta, &refs)?)
 }
 
-/// Single-precision matmul throughput of this machine through candle: `[n,n] x [n,n]`, best of
+/// Single-precision matmul throughput of this machine through the path the encoder's dense
+/// layers use (candle, or OpenBLAS with the `openblas` feature): `[n,n] x [n,n]`, best of
 /// several runs, in GFLOP/s.
 pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let _ = a.matmul(&b)?; // warm-up
+    let dense = crate::model::Dense { w_t: b, b: Tensor::zeros(n, candle_core::DType::F32, device)? };
+    let _ = dense.forward(&a)?; // warm-up
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
-        let c = a.matmul(&b)?;
+        let c = dense.forward(&a)?;
         device.synchronize()?;
         drop(c);
         best = best.min(t.elapsed().as_secs_f64());

@@ -1,6 +1,8 @@
 //! The model half of the engine: a local Hugging Face checkpoint directory loaded into an
 //! encoder that PELT can drive (injections in, transform outputs and logits out).
 
+#[cfg(feature = "openblas")]
+mod blas;
 mod config;
 mod encoder;
 mod tokenizer;
@@ -9,7 +11,7 @@ mod weights;
 pub use config::{Activation, Config, Family};
 pub use encoder::{Encoder, EncoderOutput, Injection};
 pub use tokenizer::{Encoded, TextTokenizer};
-pub use weights::weights_file;
+pub use weights::{weights_file, Linear as Dense};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};

@@ -145,6 +145,10 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "openblas")]
+        if let Some(r) = super::blas::affine(x, &self.w_t, &self.b) {
+            return r;
+        }
         x.matmul(&self.w_t)?.broadcast_add(&self.b)
     }
 
