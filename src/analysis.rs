@@ -27,7 +27,9 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// Unit-length directions of all entities (zero rows for entities never found), optionally
 /// with the mean direction of the found entities subtracted first (against hub entities).
 pub fn directions(table: &Table, center: bool) -> Vec<Vec<f32>> {
-    let mut dirs: Vec<Vec<f32>> = (0..table.len()).map(|i| table.embedding_at(i, 1.0)).collect();
+    let mut dirs: Vec<Vec<f32>> = (0..table.len())
+        .map(|i| table.embedding_at(i, 1.0))
+        .collect();
     if center {
         let h = table.hidden();
         let found: Vec<usize> = (0..table.len()).filter(|&i| table.counts[i] > 0).collect();
@@ -63,8 +65,14 @@ pub fn entity_neighbours(table: &Table, i: usize, k: usize, center: bool) -> Vec
 /// The `k` vocabulary tokens with the largest dot product between `vector` and their input
 /// embedding (`word_emb` is `[vocab, h]`): what the MLM "reads" the vector as.
 pub fn vocab_neighbours(word_emb: &[f32], h: usize, vector: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let scores: Vec<f32> = word_emb.chunks_exact(h).map(|row| dot(row, vector) as f32).collect();
-    top_k(&scores, k).into_iter().map(|i| (i as u32, scores[i])).collect()
+    let scores: Vec<f32> = word_emb
+        .chunks_exact(h)
+        .map(|row| dot(row, vector) as f32)
+        .collect();
+    top_k(&scores, k)
+        .into_iter()
+        .map(|i| (i as u32, scores[i]))
+        .collect()
 }
 
 /// Projects the unit-length entity vectors (found entities only) on their first two principal
@@ -75,8 +83,16 @@ pub fn pca_2d(table: &Table) -> Vec<(usize, [f64; 2])> {
         return vec![];
     }
     let h = table.hidden();
-    let mut x: Vec<Vec<f64>> =
-        rows.iter().map(|&i| table.embedding_at(i, 1.0).iter().map(|&v| v as f64).collect()).collect();
+    let mut x: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|&i| {
+            table
+                .embedding_at(i, 1.0)
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        })
+        .collect();
     let mut mean = vec![0f64; h];
     for r in &x {
         for (m, v) in mean.iter_mut().zip(r) {
@@ -91,9 +107,14 @@ pub fn pca_2d(table: &Table) -> Vec<(usize, [f64; 2])> {
     let mut comps: Vec<Vec<f64>> = Vec::new();
     for c in 0..2 {
         // Power iteration on XᵀX, deflated against earlier components.
-        let mut v: Vec<f64> = (0..h).map(|j| ((j * 7919 + c * 104_729) % 1000) as f64 / 1000.0 - 0.5).collect();
+        let mut v: Vec<f64> = (0..h)
+            .map(|j| ((j * 7919 + c * 104_729) % 1000) as f64 / 1000.0 - 0.5)
+            .collect();
         for _ in 0..200 {
-            let xv: Vec<f64> = x.iter().map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+            let xv: Vec<f64> = x
+                .iter()
+                .map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum())
+                .collect();
             let mut nv = vec![0f64; h];
             for (r, s) in x.iter().zip(&xv) {
                 for (n, a) in nv.iter_mut().zip(r) {
@@ -139,7 +160,13 @@ pub struct ContextInsight {
 }
 
 /// Runs the model over the given contexts of `table` (indices into `table.contexts`).
-pub fn inspect_contexts(model: &Model, table: &Table, which: &[usize], k: usize, batch: usize) -> Result<Vec<ContextInsight>> {
+pub fn inspect_contexts(
+    model: &Model,
+    table: &Table,
+    which: &[usize],
+    k: usize,
+    batch: usize,
+) -> Result<Vec<ContextInsight>> {
     let mut out = Vec::with_capacity(which.len());
     for chunk in which.chunks(batch.max(1)) {
         let mut seqs = Vec::new();
@@ -147,7 +174,13 @@ pub fn inspect_contexts(model: &Model, table: &Table, which: &[usize], k: usize,
         let mut kept = Vec::new();
         for &ci in chunk {
             let c: &ContextRecord = &table.contexts[ci];
-            if let Some(m) = mask_mention(&model.tokenizer, &c.text, c.start as usize, c.end as usize, table.meta.max_len)? {
+            if let Some(m) = mask_mention(
+                &model.tokenizer,
+                &c.text,
+                c.start as usize,
+                c.end as usize,
+                table.meta.max_len,
+            )? {
                 pos.push((seqs.len(), m.mask_position));
                 seqs.push(m.ids);
                 kept.push(ci);
@@ -157,11 +190,25 @@ pub fn inspect_contexts(model: &Model, table: &Table, which: &[usize], k: usize,
         for (row, &ci) in kept.iter().enumerate() {
             let logits = res.logits_row(row).expect("logits requested");
             let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
-            let predictions = top_k(logits, k).into_iter().map(|t| (t as u32, (logits[t] as f64 - lse).exp() as f32)).collect();
+            let lse = max
+                + logits
+                    .iter()
+                    .map(|&l| (l as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let predictions = top_k(logits, k)
+                .into_iter()
+                .map(|t| (t as u32, (logits[t] as f64 - lse).exp() as f32))
+                .collect();
             let output = res.transform_row(row).to_vec();
             let e = table.contexts[ci].entity as usize;
-            out.push(ContextInsight { context: ci, predictions, cosine: cosine(&output, table.sum(e)), output, log_partition: lse });
+            out.push(ContextInsight {
+                context: ci,
+                predictions,
+                cosine: cosine(&output, table.sum(e)),
+                output,
+                log_partition: lse,
+            });
         }
     }
     Ok(out)

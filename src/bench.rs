@@ -32,7 +32,8 @@ pub fn default_contexts() -> PathBuf {
 
 /// Reads contexts; returns entity ids (first-seen order) and records indexing them.
 pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut ids: Vec<String> = Vec::new();
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut records = Vec::new();
@@ -40,16 +41,30 @@ pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
         if line.trim().is_empty() {
             continue;
         }
-        let c: BenchContext =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not a context record", path.display(), i + 1))?;
+        let c: BenchContext = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a context record", path.display(), i + 1))?;
         if c.start >= c.end || c.text.get(c.start..c.end).is_none() {
-            bail!("{}:{}: span {}..{} is not inside the text", path.display(), i + 1, c.start, c.end);
+            bail!(
+                "{}:{}: span {}..{} is not inside the text",
+                path.display(),
+                i + 1,
+                c.start,
+                c.end
+            );
         }
         let e = *index.entry(c.entity.clone()).or_insert_with(|| {
             ids.push(c.entity.clone());
             ids.len() as u32 - 1
         });
-        records.push(ContextRecord { entity: e, file: 0, line: i as u32 + 1, sentence: 0, start: c.start as u32, end: c.end as u32, text: c.text });
+        records.push(ContextRecord {
+            entity: e,
+            file: 0,
+            line: i as u32 + 1,
+            sentence: 0,
+            start: c.start as u32,
+            end: c.end as u32,
+            text: c.text,
+        });
     }
     Ok((ids, records))
 }
@@ -65,8 +80,14 @@ pub struct Shape {
     pub max_positions: usize,
 }
 
-pub const BERT_BASE: Shape =
-    Shape { hidden: 768, layers: 12, heads: 12, intermediate: 3072, vocab: 30522, max_positions: 512 };
+pub const BERT_BASE: Shape = Shape {
+    hidden: 768,
+    layers: 12,
+    heads: 12,
+    intermediate: 3072,
+    vocab: 30522,
+    max_positions: 512,
+};
 
 /// Writes a BertForMaskedLM directory with deterministic random weights (normal, std 0.02;
 /// LayerNorm weights 1, biases 0) and the bundled model's tokenizer (vocabulary 30522).
@@ -78,45 +99,27 @@ pub fn write_random_bert(dir: &Path, s: Shape, seed: u64) -> Result<()> {
         "vocab_size": s.vocab, "max_position_embeddings": s.max_positions, "type_vocab_size": 2,
         "hidden_act": "gelu", "layer_norm_eps": 1e-12, "pad_token_id": 0,
     });
-    write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg)?.as_bytes(),
+    )?;
     for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(bundled_model_dir().join(f), dir.join(f)).with_context(|| format!("cannot copy {f}"))?;
+        std::fs::copy(bundled_model_dir().join(f), dir.join(f))
+            .with_context(|| format!("cannot copy {f}"))?;
     }
-    let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
-    let mut normal = move || {
-        // xorshift64* + Box-Muller
-        let mut u = || {
-            rng ^= rng >> 12;
-            rng ^= rng << 25;
-            rng ^= rng >> 27;
-            ((rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
-        let (a, b) = (u(), u());
-        ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos() * 0.02) as f32
-    };
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut add = |name: String, shape: Vec<usize>, kind: u8, normal: &mut dyn FnMut() -> f32| {
-        let n: usize = shape.iter().product();
-        let data: Vec<u8> = (0..n)
-            .flat_map(|_| match kind {
-                0 => normal(),
-                1 => 1.0f32,
-                _ => 0.0f32,
-            }
-            .to_le_bytes())
-            .collect();
-        tensors.push((name, shape, data));
+    let mut w = RandomWeights {
+        rng: seed ^ 0x9E37_79B9_7F4A_7C15,
+        tensors: Vec::new(),
     };
     let (h, i) = (s.hidden, s.intermediate);
     let e = "bert.embeddings";
-    add(format!("{e}.word_embeddings.weight"), vec![s.vocab, h], 0, &mut normal);
-    add(format!("{e}.position_embeddings.weight"), vec![s.max_positions, h], 0, &mut normal);
-    add(format!("{e}.token_type_embeddings.weight"), vec![2, h], 0, &mut normal);
-    let ln = |prefix: String, add: &mut dyn FnMut(String, Vec<usize>, u8, &mut dyn FnMut() -> f32)| {
-        add(format!("{prefix}.weight"), vec![h], 1, &mut || 0.0);
-        add(format!("{prefix}.bias"), vec![h], 2, &mut || 0.0);
-    };
-    ln(format!("{e}.LayerNorm"), &mut add);
+    w.normal(format!("{e}.word_embeddings.weight"), vec![s.vocab, h]);
+    w.normal(
+        format!("{e}.position_embeddings.weight"),
+        vec![s.max_positions, h],
+    );
+    w.normal(format!("{e}.token_type_embeddings.weight"), vec![2, h]);
+    w.layer_norm(&format!("{e}.LayerNorm"), h);
     for l in 0..s.layers {
         let p = format!("bert.encoder.layer.{l}");
         for (name, o, n) in [
@@ -127,19 +130,64 @@ pub fn write_random_bert(dir: &Path, s: Shape, seed: u64) -> Result<()> {
             ("intermediate.dense", i, h),
             ("output.dense", h, i),
         ] {
-            add(format!("{p}.{name}.weight"), vec![o, n], 0, &mut normal);
-            add(format!("{p}.{name}.bias"), vec![o], 2, &mut || 0.0);
+            w.normal(format!("{p}.{name}.weight"), vec![o, n]);
+            w.constant(format!("{p}.{name}.bias"), vec![o], 0.0);
         }
-        ln(format!("{p}.attention.output.LayerNorm"), &mut add);
-        ln(format!("{p}.output.LayerNorm"), &mut add);
+        w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h);
+        w.layer_norm(&format!("{p}.output.LayerNorm"), h);
     }
-    add("cls.predictions.transform.dense.weight".into(), vec![h, h], 0, &mut normal);
-    add("cls.predictions.transform.dense.bias".into(), vec![h], 2, &mut || 0.0);
-    ln("cls.predictions.transform.LayerNorm".into(), &mut add);
-    add("cls.predictions.bias".into(), vec![s.vocab], 2, &mut || 0.0);
-    let refs: Vec<(String, &str, Vec<usize>, Vec<u8>)> = tensors.into_iter().map(|(n, sh, d)| (n, "F32", sh, d)).collect();
+    w.normal("cls.predictions.transform.dense.weight".into(), vec![h, h]);
+    w.constant("cls.predictions.transform.dense.bias".into(), vec![h], 0.0);
+    w.layer_norm("cls.predictions.transform.LayerNorm", h);
+    w.constant("cls.predictions.bias".into(), vec![s.vocab], 0.0);
+    let refs: Vec<(String, &str, Vec<usize>, Vec<u8>)> = w
+        .tensors
+        .into_iter()
+        .map(|(n, sh, d)| (n, "F32", sh, d))
+        .collect();
     let meta = BTreeMap::from([("format", "pt".to_string())]);
-    write_atomic(&dir.join("model.safetensors"), &write_safetensors(&meta, &refs)?)
+    write_atomic(
+        &dir.join("model.safetensors"),
+        &write_safetensors(&meta, &refs)?,
+    )
+}
+
+struct RandomWeights {
+    rng: u64,
+    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+}
+
+impl RandomWeights {
+    /// A standard normal sample (xorshift64* + Box-Muller).
+    fn sample(&mut self) -> f64 {
+        let mut u = || {
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            ((self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5)
+                / (1u64 << 53) as f64
+        };
+        let (a, b) = (u(), u());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    }
+
+    fn normal(&mut self, name: String, shape: Vec<usize>) {
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .flat_map(|_| ((self.sample() * 0.02) as f32).to_le_bytes())
+            .collect();
+        self.tensors.push((name, shape, data));
+    }
+
+    fn constant(&mut self, name: String, shape: Vec<usize>, v: f32) {
+        let n: usize = shape.iter().product();
+        self.tensors.push((name, shape, v.to_le_bytes().repeat(n)));
+    }
+
+    fn layer_norm(&mut self, prefix: &str, h: usize) {
+        self.constant(format!("{prefix}.weight"), vec![h], 1.0);
+        self.constant(format!("{prefix}.bias"), vec![h], 0.0);
+    }
 }
 
 /// Single-precision matmul throughput of this machine through the path the encoder's dense
@@ -148,7 +196,10 @@ pub fn write_random_bert(dir: &Path, s: Shape, seed: u64) -> Result<()> {
 pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let dense = crate::model::Dense { w_t: b, b: Tensor::zeros(n, candle_core::DType::F32, device)? };
+    let dense = crate::model::Dense {
+        w_t: b,
+        b: Tensor::zeros(n, candle_core::DType::F32, device)?,
+    };
     let _ = dense.forward(&a)?; // warm-up
     let mut best = f64::MAX;
     for _ in 0..5 {
@@ -186,7 +237,11 @@ pub struct BenchResult {
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -197,17 +252,31 @@ pub fn run(dir: &Path, device: &Device, contexts: &Path, batch: usize) -> Result
     let t0 = Instant::now();
     let model = Model::load(dir, device)?;
     let load_secs = t0.elapsed().as_secs_f64();
-    let opts = BuildOptions { batch, ..Default::default() };
+    let opts = BuildOptions {
+        batch,
+        ..Default::default()
+    };
     let mut state = EncodeState::new(ids.len(), model.hidden_size());
     let t1 = Instant::now();
-    encode_records(&model, &records, &opts, &mut state, None, &AtomicBool::new(false), &mut |_| {})?;
+    encode_records(
+        &model,
+        &records,
+        &opts,
+        &mut state,
+        None,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )?;
     let encode_secs = t1.elapsed().as_secs_f64();
     let h = model.hidden_size();
     let vectors = ids
         .iter()
         .enumerate()
         .map(|(e, id)| {
-            let s: Vec<f32> = state.sums[e * h..(e + 1) * h].iter().map(|&x| x as f32).collect();
+            let s: Vec<f32> = state.sums[e * h..(e + 1) * h]
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
             (id.clone(), crate::table::scale_to_norm(&s, 7.0))
         })
         .collect();

@@ -56,9 +56,12 @@ impl Default for BuildOptions {
 
 /// Parses `i/n` (0 ≤ i < n).
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let parsed = s
-        .split_once('/')
-        .and_then(|(a, b)| Some((a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?)));
+    let parsed = s.split_once('/').and_then(|(a, b)| {
+        Some((
+            a.trim().parse::<usize>().ok()?,
+            b.trim().parse::<usize>().ok()?,
+        ))
+    });
     match parsed {
         Some((i, n)) if n > 0 && i < n => Ok((i, n)),
         _ => bail!("--shard `{s}`: expected i/n with 0 <= i < n, e.g. 0/4"),
@@ -82,7 +85,11 @@ pub struct BuildReport {
 pub enum BuildOutcome {
     Finished(Box<Table>, BuildReport),
     /// Stopped by the cancel flag; the checkpoint (if any) lets `resume` continue.
-    Cancelled { done: u64, total: u64, checkpoint: Option<PathBuf> },
+    Cancelled {
+        done: u64,
+        total: u64,
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 pub struct BuildInput<'a> {
@@ -110,7 +117,15 @@ struct Window {
 }
 
 pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Result<BuildOutcome> {
-    let BuildInput { model, corpus, entities, options: opts, checkpoint, resume, cancel } = input;
+    let BuildInput {
+        model,
+        corpus,
+        entities,
+        options: opts,
+        checkpoint,
+        resume,
+        cancel,
+    } = input;
     if opts.batch == 0 {
         bail!("batch size must be at least 1");
     }
@@ -127,7 +142,10 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let n = entities.len();
     let h = model.hidden_size();
     let finder = MentionFinder::new(entities, opts.case_sensitive)?;
-    let mut report = BuildReport { collisions: finder.collisions.clone(), ..Default::default() };
+    let mut report = BuildReport {
+        collisions: finder.collisions.clone(),
+        ..Default::default()
+    };
 
     // 1. Scanning.
     let mut sampler = Sampler::new(n, opts.k, opts.seed);
@@ -147,7 +165,11 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         Ok(ControlFlow::Continue(()))
     })?;
     if cancel.load(Ordering::Relaxed) {
-        return Ok(BuildOutcome::Cancelled { done: 0, total: 0, checkpoint: None });
+        return Ok(BuildOutcome::Cancelled {
+            done: 0,
+            total: 0,
+            checkpoint: None,
+        });
     }
     let total_sentences = ordinal;
     report.sentences = total_sentences;
@@ -157,7 +179,12 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         bail!(
             "no entity of the list is mentioned in the corpus ({} sentences read from {})",
             total_sentences,
-            corpus.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            corpus
+                .files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let selected = sampler.finish();
@@ -188,7 +215,11 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         if meter.due() {
             progress(&meter.progress(ordinal, Some(total_sentences)));
         }
-        Ok(if ptr >= selected.len() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        Ok(if ptr >= selected.len() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
     })?;
     if ptr < selected.len() {
         bail!("the corpus changed while it was being read (fewer sentences on the second pass)");
@@ -212,7 +243,9 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         flops: 0.0,
     };
     if resume {
-        let path = checkpoint.as_ref().context("resume needs a checkpoint path")?;
+        let path = checkpoint
+            .as_ref()
+            .context("resume needs a checkpoint path")?;
         if path.exists() {
             let ck = load_checkpoint(path, n, h)?;
             if ck.fingerprint != fingerprint {
@@ -226,15 +259,28 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         }
     }
     let started = Instant::now();
-    let cancelled = encode_records(model, &records, opts, &mut state, checkpoint.as_deref(), cancel, progress)?;
+    let cancelled = encode_records(
+        model,
+        &records,
+        opts,
+        &mut state,
+        checkpoint.as_deref(),
+        cancel,
+        progress,
+    )?;
     if cancelled {
         if let Some(p) = &checkpoint {
             save_checkpoint(p, &state)?;
         }
-        return Ok(BuildOutcome::Cancelled { done: state.done, total, checkpoint: checkpoint.clone() });
+        return Ok(BuildOutcome::Cancelled {
+            done: state.done,
+            total,
+            checkpoint: checkpoint.clone(),
+        });
     }
     report.encode_secs = started.elapsed().as_secs_f64();
-    report.contexts_per_sec = (state.done - report.resumed_from) as f64 / report.encode_secs.max(1e-9);
+    report.contexts_per_sec =
+        (state.done - report.resumed_from) as f64 / report.encode_secs.max(1e-9);
     report.skipped_contexts = state.skipped.len();
     let skipped: std::collections::HashSet<usize> = state.skipped.iter().copied().collect();
     let contexts: Vec<ContextRecord> = records
@@ -252,7 +298,12 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             k: opts.k,
             seed: opts.seed,
             max_len: opts.max_len,
-            corpus: corpus.files.iter().map(|p| file_label(p)).collect::<Vec<_>>().join(","),
+            corpus: corpus
+                .files
+                .iter()
+                .map(|p| file_label(p))
+                .collect::<Vec<_>>()
+                .join(","),
             corpus_sha256: corpus_sha,
             shard: match opts.shard {
                 Some((i, n)) if n > 1 => format!("{i}/{n}"),
@@ -262,14 +313,22 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         },
         entity_ids: entities.entities.iter().map(|e| e.id.clone()).collect(),
         entity_names: entities.entities.iter().map(|e| e.name.clone()).collect(),
-        entity_aliases: entities.entities.iter().map(|e| e.aliases.clone()).collect(),
+        entity_aliases: entities
+            .entities
+            .iter()
+            .map(|e| e.aliases.clone())
+            .collect(),
         sums: state.sums.iter().map(|&x| x as f32).collect(),
         counts: state.counts,
         found,
         norm: opts.norm,
         contexts,
     };
-    report.not_found = table.not_found().into_iter().map(|i| table.entity_ids[i].clone()).collect();
+    report.not_found = table
+        .not_found()
+        .into_iter()
+        .map(|i| table.entity_ids[i].clone())
+        .collect();
     Ok(BuildOutcome::Finished(Box::new(table), report))
 }
 
@@ -343,7 +402,11 @@ pub fn encode_records(
                         Ok(Some(m)) => items.push((lo + i, m)),
                         Ok(None) => skipped.push(lo + i),
                         Err(e) => {
-                            let _ = tx.send(Err(e.context(format!("context {} (line {})", lo + i, r.line))));
+                            let _ = tx.send(Err(e.context(format!(
+                                "context {} (line {})",
+                                lo + i,
+                                r.line
+                            ))));
                             return;
                         }
                     }
@@ -354,7 +417,14 @@ pub fn encode_records(
                 while it.peek().is_some() {
                     batches.push(it.by_ref().take(opts.batch).collect());
                 }
-                if tx.send(Ok(Window { index: w, batches, skipped })).is_err() {
+                if tx
+                    .send(Ok(Window {
+                        index: w,
+                        batches,
+                        skipped,
+                    }))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -371,13 +441,18 @@ pub fn encode_records(
                     return Ok(());
                 }
                 let seqs: Vec<Vec<u32>> = batch.iter().map(|(_, m)| m.ids.clone()).collect();
-                let positions: Vec<(usize, usize)> =
-                    batch.iter().enumerate().map(|(row, (_, m))| (row, m.mask_position)).collect();
+                let positions: Vec<(usize, usize)> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(row, (_, m))| (row, m.mask_position))
+                    .collect();
                 let out = model.encoder.forward(&seqs, &[], &positions, false)?;
                 let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
                 state.tokens += seqs.iter().map(|s| s.len() as u64).sum::<u64>();
                 state.padded_tokens += (seqs.len() * longest) as u64;
-                state.flops += model.encoder.matmul_flops(seqs.len(), longest, positions.len());
+                state.flops += model
+                    .encoder
+                    .matmul_flops(seqs.len(), longest, positions.len());
                 for (row, (ri, _)) in batch.iter().enumerate() {
                     let e = records_ref[*ri].entity as usize;
                     let acc = &mut state.sums[e * h..(e + 1) * h];
@@ -410,10 +485,17 @@ pub fn encode_records(
 }
 
 fn file_label(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
-fn fingerprint(model_sha: &str, corpus_sha: &str, entities: &EntityList, opts: &BuildOptions) -> Result<String> {
+fn fingerprint(
+    model_sha: &str,
+    corpus_sha: &str,
+    entities: &EntityList,
+    opts: &BuildOptions,
+) -> Result<String> {
     use sha2::{Digest, Sha256};
     let v = serde_json::json!({
         "model": model_sha, "corpus": corpus_sha, "entities": entities,
@@ -432,22 +514,41 @@ fn save_checkpoint(path: &Path, s: &EncodeState) -> Result<()> {
     meta.insert("done", s.done.to_string());
     meta.insert("skipped", serde_json::to_string(&s.skipped)?);
     let n = s.counts.len();
-    let h = if n == 0 { 0 } else { s.sums.len() / n };
+    let h = s.sums.len().checked_div(n).unwrap_or(0);
     let tensors = vec![
-        ("counts", "I64", vec![n], s.counts.iter().flat_map(|c| c.to_le_bytes()).collect()),
-        ("sums", "F64", vec![n, h], s.sums.iter().flat_map(|c| c.to_le_bytes()).collect()),
+        (
+            "counts",
+            "I64",
+            vec![n],
+            s.counts.iter().flat_map(|c| c.to_le_bytes()).collect(),
+        ),
+        (
+            "sums",
+            "F64",
+            vec![n, h],
+            s.sums.iter().flat_map(|c| c.to_le_bytes()).collect(),
+        ),
     ];
     write_atomic(path, &write_safetensors(&meta, &tensors)?)
 }
 
 fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<EncodeState> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let bad = |what: &str| anyhow::anyhow!("{}: not a usable checkpoint ({what})", path.display());
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|_| bad("not safetensors"))?;
     let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|_| bad("header"))?;
     let meta = md.metadata().clone().unwrap_or_default();
-    let field = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(&format!("missing `{k}`")));
-    let num = |k: &str| -> Result<u64> { field(k)?.parse().map_err(|_| bad(&format!("`{k}` is not a number"))) };
+    let field = |k: &str| {
+        meta.get(k)
+            .cloned()
+            .ok_or_else(|| bad(&format!("missing `{k}`")))
+    };
+    let num = |k: &str| -> Result<u64> {
+        field(k)?
+            .parse()
+            .map_err(|_| bad(&format!("`{k}` is not a number")))
+    };
     let sums = st.tensor("sums").map_err(|_| bad("missing sums"))?;
     let counts = st.tensor("counts").map_err(|_| bad("missing counts"))?;
     if sums.shape() != [n, h] || counts.shape() != [n] {
@@ -462,7 +563,15 @@ fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<EncodeState> {
         tokens: 0,
         padded_tokens: 0,
         flops: 0.0,
-        sums: sums.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect(),
-        counts: counts.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect(),
+        sums: sums
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+            .collect(),
+        counts: counts
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+            .collect(),
     })
 }

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use crate::build::{build_table, checkpoint_path, parse_shard, BuildInput, BuildOptions, BuildOutcome};
+use crate::build::{
+    build_table, checkpoint_path, parse_shard, BuildInput, BuildOptions, BuildOutcome,
+};
 use crate::corpus::Corpus;
 use crate::entities::{load_entities, EntityList};
 use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
@@ -14,7 +16,11 @@ use crate::progress::Progress;
 use crate::table::Table;
 
 #[derive(Parser, Debug)]
-#[command(name = "pelt", version, about = "PELT Workbench: build, inspect and export Pluggable Entity Lookup Tables for masked language models.\nRun without arguments to open the workbench window.")]
+#[command(
+    name = "pelt",
+    version,
+    about = "PELT Workbench: build, inspect and export Pluggable Entity Lookup Tables for masked language models.\nRun without arguments to open the workbench window."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -185,13 +191,26 @@ fn progress_bar(p: &Progress) {
 pub fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Fill { text, model, top_k: k, device } => {
+        Command::Fill {
+            text,
+            model,
+            top_k: k,
+            device,
+        } => {
             let model = load_model(model, device)?;
             let enc = model.tokenizer.encode(&text)?;
-            let masks: Vec<usize> =
-                enc.ids.iter().enumerate().filter(|(_, &t)| t == model.tokenizer.mask_id()).map(|(i, _)| i).collect();
+            let masks: Vec<usize> = enc
+                .ids
+                .iter()
+                .enumerate()
+                .filter(|(_, &t)| t == model.tokenizer.mask_id())
+                .map(|(i, _)| i)
+                .collect();
             if masks.is_empty() {
-                bail!("the text has no mask token: write {} where a word should be predicted", model.tokenizer.mask_token());
+                bail!(
+                    "the text has no mask token: write {} where a word should be predicted",
+                    model.tokenizer.mask_token()
+                );
             }
             let pos: Vec<(usize, usize)> = masks.iter().map(|&p| (0, p)).collect();
             let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
@@ -199,13 +218,30 @@ pub fn run(cli: Cli) -> Result<()> {
                 let p = softmax(res.logits_row(i).expect("logits"));
                 writeln!(out, "mask {}:", i + 1)?;
                 for t in top_k(&p, k) {
-                    writeln!(out, "  {:<16} {:.4}", model.tokenizer.display_token(t as u32), p[t])?;
+                    writeln!(
+                        out,
+                        "  {:<16} {:.4}",
+                        model.tokenizer.display_token(t as u32),
+                        p[t]
+                    )?;
                 }
             }
         }
         Command::Build {
-            corpus, entities, out: out_path, model, k, norm, max_len, seed, batch, device, shard, resume,
-            case_sensitive, checkpoint_secs,
+            corpus,
+            entities,
+            out: out_path,
+            model,
+            k,
+            norm,
+            max_len,
+            seed,
+            batch,
+            device,
+            shard,
+            resume,
+            case_sensitive,
+            checkpoint_secs,
         } => {
             let model = load_model(model, device)?;
             let corpus = Corpus::open(&corpus)?;
@@ -223,7 +259,10 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let ckpt = checkpoint_path(&out_path);
             if !resume && ckpt.exists() {
-                eprintln!("note: {} exists; starting afresh (use --resume to continue it)", ckpt.display());
+                eprintln!(
+                    "note: {} exists; starting afresh (use --resume to continue it)",
+                    ckpt.display()
+                );
             }
             // Ctrl-C stops after the current batch and writes a checkpoint for --resume.
             static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -234,7 +273,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             });
             let outcome = build_table(
-                BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &options, checkpoint: Some(ckpt.clone()), resume, cancel },
+                BuildInput {
+                    model: &model,
+                    corpus: &corpus,
+                    entities: &entities,
+                    options: &options,
+                    checkpoint: Some(ckpt.clone()),
+                    resume,
+                    cancel,
+                },
                 &mut progress_bar,
             )?;
             eprintln!();
@@ -251,26 +298,82 @@ pub fn run(cli: Cli) -> Result<()> {
                 eprintln!("warning: skipped {w}");
             }
             if report.read.skipped_lines > report.read.warnings.len() {
-                eprintln!("warning: {} lines skipped in all", report.read.skipped_lines);
+                eprintln!(
+                    "warning: {} lines skipped in all",
+                    report.read.skipped_lines
+                );
             }
             for c in &report.collisions {
                 eprintln!("warning: {c}");
             }
             let found = table.len() - report.not_found.len();
-            writeln!(out, "wrote {} ({} entities, {} found, {} contexts, hidden {}, norm {})", out_path.display(), table.len(), found, report.contexts, table.hidden(), table.norm)?;
-            writeln!(out, "read {} sentences; encoded {} contexts in {:.1} s ({:.1} contexts/s){}", report.sentences, report.contexts - report.resumed_from as usize, report.encode_secs, report.contexts_per_sec, if report.resumed_from > 0 { format!(", resumed after {}", report.resumed_from) } else { String::new() })?;
+            writeln!(
+                out,
+                "wrote {} ({} entities, {} found, {} contexts, hidden {}, norm {})",
+                out_path.display(),
+                table.len(),
+                found,
+                report.contexts,
+                table.hidden(),
+                table.norm
+            )?;
+            writeln!(
+                out,
+                "read {} sentences; encoded {} contexts in {:.1} s ({:.1} contexts/s){}",
+                report.sentences,
+                report.contexts - report.resumed_from as usize,
+                report.encode_secs,
+                report.contexts_per_sec,
+                if report.resumed_from > 0 {
+                    format!(", resumed after {}", report.resumed_from)
+                } else {
+                    String::new()
+                }
+            )?;
             if !report.not_found.is_empty() {
-                let shown: Vec<&str> = report.not_found.iter().take(20).map(String::as_str).collect();
-                writeln!(out, "not found ({}): {}{}", report.not_found.len(), shown.join(", "), if report.not_found.len() > 20 { ", …" } else { "" })?;
+                let shown: Vec<&str> = report
+                    .not_found
+                    .iter()
+                    .take(20)
+                    .map(String::as_str)
+                    .collect();
+                writeln!(
+                    out,
+                    "not found ({}): {}{}",
+                    report.not_found.len(),
+                    shown.join(", "),
+                    if report.not_found.len() > 20 {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                )?;
             }
         }
-        Command::Merge { tables, out: out_path } => {
-            let loaded: Vec<Table> = tables.iter().map(|p| Table::load(p)).collect::<Result<_>>()?;
+        Command::Merge {
+            tables,
+            out: out_path,
+        } => {
+            let loaded: Vec<Table> = tables
+                .iter()
+                .map(|p| Table::load(p))
+                .collect::<Result<_>>()?;
             let merged = Table::merge(&loaded)?;
             merged.save(&out_path)?;
-            writeln!(out, "wrote {} ({} tables merged, shards {}, {} contexts)", out_path.display(), loaded.len(), merged.meta.shard, merged.counts.iter().sum::<i64>())?;
+            writeln!(
+                out,
+                "wrote {} ({} tables merged, shards {}, {} contexts)",
+                out_path.display(),
+                loaded.len(),
+                merged.meta.shard,
+                merged.counts.iter().sum::<i64>()
+            )?;
         }
-        Command::Renorm { table, norm, out: out_path } => {
+        Command::Renorm {
+            table,
+            norm,
+            out: out_path,
+        } => {
             if !(norm.is_finite() && norm > 0.0) {
                 bail!("--norm must be a positive number");
             }
@@ -279,46 +382,102 @@ pub fn run(cli: Cli) -> Result<()> {
             t.save(&out_path)?;
             writeln!(out, "wrote {} (norm {norm})", out_path.display())?;
         }
-        Command::Neighbors { table, entity, k, vocab, center, model } => {
+        Command::Neighbors {
+            table,
+            entity,
+            k,
+            vocab,
+            center,
+            model,
+        } => {
             let t = Table::load(&table)?;
-            let i = t.index_of(&entity).with_context(|| format!("no entity `{entity}` in {}", table.display()))?;
+            let i = t
+                .index_of(&entity)
+                .with_context(|| format!("no entity `{entity}` in {}", table.display()))?;
             if t.counts[i] == 0 {
-                bail!("entity `{}` was not found in the corpus; it has no vector", t.entity_ids[i]);
+                bail!(
+                    "entity `{}` was not found in the corpus; it has no vector",
+                    t.entity_ids[i]
+                );
             }
             if vocab {
                 let m = load_model(model, DeviceChoice::Cpu)?;
                 t.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
                 let emb = m.encoder.word_embeddings()?;
-                writeln!(out, "vocabulary tokens nearest to {} ({}) by dot product at norm {}:", t.entity_names[i], t.entity_ids[i], t.norm)?;
-                for (tok, s) in crate::analysis::vocab_neighbours(&emb, t.hidden(), &t.embedding_at(i, t.norm), k) {
+                writeln!(
+                    out,
+                    "vocabulary tokens nearest to {} ({}) by dot product at norm {}:",
+                    t.entity_names[i], t.entity_ids[i], t.norm
+                )?;
+                for (tok, s) in crate::analysis::vocab_neighbours(
+                    &emb,
+                    t.hidden(),
+                    &t.embedding_at(i, t.norm),
+                    k,
+                ) {
                     writeln!(out, "  {:<20} {:.3}", m.tokenizer.display_token(tok), s)?;
                 }
             } else {
-                writeln!(out, "entities nearest to {} ({}) by cosine{}:", t.entity_names[i], t.entity_ids[i], if center { ", mean removed" } else { "" })?;
+                writeln!(
+                    out,
+                    "entities nearest to {} ({}) by cosine{}:",
+                    t.entity_names[i],
+                    t.entity_ids[i],
+                    if center { ", mean removed" } else { "" }
+                )?;
                 for (j, s) in crate::analysis::entity_neighbours(&t, i, k, center) {
-                    writeln!(out, "  {:<32} {:<12} {:.3}", t.entity_names[j], t.entity_ids[j], s)?;
+                    writeln!(
+                        out,
+                        "  {:<32} {:<12} {:.3}",
+                        t.entity_names[j], t.entity_ids[j], s
+                    )?;
                 }
             }
         }
         Command::ExportProjector { table, out: dir } => {
             let t = Table::load(&table)?;
             t.export_projector(&dir)?;
-            writeln!(out, "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)", dir.display(), dir.display(), t.len())?;
+            writeln!(
+                out,
+                "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)",
+                dir.display(),
+                dir.display(),
+                t.len()
+            )?;
         }
-        Command::Bench { model, contexts, batch, device, model_dir, matmul, json } => {
+        Command::Bench {
+            model,
+            contexts,
+            batch,
+            device,
+            model_dir,
+            matmul,
+            json,
+        } => {
             let dev = device.open()?;
             let contexts = contexts.unwrap_or_else(crate::bench::default_contexts);
             let mut report = serde_json::Map::new();
-            writeln!(out, "device: {}, threads: {}", crate::model::describe_device(&dev), candle_core::utils::get_num_threads())?;
+            writeln!(
+                out,
+                "device: {}, threads: {}",
+                crate::model::describe_device(&dev),
+                candle_core::utils::get_num_threads()
+            )?;
             if matmul > 0 {
                 let peak = crate::bench::matmul_peak(&dev, matmul)?;
-                writeln!(out, "matmul peak ({matmul}x{matmul} f32): {peak:.1} GFLOP/s")?;
+                writeln!(
+                    out,
+                    "matmul peak ({matmul}x{matmul} f32): {peak:.1} GFLOP/s"
+                )?;
                 report.insert("matmul_peak_gflops".into(), peak.into());
             }
             let dirs: Vec<(String, PathBuf)> = match model.as_str() {
                 "bundled" => vec![("bundled".into(), bundled_model_dir())],
                 "bert-base" => vec![("bert-base".into(), model_dir.clone())],
-                "both" => vec![("bundled".into(), bundled_model_dir()), ("bert-base".into(), model_dir.clone())],
+                "both" => vec![
+                    ("bundled".into(), bundled_model_dir()),
+                    ("bert-base".into(), model_dir.clone()),
+                ],
                 other => vec![(other.into(), PathBuf::from(other))],
             };
             for (label, dir) in dirs {
@@ -335,17 +494,31 @@ pub fn run(cli: Cli) -> Result<()> {
                 )?;
                 let mut v = serde_json::to_value(&r)?;
                 v["dir"] = dir.display().to_string().into();
-                v["vectors"] = serde_json::to_value(r.vectors.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())?;
+                v["vectors"] = serde_json::to_value(
+                    r.vectors
+                        .iter()
+                        .cloned()
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                )?;
                 report.insert(label, v);
             }
             if let Some(p) = json {
                 crate::table::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
             }
         }
-        Command::EntitiesFromFewrel { files, out: out_path, min_count } => {
+        Command::EntitiesFromFewrel {
+            files,
+            out: out_path,
+            min_count,
+        } => {
             let list = EntityList::from_fewrel(&files, min_count)?;
             list.write_tsv(&out_path)?;
-            writeln!(out, "wrote {} ({} entities)", out_path.display(), list.len())?;
+            writeln!(
+                out,
+                "wrote {} ({} entities)",
+                out_path.display(),
+                list.len()
+            )?;
         }
     }
     Ok(())

@@ -42,7 +42,11 @@ impl MentionFinder {
                 if s.is_empty() {
                     continue;
                 }
-                let key = if case_sensitive { s.to_string() } else { s.to_ascii_lowercase() };
+                let key = if case_sensitive {
+                    s.to_string()
+                } else {
+                    s.to_ascii_lowercase()
+                };
                 match seen.get(&key) {
                     Some(&j) if j != i => collisions.push(format!(
                         "`{s}` names both `{}` and `{}`; mentions go to `{}`",
@@ -62,7 +66,11 @@ impl MentionFinder {
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .context("cannot build the mention matcher")?;
-        Ok(MentionFinder { ac, owner, collisions })
+        Ok(MentionFinder {
+            ac,
+            owner,
+            collisions,
+        })
     }
 
     /// Whole-word mentions in `text`: among overlapping candidates the one starting first wins,
@@ -108,11 +116,17 @@ pub struct ContextRecord {
 
 impl ContextRecord {
     pub fn mention(&self) -> &str {
-        self.text.get(self.start as usize..self.end as usize).unwrap_or("")
+        self.text
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or("")
     }
     /// The sentence with the mention replaced by `mask`.
     pub fn masked_text(&self, mask: &str) -> String {
-        format!("{}{mask}{}", &self.text[..self.start as usize], &self.text[self.end as usize..])
+        format!(
+            "{}{mask}{}",
+            &self.text[..self.start as usize],
+            &self.text[self.end as usize..]
+        )
     }
     pub fn sort_key(&self) -> (u32, u32, u32, u32, u32) {
         (self.file, self.line, self.sentence, self.start, self.entity)
@@ -129,7 +143,11 @@ fn splitmix64(mut x: u64) -> u64 {
 /// The random priority of a mention: the K smallest per entity form a uniform sample without
 /// replacement that depends only on the seed and the mention's place in the corpus.
 pub fn sample_key(seed: u64, sentence_ordinal: u64, start: usize) -> u64 {
-    splitmix64(splitmix64(seed ^ 0x5045_4C54) ^ splitmix64(sentence_ordinal).rotate_left(17) ^ (start as u64))
+    splitmix64(
+        splitmix64(seed ^ 0x5045_4C54)
+            ^ splitmix64(sentence_ordinal).rotate_left(17)
+            ^ (start as u64),
+    )
 }
 
 /// Keeps, per entity, the `k` mentions with the smallest sample keys.
@@ -151,7 +169,12 @@ pub struct Selected {
 
 impl Sampler {
     pub fn new(n_entities: usize, k: usize, seed: u64) -> Self {
-        Sampler { k, seed, heaps: (0..n_entities).map(|_| BinaryHeap::new()).collect(), found: vec![0; n_entities] }
+        Sampler {
+            k,
+            seed,
+            heaps: (0..n_entities).map(|_| BinaryHeap::new()).collect(),
+            found: vec![0; n_entities],
+        }
     }
 
     pub fn offer(&mut self, ordinal: u64, m: &Mention) {
@@ -159,7 +182,12 @@ impl Sampler {
         if self.k == 0 {
             return;
         }
-        let item = (sample_key(self.seed, ordinal, m.start), ordinal, m.start as u32, m.end as u32);
+        let item = (
+            sample_key(self.seed, ordinal, m.start),
+            ordinal,
+            m.start as u32,
+            m.end as u32,
+        );
         let heap = &mut self.heaps[m.entity];
         if heap.len() < self.k {
             heap.push(item);
@@ -176,7 +204,12 @@ impl Sampler {
             .into_iter()
             .enumerate()
             .flat_map(|(e, h)| {
-                h.into_iter().map(move |(_, ordinal, start, end)| Selected { ordinal, start, end, entity: e as u32 })
+                h.into_iter().map(move |(_, ordinal, start, end)| Selected {
+                    ordinal,
+                    start,
+                    end,
+                    entity: e as u32,
+                })
             })
             .collect();
         out.sort();
@@ -227,15 +260,26 @@ pub fn mask_mention(
             ids.push(id);
         }
     }
-    let Some(mask) = mask_position else { return Ok(None) };
+    let Some(mask) = mask_position else {
+        return Ok(None);
+    };
     Ok(Some(cut_window(ids, mask, lead, trail, max_len)))
 }
 
 /// Keeps `lead` leading and `trail` trailing special tokens and a window of the body around
 /// `mask` so that the result has at most `max_len` tokens.
-fn cut_window(ids: Vec<u32>, mask: usize, lead: usize, trail: usize, max_len: usize) -> MaskedInput {
+fn cut_window(
+    ids: Vec<u32>,
+    mask: usize,
+    lead: usize,
+    trail: usize,
+    max_len: usize,
+) -> MaskedInput {
     if ids.len() <= max_len || max_len <= lead + trail {
-        return MaskedInput { ids, mask_position: mask };
+        return MaskedInput {
+            ids,
+            mask_position: mask,
+        };
     }
     let body_start = lead;
     let body_end = ids.len() - trail;
@@ -248,7 +292,10 @@ fn cut_window(ids: Vec<u32>, mask: usize, lead: usize, trail: usize, max_len: us
     out.extend_from_slice(&ids[..lead]);
     out.extend_from_slice(&ids[left..left + room]);
     out.extend_from_slice(&ids[body_end..]);
-    MaskedInput { ids: out, mask_position: lead + (mask - left) }
+    MaskedInput {
+        ids: out,
+        mask_position: lead + (mask - left),
+    }
 }
 
 #[cfg(test)]
@@ -264,8 +311,20 @@ mod tests {
         let l = list("ny\tNew York\tNYC\nnyt\tNew York Times\t\ncov\tCOVID-19\tcovid\n");
         let f = MentionFinder::new(&l, false).unwrap();
         let t = "The new york times said NYC and New Yorkers had covid-19, COVID.";
-        let got: Vec<(&str, usize)> = f.find(t).iter().map(|m| (&t[m.start..m.end], m.entity)).collect();
-        assert_eq!(got, vec![("new york times", 1), ("NYC", 0), ("covid-19", 2), ("COVID", 2)]);
+        let got: Vec<(&str, usize)> = f
+            .find(t)
+            .iter()
+            .map(|m| (&t[m.start..m.end], m.entity))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("new york times", 1),
+                ("NYC", 0),
+                ("covid-19", 2),
+                ("COVID", 2)
+            ]
+        );
         let cs = MentionFinder::new(&l, true).unwrap();
         let got: Vec<&str> = cs.find(t).iter().map(|m| &t[m.start..m.end]).collect();
         // `covid` is a whole word inside `covid-19` (the hyphen is a boundary).
@@ -277,7 +336,11 @@ mod tests {
         let l = list("ny\tNew York\t\nnyt\tNew York Times\t\n");
         let f = MentionFinder::new(&l, false).unwrap();
         let t = "New York Timesx";
-        let got: Vec<(usize, usize, usize)> = f.find(t).iter().map(|m| (m.start, m.end, m.entity)).collect();
+        let got: Vec<(usize, usize, usize)> = f
+            .find(t)
+            .iter()
+            .map(|m| (m.start, m.end, m.entity))
+            .collect();
         assert_eq!(got, vec![(0, 8, 0)]);
     }
 
@@ -285,7 +348,18 @@ mod tests {
     fn sampler_keeps_k_and_is_order_independent() {
         let mut a = Sampler::new(1, 3, 7);
         let mut b = Sampler::new(1, 3, 7);
-        let ms: Vec<(u64, Mention)> = (0..50).map(|i| (i, Mention { entity: 0, start: 0, end: 1 })).collect();
+        let ms: Vec<(u64, Mention)> = (0..50)
+            .map(|i| {
+                (
+                    i,
+                    Mention {
+                        entity: 0,
+                        start: 0,
+                        end: 1,
+                    },
+                )
+            })
+            .collect();
         for (o, m) in &ms {
             a.offer(*o, m);
         }

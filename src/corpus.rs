@@ -80,7 +80,10 @@ impl Corpus {
                 let mut found = Vec::new();
                 collect_dir(p, &mut found)?;
                 if found.is_empty() {
-                    bail!("corpus directory {} holds no .txt, .jsonl or .json files", p.display());
+                    bail!(
+                        "corpus directory {} holds no .txt, .jsonl or .json files",
+                        p.display()
+                    );
                 }
                 files.extend(found);
             } else if p.is_file() {
@@ -98,15 +101,20 @@ impl Corpus {
         if files.is_empty() {
             bail!("no corpus files given");
         }
-        Ok(Corpus { files, max_line_bytes: DEFAULT_MAX_LINE_BYTES })
+        Ok(Corpus {
+            files,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        })
     }
 
     /// sha256 over the raw bytes of all files, in order.
     pub fn sha256(&self) -> Result<String> {
         let mut h = Sha256::new();
         for f in &self.files {
-            let mut file = std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
-            std::io::copy(&mut file, &mut h).with_context(|| format!("cannot read {}", f.display()))?;
+            let mut file =
+                std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+            std::io::copy(&mut file, &mut h)
+                .with_context(|| format!("cannot read {}", f.display()))?;
         }
         Ok(format!("{:x}", h.finalize()))
     }
@@ -125,10 +133,19 @@ impl Corpus {
                     let mut flow = ControlFlow::Continue(());
                     for (i, ex) in fewrel_examples(path)?.into_iter().enumerate() {
                         if ex.tokens.is_empty() {
-                            report.warn(format!("{}:{}: example has no tokens", path.display(), i + 1));
+                            report.warn(format!(
+                                "{}:{}: example has no tokens",
+                                path.display(),
+                                i + 1
+                            ));
                             continue;
                         }
-                        let s = Sentence { file: fi, line: i + 1, index: 0, text: ex.tokens.join(" ") };
+                        let s = Sentence {
+                            file: fi,
+                            line: i + 1,
+                            index: 0,
+                            text: ex.tokens.join(" "),
+                        };
                         report.sentences += 1;
                         flow = f(&s)?;
                         if flow.is_break() {
@@ -187,12 +204,18 @@ impl Corpus {
                     Ok(v) => match v.get("text").and_then(Value::as_str) {
                         Some(t) => t.to_string(),
                         None => {
-                            report.warn(format!("{}:{line_no}: no string field `text`", path.display()));
+                            report.warn(format!(
+                                "{}:{line_no}: no string field `text`",
+                                path.display()
+                            ));
                             continue;
                         }
                     },
                     Err(e) => {
-                        report.warn(format!("{}:{line_no}: not valid JSON ({e})", path.display()));
+                        report.warn(format!(
+                            "{}:{line_no}: not valid JSON ({e})",
+                            path.display()
+                        ));
                         continue;
                     }
                 }
@@ -200,7 +223,12 @@ impl Corpus {
                 line.to_string()
             };
             for (index, (a, b)) in split_sentences(&text).into_iter().enumerate() {
-                let s = Sentence { file: fi, line: line_no, index, text: text[a..b].to_string() };
+                let s = Sentence {
+                    file: fi,
+                    line: line_no,
+                    index,
+                    text: text[a..b].to_string(),
+                };
                 report.sentences += 1;
                 if f(&s)?.is_break() {
                     return Ok(ControlFlow::Break(()));
@@ -228,9 +256,17 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// A buffered reader that decompresses `.gz` files.
 pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    if path.extension().and_then(|e| e.to_str()).map(|e| e.eq_ignore_ascii_case("gz")) == Some(true) {
-        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file))))
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    if path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("gz"))
+        == Some(true)
+    {
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            file,
+        ))))
     } else {
         Ok(Box::new(BufReader::new(file)))
     }
@@ -256,17 +292,22 @@ pub struct FewRelExample {
 /// Reads a FewRel-style file: a list of examples, or an object mapping relation → list.
 pub fn fewrel_examples(path: &Path) -> Result<Vec<FewRelExample>> {
     let bytes = read_maybe_gz(path)?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        anyhow::anyhow!("{}:{}: not valid JSON ({e})", path.display(), e.line())
-    })?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}:{}: not valid JSON ({e})", path.display(), e.line()))?;
     let list: Vec<&Value> = match &v {
         Value::Array(a) => a.iter().collect(),
         Value::Object(m) => m.values().filter_map(Value::as_array).flatten().collect(),
-        _ => bail!("{}: expected a FewRel list of examples or an object of relation → examples", path.display()),
+        _ => bail!(
+            "{}: expected a FewRel list of examples or an object of relation → examples",
+            path.display()
+        ),
     };
     let ent = |x: Option<&Value>| -> Option<(String, String)> {
         let a = x?.as_array()?;
-        Some((a.first()?.as_str()?.to_string(), a.get(1)?.as_str()?.to_string()))
+        Some((
+            a.first()?.as_str()?.to_string(),
+            a.get(1)?.as_str()?.to_string(),
+        ))
     };
     Ok(list
         .into_iter()
@@ -274,7 +315,12 @@ pub fn fewrel_examples(path: &Path) -> Result<Vec<FewRelExample>> {
             tokens: ex
                 .get("tokens")
                 .and_then(Value::as_array)
-                .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             head: ent(ex.get("h")),
             tail: ent(ex.get("t")),
@@ -301,7 +347,12 @@ pub fn split_sentences(text: &str) -> Vec<(usize, usize)> {
         let (pos, c) = chars[i];
         if matches!(c, '.' | '!' | '?') {
             let mut j = i + 1;
-            while j < chars.len() && matches!(chars[j].1, '.' | '!' | '?' | '"' | '\'' | ')' | ']' | '”' | '’') {
+            while j < chars.len()
+                && matches!(
+                    chars[j].1,
+                    '.' | '!' | '?' | '"' | '\'' | ')' | ']' | '”' | '’'
+                )
+            {
                 j += 1;
             }
             let mut k = j;
@@ -312,11 +363,17 @@ pub fn split_sentences(text: &str) -> Vec<(usize, usize)> {
                 && k < chars.len()
                 && {
                     let n = chars[k].1;
-                    n.is_uppercase() || n.is_ascii_digit() || matches!(n, '"' | '\'' | '(' | '[' | '“' | '‘')
+                    n.is_uppercase()
+                        || n.is_ascii_digit()
+                        || matches!(n, '"' | '\'' | '(' | '[' | '“' | '‘')
                 }
                 && !(c == '.' && is_abbreviation(&text[start..pos]));
             if boundary {
-                let end = if j < chars.len() { chars[j].0 } else { text.len() };
+                let end = if j < chars.len() {
+                    chars[j].0
+                } else {
+                    text.len()
+                };
                 push_trimmed(text, start, end, &mut out);
                 start = chars[k].0;
                 i = k;
@@ -332,9 +389,13 @@ pub fn split_sentences(text: &str) -> Vec<(usize, usize)> {
 }
 
 fn is_abbreviation(before: &str) -> bool {
-    let word = before.rsplit(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("");
     let lower = word.to_lowercase();
-    (word.chars().count() == 1 && word.chars().all(char::is_uppercase)) || ABBREVIATIONS.contains(&lower.as_str())
+    (word.chars().count() == 1 && word.chars().all(char::is_uppercase))
+        || ABBREVIATIONS.contains(&lower.as_str())
 }
 
 fn push_trimmed(text: &str, a: usize, b: usize, out: &mut Vec<(usize, usize)>) {
@@ -351,17 +412,31 @@ mod tests {
     use super::*;
 
     fn split(t: &str) -> Vec<&str> {
-        split_sentences(t).into_iter().map(|(a, b)| &t[a..b]).collect()
+        split_sentences(t)
+            .into_iter()
+            .map(|(a, b)| &t[a..b])
+            .collect()
     }
 
     #[test]
     fn splits_on_sentence_ends_but_not_abbreviations() {
         assert_eq!(
             split("Dr. Smith treated the patient. It worked! Did it? yes. See Fig. 2 for details."),
-            vec!["Dr. Smith treated the patient.", "It worked!", "Did it? yes.", "See Fig. 2 for details."]
+            vec![
+                "Dr. Smith treated the patient.",
+                "It worked!",
+                "Did it? yes.",
+                "See Fig. 2 for details."
+            ]
         );
-        assert_eq!(split("  J. R. R. Tolkien wrote it.  "), vec!["J. R. R. Tolkien wrote it."]);
-        assert_eq!(split("The value was 3.5 mg. Then \"it\" ended."), vec!["The value was 3.5 mg.", "Then \"it\" ended."]);
+        assert_eq!(
+            split("  J. R. R. Tolkien wrote it.  "),
+            vec!["J. R. R. Tolkien wrote it."]
+        );
+        assert_eq!(
+            split("The value was 3.5 mg. Then \"it\" ended."),
+            vec!["The value was 3.5 mg.", "Then \"it\" ended."]
+        );
         assert!(split("   ").is_empty());
     }
 }

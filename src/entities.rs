@@ -87,7 +87,9 @@ impl EntityList {
                 (name.to_string(), name.to_string(), vec![])
             };
             if let Some(prev) = seen.get(&id) {
-                bail!("{source}:{line_no}: duplicate entity id `{id}` (first defined on line {prev})");
+                bail!(
+                    "{source}:{line_no}: duplicate entity id `{id}` (first defined on line {prev})"
+                );
             }
             seen.insert(id.clone(), line_no);
             let mut aliases = aliases;
@@ -109,7 +111,17 @@ impl EntityList {
     pub fn write_tsv(&self, path: &Path) -> Result<()> {
         let mut out = Vec::new();
         for e in &self.entities {
-            writeln!(out, "{}\t{}\t{}", clean(&e.id), clean(&e.name), e.aliases.iter().map(|a| clean(a)).collect::<Vec<_>>().join("|"))?;
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                clean(&e.id),
+                clean(&e.name),
+                e.aliases
+                    .iter()
+                    .map(|a| clean(a))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            )?;
         }
         crate::table::write_atomic(path, &out)
     }
@@ -133,7 +145,12 @@ impl EntityList {
                         order.push(id.clone());
                     }
                     seen += 1;
-                    forms.entry(id).or_default().entry(name).or_insert((0, seen)).0 += 1;
+                    forms
+                        .entry(id)
+                        .or_default()
+                        .entry(name)
+                        .or_insert((0, seen))
+                        .0 += 1;
                 }
             }
         }
@@ -150,7 +167,11 @@ impl EntityList {
                     .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)))
                     .map(|(n, _)| n.clone())
                     .expect("at least one form");
-                let aliases = f.keys().filter(|a| !a.eq_ignore_ascii_case(&name)).cloned().collect();
+                let aliases = f
+                    .keys()
+                    .filter(|a| !a.eq_ignore_ascii_case(&name))
+                    .cloned()
+                    .collect();
                 Entity { id, name, aliases }
             })
             .collect();

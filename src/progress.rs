@@ -39,12 +39,18 @@ pub struct Progress {
 
 impl Progress {
     pub fn fraction(&self) -> Option<f32> {
-        self.total.filter(|&t| t > 0).map(|t| (self.done as f64 / t as f64).min(1.0) as f32)
+        self.total
+            .filter(|&t| t > 0)
+            .map(|t| (self.done as f64 / t as f64).min(1.0) as f32)
     }
 
     /// One line for a terminal or a status bar.
     pub fn describe(&self) -> String {
-        let unit = if self.phase == Phase::Encoding { "contexts" } else { "sentences" };
+        let unit = if self.phase == Phase::Encoding {
+            "contexts"
+        } else {
+            "sentences"
+        };
         let mut s = match self.total {
             Some(t) => format!("{}: {}/{} {unit}", self.phase.label(), self.done, t),
             None => format!("{}: {} {unit}", self.phase.label(), self.done),
@@ -80,17 +86,32 @@ pub struct Meter {
 
 impl Meter {
     pub fn new(phase: Phase, start_done: u64) -> Self {
-        Meter { phase, start: Instant::now(), start_done, last_emit: None }
+        Meter {
+            phase,
+            start: Instant::now(),
+            start_done,
+            last_emit: None,
+        }
     }
 
     pub fn progress(&self, done: u64, total: Option<u64>) -> Progress {
         let secs = self.start.elapsed().as_secs_f64();
-        let per_sec = if secs > 0.0 { done.saturating_sub(self.start_done) as f64 / secs } else { 0.0 };
+        let per_sec = if secs > 0.0 {
+            done.saturating_sub(self.start_done) as f64 / secs
+        } else {
+            0.0
+        };
         let eta_secs = match total {
             Some(t) if per_sec > 0.0 => Some(t.saturating_sub(done) as f64 / per_sec),
             _ => None,
         };
-        Progress { phase: self.phase, done, total, per_sec, eta_secs }
+        Progress {
+            phase: self.phase,
+            done,
+            total,
+            per_sec,
+            eta_secs,
+        }
     }
 
     /// True at most ~10 times a second, so callers can throttle events.

@@ -42,18 +42,34 @@ impl Default for Project {
 impl Project {
     /// Reads a project; relative paths are resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read project {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read project {}", path.display()))?;
         let mut p: Project = ron::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.span.start.line, e.span.start.col, e.code)
+            anyhow::anyhow!(
+                "{}:{}:{}: {}",
+                path.display(),
+                e.span.start.line,
+                e.span.start.col,
+                e.code
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        p.map_paths(|q| if q.is_absolute() { q.to_path_buf() } else { normalize(&base.join(q)) });
+        p.map_paths(|q| {
+            if q.is_absolute() {
+                q.to_path_buf()
+            } else {
+                normalize(&base.join(q))
+            }
+        });
         Ok(p)
     }
 
     /// Writes the project atomically; paths under the project's folder's parent become relative.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let base = path.parent().map(|b| absolute(b)).unwrap_or_else(|| PathBuf::from("."));
+        let base = path
+            .parent()
+            .map(absolute)
+            .unwrap_or_else(|| PathBuf::from("."));
         let mut p = self.clone();
         p.map_paths(|q| relative_to(&absolute(q), &base));
         let text = ron::ser::to_string_pretty(&p, ron::ser::PrettyConfig::default())?;
@@ -68,7 +84,9 @@ impl Project {
     }
 
     pub fn model_dir(&self) -> PathBuf {
-        self.model.clone().unwrap_or_else(crate::model::bundled_model_dir)
+        self.model
+            .clone()
+            .unwrap_or_else(crate::model::bundled_model_dir)
     }
 }
 
@@ -127,7 +145,11 @@ mod tests {
     #[test]
     fn bundled_demo_loads_with_resolved_paths() {
         let p = Project::load(&bundled_demo()).unwrap();
-        assert!(p.corpus[0].ends_with("assets/sample/pubmed.txt") && p.corpus[0].is_file(), "{:?}", p.corpus);
+        assert!(
+            p.corpus[0].ends_with("assets/sample/pubmed.txt") && p.corpus[0].is_file(),
+            "{:?}",
+            p.corpus
+        );
         assert!(p.entities.as_ref().unwrap().is_file());
         assert!(p.model_dir().join("config.json").is_file());
         assert_eq!(p.options.k, 256);

@@ -20,10 +20,18 @@ pub struct Rewritten {
 
 impl Rewritten {
     /// Injections of the entity vectors, each `vector(entity)`.
-    pub fn injections(&self, row: usize, mut vector: impl FnMut(usize) -> Vec<f32>) -> Vec<Injection> {
+    pub fn injections(
+        &self,
+        row: usize,
+        mut vector: impl FnMut(usize) -> Vec<f32>,
+    ) -> Vec<Injection> {
         self.plugged
             .iter()
-            .map(|&(position, e)| Injection { row, position, vector: vector(e) })
+            .map(|&(position, e)| Injection {
+                row,
+                position,
+                vector: vector(e),
+            })
             .collect()
     }
 }
@@ -35,7 +43,12 @@ pub fn find_mentions(finder: &MentionFinder, text: &str) -> Vec<Mention> {
 
 /// Rewrites `text`, appending ` ( X )` after each mention in `plug` (X becomes one position
 /// carrying the entity vector). `names[e]` is used for display only.
-pub fn rewrite(tok: &TextTokenizer, text: &str, plug: &[Mention], names: &[String]) -> Result<Rewritten> {
+pub fn rewrite(
+    tok: &TextTokenizer,
+    text: &str,
+    plug: &[Mention],
+    names: &[String],
+) -> Result<Rewritten> {
     let placeholder = tok.mask_token();
     let mut model_text = String::new();
     let mut display = String::new();
@@ -73,5 +86,10 @@ pub fn rewrite(tok: &TextTokenizer, text: &str, plug: &[Mention], names: &[Strin
             None => masks.push(i),
         }
     }
-    Ok(Rewritten { display, ids: enc.ids, plugged, masks })
+    Ok(Rewritten {
+        display,
+        ids: enc.ids,
+        plugged,
+        masks,
+    })
 }

@@ -71,7 +71,9 @@ impl Table {
 
     /// All embeddings at `norm`, `[N, H]` row-major.
     pub fn embeddings(&self, norm: f32) -> Vec<f32> {
-        (0..self.len()).flat_map(|i| self.embedding_at(i, norm)).collect()
+        (0..self.len())
+            .flat_map(|i| self.embedding_at(i, norm))
+            .collect()
     }
 
     pub fn index_of(&self, id_or_name: &str) -> Option<usize> {
@@ -79,11 +81,17 @@ impl Table {
             .iter()
             .position(|x| x == id_or_name)
             .or_else(|| self.entity_names.iter().position(|x| x == id_or_name))
-            .or_else(|| self.entity_names.iter().position(|x| x.eq_ignore_ascii_case(id_or_name)))
+            .or_else(|| {
+                self.entity_names
+                    .iter()
+                    .position(|x| x.eq_ignore_ascii_case(id_or_name))
+            })
     }
 
     pub fn contexts_of(&self, entity: usize) -> impl Iterator<Item = &ContextRecord> {
-        self.contexts.iter().filter(move |c| c.entity as usize == entity)
+        self.contexts
+            .iter()
+            .filter(move |c| c.entity as usize == entity)
     }
 
     /// The table's entities as an entity list (to find their mentions in new text).
@@ -116,7 +124,10 @@ impl Table {
         meta.insert("format", FORMAT.to_string());
         meta.insert("entity_ids", serde_json::to_string(&self.entity_ids)?);
         meta.insert("entity_names", serde_json::to_string(&self.entity_names)?);
-        meta.insert("entity_aliases", serde_json::to_string(&self.entity_aliases)?);
+        meta.insert(
+            "entity_aliases",
+            serde_json::to_string(&self.entity_aliases)?,
+        );
         meta.insert("found", serde_json::to_string(&self.found)?);
         meta.insert("norm", format_f32(self.norm));
         meta.insert("k", self.meta.k.to_string());
@@ -132,7 +143,12 @@ impl Table {
         let emb = self.embeddings(self.norm);
         let tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
             ("contexts", "U8", vec![ctx_bytes.len()], ctx_bytes),
-            ("counts", "I64", vec![n], self.counts.iter().flat_map(|c| c.to_le_bytes()).collect()),
+            (
+                "counts",
+                "I64",
+                vec![n],
+                self.counts.iter().flat_map(|c| c.to_le_bytes()).collect(),
+            ),
             ("embeddings", "F32", vec![n, h], f32_bytes(&emb)),
             ("sums", "F32", vec![n, h], f32_bytes(&self.sums)),
         ];
@@ -145,38 +161,59 @@ impl Table {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read table {}", path.display()))?;
-        Self::from_bytes(&bytes).with_context(|| format!("{}: not a usable PELT table", path.display()))
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read table {}", path.display()))?;
+        Self::from_bytes(&bytes)
+            .with_context(|| format!("{}: not a usable PELT table", path.display()))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let (_, md) = SafeTensors::read_metadata(bytes).context("unreadable safetensors header")?;
         let meta = md.metadata().clone().unwrap_or_default();
-        let get = |k: &str| -> Result<&String> { meta.get(k).with_context(|| format!("missing metadata field `{k}`")) };
+        let get = |k: &str| -> Result<&String> {
+            meta.get(k)
+                .with_context(|| format!("missing metadata field `{k}`"))
+        };
         let format = get("format")?;
         if format != FORMAT {
             bail!("metadata `format` is `{format}`, expected `{FORMAT}`");
         }
         let num = |k: &str| -> Result<f64> {
-            get(k)?.parse::<f64>().with_context(|| format!("metadata field `{k}` is not a number"))
+            get(k)?
+                .parse::<f64>()
+                .with_context(|| format!("metadata field `{k}` is not a number"))
         };
-        let entity_ids: Vec<String> =
-            serde_json::from_str(get("entity_ids")?).context("metadata `entity_ids` is not a JSON array of strings")?;
-        let entity_names: Vec<String> =
-            serde_json::from_str(get("entity_names")?).context("metadata `entity_names` is not a JSON array of strings")?;
+        let entity_ids: Vec<String> = serde_json::from_str(get("entity_ids")?)
+            .context("metadata `entity_ids` is not a JSON array of strings")?;
+        let entity_names: Vec<String> = serde_json::from_str(get("entity_names")?)
+            .context("metadata `entity_names` is not a JSON array of strings")?;
         let n = entity_ids.len();
         let h = num("hidden_size")? as usize;
         if entity_names.len() != n {
-            bail!("metadata has {} entity ids but {} names", n, entity_names.len());
+            bail!(
+                "metadata has {} entity ids but {} names",
+                n,
+                entity_names.len()
+            );
         }
         let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
-            let t = st.tensor(name).with_context(|| format!("missing tensor `{name}`"))?;
+            let t = st
+                .tensor(name)
+                .with_context(|| format!("missing tensor `{name}`"))?;
             if t.dtype() != dtype {
-                bail!("tensor `{name}` has dtype {:?}, expected {:?}", t.dtype(), dtype);
+                bail!(
+                    "tensor `{name}` has dtype {:?}, expected {:?}",
+                    t.dtype(),
+                    dtype
+                );
             }
             if t.shape() != shape {
-                bail!("tensor `{name}` has shape {:?}, expected {:?}", t.shape(), shape);
+                bail!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    t.shape(),
+                    shape
+                );
             }
             Ok(t.data().to_vec())
         };
@@ -192,20 +229,30 @@ impl Table {
                 if line.is_empty() {
                     continue;
                 }
-                let c: ContextRecord = serde_json::from_slice(line)
-                    .with_context(|| format!("tensor `contexts`, line {}: not a context record", i + 1))?;
+                let c: ContextRecord = serde_json::from_slice(line).with_context(|| {
+                    format!("tensor `contexts`, line {}: not a context record", i + 1)
+                })?;
                 if c.entity as usize >= n {
-                    bail!("tensor `contexts`, line {}: entity row {} out of range", i + 1, c.entity);
+                    bail!(
+                        "tensor `contexts`, line {}: entity row {} out of range",
+                        i + 1,
+                        c.entity
+                    );
                 }
                 contexts.push(c);
             }
         }
         let entity_aliases: Vec<Vec<String>> = match meta.get("entity_aliases") {
-            Some(s) => serde_json::from_str(s).context("metadata `entity_aliases` is not a JSON array of arrays")?,
+            Some(s) => serde_json::from_str(s)
+                .context("metadata `entity_aliases` is not a JSON array of arrays")?,
             None => vec![vec![]; n],
         };
         if entity_aliases.len() != n {
-            bail!("metadata has {} entity ids but {} alias lists", n, entity_aliases.len());
+            bail!(
+                "metadata has {} entity ids but {} alias lists",
+                n,
+                entity_aliases.len()
+            );
         }
         let found = match meta.get("found") {
             Some(s) => serde_json::from_str(s).context("metadata `found` is not a JSON array")?,
@@ -222,7 +269,10 @@ impl Table {
                 corpus: get("corpus")?.clone(),
                 corpus_sha256: get("corpus_sha256")?.clone(),
                 shard: meta.get("shard").cloned().unwrap_or_else(|| "all".into()),
-                case_sensitive: meta.get("case_sensitive").map(|s| s == "true").unwrap_or(false),
+                case_sensitive: meta
+                    .get("case_sensitive")
+                    .map(|s| s == "true")
+                    .unwrap_or(false),
             },
             entity_ids,
             entity_names,
@@ -257,11 +307,19 @@ impl Table {
         let first = tables.first().context("nothing to merge")?;
         let mut out = first.clone();
         for (i, t) in tables.iter().enumerate().skip(1) {
-            let what = |field: &str| format!("table {} differs from table 1 in {field}: cannot merge", i + 1);
+            let what = |field: &str| {
+                format!(
+                    "table {} differs from table 1 in {field}: cannot merge",
+                    i + 1
+                )
+            };
             if t.meta.model_sha256 != first.meta.model_sha256 || t.hidden() != first.hidden() {
                 bail!(what("model"));
             }
-            if t.entity_ids != first.entity_ids || t.entity_names != first.entity_names || t.entity_aliases != first.entity_aliases {
+            if t.entity_ids != first.entity_ids
+                || t.entity_names != first.entity_names
+                || t.entity_aliases != first.entity_aliases
+            {
                 bail!(what("entity list"));
             }
             for (field, same) in [
@@ -269,7 +327,10 @@ impl Table {
                 ("seed", t.meta.seed == first.meta.seed),
                 ("max_len", t.meta.max_len == first.meta.max_len),
                 ("corpus", t.meta.corpus_sha256 == first.meta.corpus_sha256),
-                ("case sensitivity", t.meta.case_sensitive == first.meta.case_sensitive),
+                (
+                    "case sensitivity",
+                    t.meta.case_sensitive == first.meta.case_sensitive,
+                ),
             ] {
                 if !same {
                     bail!(what(field));
@@ -298,9 +359,18 @@ impl Table {
         let mut meta = Vec::new();
         writeln!(meta, "name\tid\tcount")?;
         for i in 0..self.len() {
-            let row: Vec<String> = emb[i * h..(i + 1) * h].iter().map(|v| format!("{v}")).collect();
+            let row: Vec<String> = emb[i * h..(i + 1) * h]
+                .iter()
+                .map(|v| format!("{v}"))
+                .collect();
             writeln!(vectors, "{}", row.join("\t"))?;
-            writeln!(meta, "{}\t{}\t{}", tsv_field(&self.entity_names[i]), tsv_field(&self.entity_ids[i]), self.counts[i])?;
+            writeln!(
+                meta,
+                "{}\t{}\t{}",
+                tsv_field(&self.entity_names[i]),
+                tsv_field(&self.entity_ids[i]),
+                self.counts[i]
+            )?;
         }
         write_atomic(&dir.join("vectors.tsv"), &vectors)?;
         write_atomic(&dir.join("metadata.tsv"), &meta)
@@ -311,7 +381,10 @@ impl Table {
 fn merged_shard_label(shards: &[&str]) -> String {
     let parsed: Option<Vec<(usize, usize)>> = shards
         .iter()
-        .map(|s| s.split_once('/').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))))
+        .map(|s| {
+            s.split_once('/')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        })
         .collect();
     if let Some(mut p) = parsed {
         p.sort();
@@ -329,7 +402,11 @@ fn tsv_field(s: &str) -> String {
 }
 
 pub fn scale_to_norm(v: &[f32], norm: f32) -> Vec<f32> {
-    let len = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let len = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
     if len == 0.0 {
         return vec![0.0; v.len()];
     }
@@ -346,11 +423,16 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn le_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
 }
 
 /// A safetensors file with sorted header keys (byte-identical for identical content).
-pub fn write_safetensors<S: AsRef<str>>(meta: &BTreeMap<&str, String>, tensors: &[(S, &str, Vec<usize>, Vec<u8>)]) -> Result<Vec<u8>> {
+pub fn write_safetensors<S: AsRef<str>>(
+    meta: &BTreeMap<&str, String>,
+    tensors: &[(S, &str, Vec<usize>, Vec<u8>)],
+) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::to_value(meta)?);
     let mut sorted: Vec<&(S, &str, Vec<usize>, Vec<u8>)> = tensors.iter().collect();
@@ -380,15 +462,26 @@ pub fn write_safetensors<S: AsRef<str>>(meta: &BTreeMap<&str, String>, tensors: 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`, so a
 /// crash never leaves a half-written file where the old one was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all().ok();
         std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
     })();

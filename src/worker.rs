@@ -23,17 +23,50 @@ use crate::table::Table;
 
 pub enum Job {
     /// Loads (or reuses) the model of `dir` on `device`.
-    LoadModel { dir: PathBuf, device: DeviceChoice },
+    LoadModel {
+        dir: PathBuf,
+        device: DeviceChoice,
+    },
     /// Builds the project's table; saves it to `project.table` when set.
-    Build { project: Box<Project>, resume: bool },
-    OpenTable { path: PathBuf },
-    SaveTable { table: Arc<Table>, path: PathBuf },
-    ExportProjector { table: Arc<Table>, dir: PathBuf },
+    Build {
+        project: Box<Project>,
+        resume: bool,
+    },
+    OpenTable {
+        path: PathBuf,
+    },
+    SaveTable {
+        table: Arc<Table>,
+        path: PathBuf,
+    },
+    ExportProjector {
+        table: Arc<Table>,
+        dir: PathBuf,
+    },
     /// Runs the model over an entity's supporting contexts (at most `limit`).
-    Inspect { table: Arc<Table>, entity: usize, top_k: usize, limit: usize, norms: Vec<f32> },
-    Neighbours { table: Arc<Table>, entity: usize, k: usize, center: bool, norm: f32 },
+    Inspect {
+        table: Arc<Table>,
+        entity: usize,
+        top_k: usize,
+        limit: usize,
+        norms: Vec<f32>,
+    },
+    Neighbours {
+        table: Arc<Table>,
+        entity: usize,
+        k: usize,
+        center: bool,
+        norm: f32,
+    },
     /// Fill-mask on `text` without and with entity vectors at two norms.
-    Preview { table: Arc<Table>, text: String, disabled: Vec<(usize, usize)>, norm_a: f32, norm_b: f32, top_k: usize },
+    Preview {
+        table: Arc<Table>,
+        text: String,
+        disabled: Vec<(usize, usize)>,
+        norm_a: f32,
+        norm_b: f32,
+        top_k: usize,
+    },
 }
 
 impl Job {
@@ -107,14 +140,30 @@ pub struct NeighbourResult {
 pub enum Event {
     ModelLoaded(ModelInfo),
     Progress(Progress),
-    Built { table: Arc<Table>, report: Box<BuildReport>, saved_to: Option<PathBuf> },
-    BuildCancelled { done: u64, total: u64, checkpoint: Option<PathBuf> },
-    TableOpened { table: Arc<Table>, path: PathBuf },
-    Saved { path: PathBuf },
+    Built {
+        table: Arc<Table>,
+        report: Box<BuildReport>,
+        saved_to: Option<PathBuf>,
+    },
+    BuildCancelled {
+        done: u64,
+        total: u64,
+        checkpoint: Option<PathBuf>,
+    },
+    TableOpened {
+        table: Arc<Table>,
+        path: PathBuf,
+    },
+    Saved {
+        path: PathBuf,
+    },
     Inspected(Box<Inspection>),
     Neighbours(NeighbourResult),
     Previewed(Box<PreviewResult>),
-    Error { job: &'static str, message: String },
+    Error {
+        job: &'static str,
+        message: String,
+    },
 }
 
 pub struct Worker {
@@ -135,7 +184,10 @@ impl Worker {
         std::thread::Builder::new()
             .name("pelt-worker".into())
             .spawn(move || {
-                let mut state = State { model: None, cancel: c };
+                let mut state = State {
+                    model: None,
+                    cancel: c,
+                };
                 let send = |e: Event| {
                     let _ = event_tx.send(e);
                     wake();
@@ -146,14 +198,20 @@ impl Worker {
                     let r = std::panic::catch_unwind(AssertUnwindSafe(|| state.run(job, &send)));
                     match r {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => send(Event::Error { job: name, message: format!("{e:#}") }),
+                        Ok(Err(e)) => send(Event::Error {
+                            job: name,
+                            message: format!("{e:#}"),
+                        }),
                         Err(p) => {
                             let msg = p
                                 .downcast_ref::<String>()
                                 .cloned()
                                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                                 .unwrap_or_else(|| "unknown panic".into());
-                            send(Event::Error { job: name, message: format!("internal error: {msg}") })
+                            send(Event::Error {
+                                job: name,
+                                message: format!("internal error: {msg}"),
+                            })
                         }
                     }
                     b.store(false, Ordering::SeqCst);
@@ -161,7 +219,12 @@ impl Worker {
                 }
             })
             .expect("cannot start the worker thread");
-        Worker { jobs, events, cancel, busy }
+        Worker {
+            jobs,
+            events,
+            cancel,
+            busy,
+        }
     }
 
     pub fn send(&self, job: Job) {
@@ -197,7 +260,12 @@ struct State {
 }
 
 impl State {
-    fn model(&mut self, dir: &PathBuf, device: DeviceChoice, send: &dyn Fn(Event)) -> Result<&Model> {
+    fn model(
+        &mut self,
+        dir: &PathBuf,
+        device: DeviceChoice,
+        send: &dyn Fn(Event),
+    ) -> Result<&Model> {
         let reuse = matches!(&self.model, Some((d, dev, _)) if d == dir && *dev == device);
         if !reuse {
             self.model = None;
@@ -234,7 +302,12 @@ impl State {
                 let cancel = self.cancel.clone();
                 let model = self.model(&project.model_dir(), project.device, send)?;
                 let corpus = Corpus::open(&project.corpus)?;
-                let entities = load_entities(project.entities.as_deref().context("the project has no entity list")?)?;
+                let entities = load_entities(
+                    project
+                        .entities
+                        .as_deref()
+                        .context("the project has no entity list")?,
+                )?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
                 let outcome = build_table(
                     BuildInput {
@@ -258,11 +331,21 @@ impl State {
                             }
                             saved_to = Some(path.clone());
                         }
-                        send(Event::Built { table: Arc::new(*table), report: Box::new(report), saved_to });
+                        send(Event::Built {
+                            table: Arc::new(*table),
+                            report: Box::new(report),
+                            saved_to,
+                        });
                     }
-                    BuildOutcome::Cancelled { done, total, checkpoint } => {
-                        send(Event::BuildCancelled { done, total, checkpoint })
-                    }
+                    BuildOutcome::Cancelled {
+                        done,
+                        total,
+                        checkpoint,
+                    } => send(Event::BuildCancelled {
+                        done,
+                        total,
+                        checkpoint,
+                    }),
                 }
             }
             Job::OpenTable { path } => {
@@ -270,7 +353,10 @@ impl State {
                 if let Some((_, _, m)) = &self.model {
                     table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
                 }
-                send(Event::TableOpened { table: Arc::new(table), path });
+                send(Event::TableOpened {
+                    table: Arc::new(table),
+                    path,
+                });
             }
             Job::SaveTable { table, path } => {
                 table.save(&path)?;
@@ -280,7 +366,13 @@ impl State {
                 table.export_projector(&dir)?;
                 send(Event::Saved { path: dir });
             }
-            Job::Inspect { table, entity, top_k, limit, norms } => {
+            Job::Inspect {
+                table,
+                entity,
+                top_k,
+                limit,
+                norms,
+            } => {
                 let model = self.model_for(&table)?;
                 let which: Vec<usize> = table
                     .contexts
@@ -293,7 +385,12 @@ impl State {
                 let insights = analysis::inspect_contexts(model, &table, &which, top_k, 32)?;
                 let prediction_tokens = insights
                     .iter()
-                    .map(|c| c.predictions.iter().map(|&(t, _)| model.tokenizer.display_token(t)).collect())
+                    .map(|c| {
+                        c.predictions
+                            .iter()
+                            .map(|&(t, _)| model.tokenizer.display_token(t))
+                            .collect()
+                    })
                     .collect();
                 let losses = analysis::loss_vs_norm(table.sum(entity), &insights, &norms);
                 send(Event::Inspected(Box::new(Inspection {
@@ -303,19 +400,43 @@ impl State {
                     loss_curve: norms.into_iter().zip(losses).collect(),
                 })));
             }
-            Job::Neighbours { table, entity, k, center, norm } => {
+            Job::Neighbours {
+                table,
+                entity,
+                k,
+                center,
+                norm,
+            } => {
                 let model = self.model_for(&table)?;
                 let entities = analysis::entity_neighbours(&table, entity, k, center);
                 let emb = model.encoder.word_embeddings()?;
-                let vocab = analysis::vocab_neighbours(&emb, table.hidden(), &table.embedding_at(entity, norm), k)
-                    .into_iter()
-                    .map(|(t, s)| (model.tokenizer.display_token(t), s))
-                    .collect();
-                send(Event::Neighbours(NeighbourResult { entity, entities, vocab }));
+                let vocab = analysis::vocab_neighbours(
+                    &emb,
+                    table.hidden(),
+                    &table.embedding_at(entity, norm),
+                    k,
+                )
+                .into_iter()
+                .map(|(t, s)| (model.tokenizer.display_token(t), s))
+                .collect();
+                send(Event::Neighbours(NeighbourResult {
+                    entity,
+                    entities,
+                    vocab,
+                }));
             }
-            Job::Preview { table, text, disabled, norm_a, norm_b, top_k: k } => {
+            Job::Preview {
+                table,
+                text,
+                disabled,
+                norm_a,
+                norm_b,
+                top_k: k,
+            } => {
                 let model = self.model_for(&table)?;
-                send(Event::Previewed(Box::new(preview(model, &table, &text, &disabled, norm_a, norm_b, k)?)));
+                send(Event::Previewed(Box::new(preview(
+                    model, &table, &text, &disabled, norm_a, norm_b, k,
+                )?)));
             }
         }
         Ok(())
@@ -324,7 +445,10 @@ impl State {
 
 fn predictions(model: &Model, logits: &[f32], k: usize) -> Predictions {
     let p = softmax(logits);
-    top_k(&p, k).into_iter().map(|i| (model.tokenizer.display_token(i as u32), p[i])).collect()
+    top_k(&p, k)
+        .into_iter()
+        .map(|i| (model.tokenizer.display_token(i as u32), p[i]))
+        .collect()
 }
 
 /// Fill-mask predictions for `text` without entity vectors and with them at two norms.
@@ -339,20 +463,37 @@ pub fn preview(
     k: usize,
 ) -> Result<PreviewResult> {
     let finder = MentionFinder::new(&table.entity_list(), table.meta.case_sensitive)?;
-    let found: Vec<_> = finder.find(text).into_iter().filter(|m| table.counts[m.entity] > 0).collect();
-    let plug: Vec<_> = found.iter().copied().filter(|m| !disabled.contains(&(m.start, m.end))).collect();
+    let found: Vec<_> = finder
+        .find(text)
+        .into_iter()
+        .filter(|m| table.counts[m.entity] > 0)
+        .collect();
+    let plug: Vec<_> = found
+        .iter()
+        .copied()
+        .filter(|m| !disabled.contains(&(m.start, m.end)))
+        .collect();
     let rw = rewrite(&model.tokenizer, text, &plug, &table.entity_names)?;
     let plain = model.tokenizer.encode(text)?;
-    let plain_masks: Vec<usize> =
-        plain.ids.iter().enumerate().filter(|(_, &t)| t == model.tokenizer.mask_id()).map(|(i, _)| i).collect();
+    let plain_masks: Vec<usize> = plain
+        .ids
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t == model.tokenizer.mask_id())
+        .map(|(i, _)| i)
+        .collect();
     let mut masks = Vec::new();
     if !plain_masks.is_empty() {
         let pos: Vec<(usize, usize)> = plain_masks.iter().map(|&p| (0, p)).collect();
-        let without = model.encoder.forward(&[plain.ids.clone()], &[], &pos, true)?;
+        let without = model
+            .encoder
+            .forward(std::slice::from_ref(&plain.ids), &[], &pos, true)?;
         let pos_rw: Vec<(usize, usize)> = rw.masks.iter().map(|&p| (0, p)).collect();
         let run = |norm: f32| {
             let inj = rw.injections(0, |e| table.embedding_at(e, norm));
-            model.encoder.forward(&[rw.ids.clone()], &inj, &pos_rw, true)
+            model
+                .encoder
+                .forward(std::slice::from_ref(&rw.ids), &inj, &pos_rw, true)
         };
         let (a, b) = (run(norm_a)?, run(norm_b)?);
         for i in 0..plain_masks.len().min(rw.masks.len()) {
@@ -378,7 +519,10 @@ pub fn preview(
         .collect();
     Ok(PreviewResult {
         text: text.to_string(),
-        mentions: found.iter().map(|m| (m.start, m.end, m.entity, plug.contains(m))).collect(),
+        mentions: found
+            .iter()
+            .map(|m| (m.start, m.end, m.entity, plug.contains(m)))
+            .collect(),
         rewritten: rw.display,
         tokens,
         masks,

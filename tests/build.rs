@@ -12,15 +12,28 @@ use pelt::entities::load_entities;
 use pelt::model::{bundled_model_dir, Model};
 use pelt::progress::Phase;
 use pelt::table::Table;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn build(model: &Model, corpus: &[PathBuf], entities: &PathBuf, opts: &BuildOptions) -> (Table, BuildReport) {
+fn build(
+    model: &Model,
+    corpus: &[PathBuf],
+    entities: &Path,
+    opts: &BuildOptions,
+) -> (Table, BuildReport) {
     let cancel = AtomicBool::new(false);
     let corpus = Corpus::open(corpus).unwrap();
     let entities = load_entities(entities).unwrap();
     let out = build_table(
-        BuildInput { model, corpus: &corpus, entities: &entities, options: opts, checkpoint: None, resume: false, cancel: &cancel },
+        BuildInput {
+            model,
+            corpus: &corpus,
+            entities: &entities,
+            options: opts,
+            checkpoint: None,
+            resume: false,
+            cancel: &cancel,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -31,22 +44,42 @@ fn build(model: &Model, corpus: &[PathBuf], entities: &PathBuf, opts: &BuildOpti
 }
 
 fn sample() -> (Vec<PathBuf>, PathBuf) {
-    (vec![root().join("assets/sample/pubmed.txt")], root().join("assets/sample/pubmed-entities.tsv"))
+    (
+        vec![root().join("assets/sample/pubmed.txt")],
+        root().join("assets/sample/pubmed-entities.tsv"),
+    )
 }
 
 fn check_reference(model_dir: PathBuf, expected: &str) {
     let model = Model::load(&model_dir, &Device::Cpu).unwrap();
     let exp = json(&format!("pelt/{expected}"));
-    let opts = BuildOptions { batch: 4, ..Default::default() };
-    let (table, report) = build(&model, &[fixture("pelt/corpus.txt")], &fixture("pelt/entities.tsv"), &opts);
+    let opts = BuildOptions {
+        batch: 4,
+        ..Default::default()
+    };
+    let (table, report) = build(
+        &model,
+        &[fixture("pelt/corpus.txt")],
+        &fixture("pelt/entities.tsv"),
+        &opts,
+    );
     let norm = exp["norm"].as_f64().unwrap() as f32;
     let mut worst = 0f32;
     for (i, e) in exp["entities"].as_array().unwrap().iter().enumerate() {
         assert_eq!(table.entity_ids[i], e["id"].as_str().unwrap());
-        assert_eq!(table.counts[i], e["count"].as_i64().unwrap(), "count of {}", table.entity_ids[i]);
+        assert_eq!(
+            table.counts[i],
+            e["count"].as_i64().unwrap(),
+            "count of {}",
+            table.entity_ids[i]
+        );
         let d = max_abs_diff(&table.embedding_at(i, norm), &f32s(&e["embedding"]));
         worst = worst.max(d);
-        assert!(d <= 1e-4, "{}: embedding differs by {d}", table.entity_ids[i]);
+        assert!(
+            d <= 1e-4,
+            "{}: embedding differs by {d}",
+            table.entity_ids[i]
+        );
         let d = max_abs_diff(table.sum(i), &f32s(&e["sum"]));
         assert!(d <= 1e-3, "{}: sum differs by {d}", table.entity_ids[i]);
     }
@@ -55,11 +88,28 @@ fn check_reference(model_dir: PathBuf, expected: &str) {
     // Same contexts, same masked inputs.
     let want = exp["contexts"].as_array().unwrap();
     assert_eq!(table.contexts.len(), want.len());
-    let mut got: Vec<(String, u32, u32, u32)> =
-        table.contexts.iter().map(|c| (table.entity_ids[c.entity as usize].clone(), c.line - 1, c.start, c.end)).collect();
+    let mut got: Vec<(String, u32, u32, u32)> = table
+        .contexts
+        .iter()
+        .map(|c| {
+            (
+                table.entity_ids[c.entity as usize].clone(),
+                c.line - 1,
+                c.start,
+                c.end,
+            )
+        })
+        .collect();
     let mut exp_ctx: Vec<(String, u32, u32, u32)> = want
         .iter()
-        .map(|c| (c["entity"].as_str().unwrap().into(), c["line"].as_u64().unwrap() as u32, c["start"].as_u64().unwrap() as u32, c["end"].as_u64().unwrap() as u32))
+        .map(|c| {
+            (
+                c["entity"].as_str().unwrap().into(),
+                c["line"].as_u64().unwrap() as u32,
+                c["start"].as_u64().unwrap() as u32,
+                c["end"].as_u64().unwrap() as u32,
+            )
+        })
         .collect();
     got.sort();
     exp_ctx.sort();
@@ -68,9 +118,20 @@ fn check_reference(model_dir: PathBuf, expected: &str) {
         let rec = table
             .contexts
             .iter()
-            .find(|r| r.line - 1 == c["line"].as_u64().unwrap() as u32 && r.start == c["start"].as_u64().unwrap() as u32)
+            .find(|r| {
+                r.line - 1 == c["line"].as_u64().unwrap() as u32
+                    && r.start == c["start"].as_u64().unwrap() as u32
+            })
             .unwrap();
-        let m = mask_mention(&model.tokenizer, &rec.text, rec.start as usize, rec.end as usize, 64).unwrap().unwrap();
+        let m = mask_mention(
+            &model.tokenizer,
+            &rec.text,
+            rec.start as usize,
+            rec.end as usize,
+            64,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(m.ids, u32s(&c["input_ids"]));
         assert_eq!(m.mask_position as u64, c["mask_position"].as_u64().unwrap());
     }
@@ -90,24 +151,52 @@ fn built_vectors_match_transformers_bundled_model() {
 fn same_seed_gives_byte_identical_table_and_other_seed_differs() {
     let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
     let (c, e) = sample();
-    let opts = BuildOptions { k: 8, ..Default::default() };
+    let opts = BuildOptions {
+        k: 8,
+        ..Default::default()
+    };
     let (a, _) = build(&model, &c, &e, &opts);
     let (b, _) = build(&model, &c, &e, &opts);
     assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
     assert!(a.counts.iter().all(|&n| n <= 8));
     let (d, _) = build(&model, &c, &e, &BuildOptions { seed: 7, ..opts });
-    assert_ne!(a.contexts, d.contexts, "another seed samples other contexts");
+    assert_ne!(
+        a.contexts, d.contexts,
+        "another seed samples other contexts"
+    );
 }
 
 #[test]
 fn shards_merged_equal_the_single_build() {
     let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
     let (c, e) = sample();
-    let opts = BuildOptions { k: 16, ..Default::default() };
+    let opts = BuildOptions {
+        k: 16,
+        ..Default::default()
+    };
     let (whole, _) = build(&model, &c, &e, &opts);
-    let (s0, _) = build(&model, &c, &e, &BuildOptions { shard: Some((0, 2)), ..opts.clone() });
-    let (s1, _) = build(&model, &c, &e, &BuildOptions { shard: Some((1, 2)), ..opts.clone() });
-    assert!(s0.contexts.len() > 100 && s1.contexts.len() > 100, "both shards do real work");
+    let (s0, _) = build(
+        &model,
+        &c,
+        &e,
+        &BuildOptions {
+            shard: Some((0, 2)),
+            ..opts.clone()
+        },
+    );
+    let (s1, _) = build(
+        &model,
+        &c,
+        &e,
+        &BuildOptions {
+            shard: Some((1, 2)),
+            ..opts.clone()
+        },
+    );
+    assert!(
+        s0.contexts.len() > 100 && s1.contexts.len() > 100,
+        "both shards do real work"
+    );
     assert_eq!(s0.meta.shard, "0/2");
     let merged = Table::merge(&[s1.clone(), s0.clone()]).unwrap();
     assert_eq!(merged.meta.shard, "all");
@@ -118,7 +207,17 @@ fn shards_merged_equal_the_single_build() {
     let d = max_abs_diff(&merged.embeddings(7.0), &whole.embeddings(7.0));
     assert!(d <= 1e-5, "embeddings differ by {d}");
     // Mismatched tables are refused.
-    let other = build(&model, &c, &e, &BuildOptions { seed: 1, shard: Some((1, 2)), ..opts }).0;
+    let other = build(
+        &model,
+        &c,
+        &e,
+        &BuildOptions {
+            seed: 1,
+            shard: Some((1, 2)),
+            ..opts
+        },
+    )
+    .0;
     let err = format!("{:#}", Table::merge(&[s0, other]).unwrap_err());
     assert!(err.contains("seed"), "{err}");
 }
@@ -127,7 +226,11 @@ fn shards_merged_equal_the_single_build() {
 fn cancelled_then_resumed_build_equals_uninterrupted() {
     let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
     let (c, e) = sample();
-    let opts = BuildOptions { k: 16, batch: 4, ..Default::default() };
+    let opts = BuildOptions {
+        k: 16,
+        batch: 4,
+        ..Default::default()
+    };
     let (whole, _) = build(&model, &c, &e, &opts);
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("t.safetensors.ckpt");
@@ -136,7 +239,15 @@ fn cancelled_then_resumed_build_equals_uninterrupted() {
     let cancel = AtomicBool::new(false);
     let mut at = 0;
     let out = build_table(
-        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &opts, checkpoint: Some(ckpt.clone()), resume: false, cancel: &cancel },
+        BuildInput {
+            model: &model,
+            corpus: &corpus,
+            entities: &entities,
+            options: &opts,
+            checkpoint: Some(ckpt.clone()),
+            resume: false,
+            cancel: &cancel,
+        },
         &mut |p| {
             if p.phase == Phase::Encoding && p.done * 2 >= p.total.unwrap() && at == 0 {
                 at = p.done;
@@ -145,35 +256,77 @@ fn cancelled_then_resumed_build_equals_uninterrupted() {
         },
     )
     .unwrap();
-    let BuildOutcome::Cancelled { done, total, checkpoint } = out else { panic!("expected a cancelled build") };
-    assert!(done >= at && done < total, "stopped part-way: {done}/{total}");
+    let BuildOutcome::Cancelled {
+        done,
+        total,
+        checkpoint,
+    } = out
+    else {
+        panic!("expected a cancelled build")
+    };
+    assert!(
+        done >= at && done < total,
+        "stopped part-way: {done}/{total}"
+    );
     assert_eq!(checkpoint.as_ref(), Some(&ckpt));
     assert!(ckpt.exists());
     let cancel = AtomicBool::new(false);
     let out = build_table(
-        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &opts, checkpoint: Some(ckpt.clone()), resume: true, cancel: &cancel },
+        BuildInput {
+            model: &model,
+            corpus: &corpus,
+            entities: &entities,
+            options: &opts,
+            checkpoint: Some(ckpt.clone()),
+            resume: true,
+            cancel: &cancel,
+        },
         &mut |_| {},
     )
     .unwrap();
-    let BuildOutcome::Finished(resumed, report) = out else { panic!("resume did not finish") };
+    let BuildOutcome::Finished(resumed, report) = out else {
+        panic!("resume did not finish")
+    };
     assert_eq!(report.resumed_from, done);
     assert_eq!(resumed.to_bytes().unwrap(), whole.to_bytes().unwrap());
     // A checkpoint from other options is refused.
     let other = BuildOptions { seed: 3, ..opts };
     let cancel = AtomicBool::new(false);
     let err = build_table(
-        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &other, checkpoint: Some(ckpt.clone()), resume: true, cancel: &cancel },
+        BuildInput {
+            model: &model,
+            corpus: &corpus,
+            entities: &entities,
+            options: &other,
+            checkpoint: Some(ckpt.clone()),
+            resume: true,
+            cancel: &cancel,
+        },
         &mut |_| {},
     );
-    let err = format!("{:#}", err.err().expect("mismatched checkpoint must be refused"));
-    assert!(err.contains("checkpoint belongs to a build with other inputs"), "{err}");
+    let err = format!(
+        "{:#}",
+        err.err().expect("mismatched checkpoint must be refused")
+    );
+    assert!(
+        err.contains("checkpoint belongs to a build with other inputs"),
+        "{err}"
+    );
 }
 
 #[test]
 fn table_file_round_trip_renorm_and_model_check() {
     let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
     let (c, e) = sample();
-    let (t, _) = build(&model, &c, &e, &BuildOptions { k: 4, ..Default::default() });
+    let (t, _) = build(
+        &model,
+        &c,
+        &e,
+        &BuildOptions {
+            k: 4,
+            ..Default::default()
+        },
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.safetensors");
     t.save(&p).unwrap();
@@ -183,7 +336,12 @@ fn table_file_round_trip_renorm_and_model_check() {
     assert_eq!(back, t);
     // Stored embeddings have the stored norm; renorm keeps the sums.
     let i = (0..t.len()).find(|&i| t.counts[i] > 0).unwrap();
-    let n: f32 = t.embedding_at(i, t.norm).iter().map(|x| x * x).sum::<f32>().sqrt();
+    let n: f32 = t
+        .embedding_at(i, t.norm)
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt();
     assert!((n - 7.0).abs() < 1e-4);
     let mut r = back.clone();
     r.norm = 2.5;
@@ -191,9 +349,22 @@ fn table_file_round_trip_renorm_and_model_check() {
     assert_eq!(r2.sums, t.sums);
     assert_eq!(r2.norm, 2.5);
     // Model check: the right model passes, another is refused with a clear message.
-    back.check_model(&model.name(), &model.weights_sha256().unwrap(), model.hidden_size()).unwrap();
+    back.check_model(
+        &model.name(),
+        &model.weights_sha256().unwrap(),
+        model.hidden_size(),
+    )
+    .unwrap();
     let tiny = Model::load(&fixture("models/tiny-bert"), &Device::Cpu).unwrap();
-    let err = format!("{:#}", back.check_model(&tiny.name(), &tiny.weights_sha256().unwrap(), tiny.hidden_size()).unwrap_err());
+    let err = format!(
+        "{:#}",
+        back.check_model(
+            &tiny.name(),
+            &tiny.weights_sha256().unwrap(),
+            tiny.hidden_size()
+        )
+        .unwrap_err()
+    );
     assert!(err.contains("only fits the model that built it"), "{err}");
     // Projector export.
     let pd = dir.path().join("proj");
@@ -201,7 +372,10 @@ fn table_file_round_trip_renorm_and_model_check() {
     let vectors = std::fs::read_to_string(pd.join("vectors.tsv")).unwrap();
     let meta = std::fs::read_to_string(pd.join("metadata.tsv")).unwrap();
     assert_eq!(vectors.lines().count(), t.len());
-    assert_eq!(vectors.lines().next().unwrap().split('\t').count(), t.hidden());
+    assert_eq!(
+        vectors.lines().next().unwrap().split('\t').count(),
+        t.hidden()
+    );
     assert_eq!(meta.lines().count(), t.len() + 1);
     assert_eq!(meta.lines().next().unwrap(), "name\tid\tcount");
 }
@@ -210,14 +384,31 @@ fn table_file_round_trip_renorm_and_model_check() {
 fn damaged_table_files_are_refused_clearly() {
     let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
     let (c, e) = sample();
-    let (t, _) = build(&model, &c, &e, &BuildOptions { k: 2, ..Default::default() });
+    let (t, _) = build(
+        &model,
+        &c,
+        &e,
+        &BuildOptions {
+            k: 2,
+            ..Default::default()
+        },
+    );
     let bytes = t.to_bytes().unwrap();
-    let err = format!("{:#}", Table::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Table::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err()
+    );
     assert!(err.contains("safetensors"), "{err}");
     // Another format tag.
     let mut edited = bytes.clone();
-    let at = edited.windows(12).position(|w| w == b"pelt-table/1").unwrap();
+    let at = edited
+        .windows(12)
+        .position(|w| w == b"pelt-table/1")
+        .unwrap();
     edited[at + 11] = b'9';
     let err = format!("{:#}", Table::from_bytes(&edited).unwrap_err());
-    assert!(err.contains("format") && err.contains("pelt-table/9"), "{err}");
+    assert!(
+        err.contains("format") && err.contains("pelt-table/9"),
+        "{err}"
+    );
 }

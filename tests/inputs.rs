@@ -24,7 +24,15 @@ fn try_build(corpus: &[PathBuf], entities: &Path) -> anyhow::Result<(Table, Buil
     let cancel = AtomicBool::new(false);
     let opts = BuildOptions::default();
     match build_table(
-        BuildInput { model: &model, corpus: &corpus, entities: &entities, options: &opts, checkpoint: None, resume: false, cancel: &cancel },
+        BuildInput {
+            model: &model,
+            corpus: &corpus,
+            entities: &entities,
+            options: &opts,
+            checkpoint: None,
+            resume: false,
+            cancel: &cancel,
+        },
         &mut |_| {},
     )? {
         BuildOutcome::Finished(t, r) => Ok((*t, r)),
@@ -44,9 +52,15 @@ const ENTITIES: &str = "Q90\tParis\tCity of Light\nQ312\tApple\t\n";
 fn all_corpus_formats_find_the_same_mentions() {
     let d = tempfile::tempdir().unwrap();
     let ents = write(d.path(), "e.tsv", ENTITIES.as_bytes());
-    let lines = ["Paris is big. Apple is a company.", "The City of Light shines."];
+    let lines = [
+        "Paris is big. Apple is a company.",
+        "The City of Light shines.",
+    ];
     let txt = write(d.path(), "c.txt", lines.join("\n").as_bytes());
-    let jsonl: String = lines.iter().map(|l| serde_json::json!({ "text": l }).to_string() + "\n").collect();
+    let jsonl: String = lines
+        .iter()
+        .map(|l| serde_json::json!({ "text": l }).to_string() + "\n")
+        .collect();
     let jl = write(d.path(), "c.jsonl", jsonl.as_bytes());
     let fewrel = serde_json::json!({"rel": lines.iter().map(|l| serde_json::json!({"tokens": l.split(' ').collect::<Vec<_>>(), "h": ["x", "y", [[0]]]})).collect::<Vec<_>>()});
     let fr = write(d.path(), "c.json", fewrel.to_string().as_bytes());
@@ -74,12 +88,32 @@ fn bad_corpus_lines_are_skipped_with_file_and_line() {
     let (t, r) = try_build(&[c], &ents).unwrap();
     assert_eq!(t.counts, vec![1, 1]);
     assert_eq!(r.read.skipped_lines, 2);
-    assert!(r.read.warnings[0].ends_with("c.txt:2: not valid UTF-8"), "{:?}", r.read.warnings);
-    assert!(r.read.warnings[1].contains("c.txt:3: line of 1100007 bytes is longer than the limit"), "{:?}", r.read.warnings);
-    let jl = write(d.path(), "c.jsonl", b"{\"text\": \"Paris\"}\n{\"txt\": \"Paris\"}\n{not json\n");
+    assert!(
+        r.read.warnings[0].ends_with("c.txt:2: not valid UTF-8"),
+        "{:?}",
+        r.read.warnings
+    );
+    assert!(
+        r.read.warnings[1].contains("c.txt:3: line of 1100007 bytes is longer than the limit"),
+        "{:?}",
+        r.read.warnings
+    );
+    let jl = write(
+        d.path(),
+        "c.jsonl",
+        b"{\"text\": \"Paris\"}\n{\"txt\": \"Paris\"}\n{not json\n",
+    );
     let (_, r) = try_build(&[jl], &ents).unwrap();
-    assert!(r.read.warnings[0].ends_with("c.jsonl:2: no string field `text`"), "{:?}", r.read.warnings);
-    assert!(r.read.warnings[1].contains("c.jsonl:3: not valid JSON"), "{:?}", r.read.warnings);
+    assert!(
+        r.read.warnings[0].ends_with("c.jsonl:2: no string field `text`"),
+        "{:?}",
+        r.read.warnings
+    );
+    assert!(
+        r.read.warnings[1].contains("c.jsonl:3: not valid JSON"),
+        "{:?}",
+        r.read.warnings
+    );
 }
 
 #[test]
@@ -87,8 +121,14 @@ fn bad_entity_lists_name_file_and_line() {
     let d = tempfile::tempdir().unwrap();
     for (body, expect) in [
         ("Q1\tParis\n\tLondon\n", "e.tsv:2: empty entity id"),
-        ("Q1\tParis\nQ2\t\n", "e.tsv:2: entity `Q2` has an empty name"),
-        ("Q1\tParis\n# comment\nQ1\tLyon\n", "e.tsv:3: duplicate entity id `Q1` (first defined on line 1)"),
+        (
+            "Q1\tParis\nQ2\t\n",
+            "e.tsv:2: entity `Q2` has an empty name",
+        ),
+        (
+            "Q1\tParis\n# comment\nQ1\tLyon\n",
+            "e.tsv:3: duplicate entity id `Q1` (first defined on line 1)",
+        ),
         ("\n# only a comment\n", "the entity list is empty"),
     ] {
         let p = write(d.path(), "e.tsv", body.as_bytes());
@@ -101,7 +141,10 @@ fn bad_entity_lists_name_file_and_line() {
     let p = write(d.path(), "e.txt", b"Paris\nParis\n");
     let e = format!("{:#}", load_entities(&p).unwrap_err());
     assert!(e.contains("e.txt:2: duplicate entity id `Paris`"), "{e}");
-    let e = format!("{:#}", load_entities(&d.path().join("missing.tsv")).unwrap_err());
+    let e = format!(
+        "{:#}",
+        load_entities(&d.path().join("missing.tsv")).unwrap_err()
+    );
     assert!(e.contains("missing.tsv does not exist"), "{e}");
     // Two-column lines (no aliases) are fine and give no empty alias.
     let l = EntityList::parse("Q1\tUniverse\n", true, "x").unwrap();
@@ -112,14 +155,23 @@ fn bad_entity_lists_name_file_and_line() {
 fn missing_files_and_corpora_without_mentions() {
     let d = tempfile::tempdir().unwrap();
     let ents = write(d.path(), "e.tsv", ENTITIES.as_bytes());
-    let e = format!("{:#}", try_build(&[d.path().join("nope.txt")], &ents).unwrap_err());
-    assert!(e.contains("corpus file") && e.contains("nope.txt does not exist"), "{e}");
+    let e = format!(
+        "{:#}",
+        try_build(&[d.path().join("nope.txt")], &ents).unwrap_err()
+    );
+    assert!(
+        e.contains("corpus file") && e.contains("nope.txt does not exist"),
+        "{e}"
+    );
     let odd = write(d.path(), "c.csv", b"Paris");
     let e = format!("{:#}", try_build(&[odd], &ents).unwrap_err());
     assert!(e.contains("c.csv: unknown format"), "{e}");
     let c = write(d.path(), "c.txt", b"Nothing to see here.\nStill nothing.\n");
     let e = format!("{:#}", try_build(&[c], &ents).unwrap_err());
-    assert!(e.contains("no entity of the list is mentioned in the corpus (2 sentences read from"), "{e}");
+    assert!(
+        e.contains("no entity of the list is mentioned in the corpus (2 sentences read from"),
+        "{e}"
+    );
     let bad = write(d.path(), "c.json", b"[{\"tokens\": [\"a\"]},\n oops]");
     let e = format!("{:#}", try_build(&[bad], &ents).unwrap_err());
     assert!(e.contains("c.json:2: not valid JSON"), "{e}");
@@ -139,7 +191,10 @@ fn entities_from_fewrel_collects_ids_names_and_aliases() {
     let ids: Vec<&str> = l.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["C1", "C2", "C3"]);
     assert_eq!(l.entities[0].name, "apoptosis");
-    assert_eq!(l.entities[0].aliases, vec!["apoptotic cell death".to_string()]);
+    assert_eq!(
+        l.entities[0].aliases,
+        vec!["apoptotic cell death".to_string()]
+    );
     let l = EntityList::from_fewrel(&[&f], 2).unwrap();
     assert_eq!(l.len(), 2);
     let out = d.path().join("e.tsv");

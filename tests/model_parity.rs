@@ -42,24 +42,43 @@ fn check(name: &str) -> (f32, f32) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap() as usize))
+            .map(|p| {
+                (
+                    p[0].as_u64().unwrap() as usize,
+                    p[1].as_u64().unwrap() as usize,
+                )
+            })
             .collect();
-        let out = model.encoder.forward(&seqs, &injections, &positions, true).unwrap();
+        let out = model
+            .encoder
+            .forward(&seqs, &injections, &positions, true)
+            .unwrap();
         let logit_ids = u32s(&case["logit_ids"]);
         for (k, want) in case["transform"].as_array().unwrap().iter().enumerate() {
             let d = max_abs_diff(out.transform_row(k), &f32s(want));
             assert_eq!(out.transform_row(k).len(), h);
             worst_t = worst_t.max(d);
-            assert!(d <= 1e-4, "{name}/{cname}: transform at {:?} differs by {d}", positions[k]);
+            assert!(
+                d <= 1e-4,
+                "{name}/{cname}: transform at {:?} differs by {d}",
+                positions[k]
+            );
             let row = out.logits_row(k).unwrap();
             let got: Vec<f32> = logit_ids.iter().map(|&i| row[i as usize]).collect();
             let d = max_abs_diff(&got, &f32s(&case["logits"][k]));
             worst_l = worst_l.max(d);
-            assert!(d <= 1e-4, "{name}/{cname}: logits at {:?} differ by {d}", positions[k]);
+            assert!(
+                d <= 1e-4,
+                "{name}/{cname}: logits at {:?} differ by {d}",
+                positions[k]
+            );
         }
         if !injections.is_empty() {
             // The injection must matter: without it the outputs differ from the reference.
-            let plain = model.encoder.forward(&seqs, &[], &positions, false).unwrap();
+            let plain = model
+                .encoder
+                .forward(&seqs, &[], &positions, false)
+                .unwrap();
             let d = max_abs_diff(&plain.transform, &out.transform);
             assert!(d > 1e-3, "{name}/{cname}: injection changed nothing");
         }
@@ -92,15 +111,29 @@ fn bundled_model_matches_transformers() {
 fn fallback_tokenizer_files_give_the_same_ids() {
     // Without tokenizer.json the loader builds WordPiece from vocab.txt / BPE from vocab.json+merges.txt.
     for (name, text) in [
-        ("tiny-bert", "The children were playing happily in the [MASK] near the old river."),
-        ("tiny-roberta", "The children were playing happily in the <mask> near the old river."),
+        (
+            "tiny-bert",
+            "The children were playing happily in the [MASK] near the old river.",
+        ),
+        (
+            "tiny-roberta",
+            "The children were playing happily in the <mask> near the old river.",
+        ),
     ] {
         let src = fixture(&format!("models/{name}"));
         let full = Model::load(&src, &Device::Cpu).unwrap();
         let dir = copy_dir(&src);
         std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
         let fallback = Model::load(dir.path(), &Device::Cpu).unwrap();
-        assert!(fallback.tokenizer.source.ends_with(if name == "tiny-bert" { "vocab.txt" } else { "vocab.json" }));
-        assert_eq!(full.tokenizer.encode(text).unwrap().ids, fallback.tokenizer.encode(text).unwrap().ids, "{name}");
+        assert!(fallback.tokenizer.source.ends_with(if name == "tiny-bert" {
+            "vocab.txt"
+        } else {
+            "vocab.json"
+        }));
+        assert_eq!(
+            full.tokenizer.encode(text).unwrap().ids,
+            fallback.tokenizer.encode(text).unwrap().ids,
+            "{name}"
+        );
     }
 }

@@ -38,85 +38,225 @@ fn worker_builds_inspects_previews_and_survives_errors() {
     let mut project = Project::load(&bundled_demo()).unwrap();
     project.table = Some(dir.path().join("demo.safetensors"));
     project.options.k = 16;
-    worker.send(Job::Build { project: Box::new(project.clone()), resume: false });
+    worker.send(Job::Build {
+        project: Box::new(project.clone()),
+        resume: false,
+    });
     let mut progress = 0;
     let table = wait_for(&worker, "build", |e| match e {
         Event::Progress(_) => {
             progress += 1;
             None
         }
-        Event::Built { table, saved_to, report } => {
-            assert_eq!(saved_to.as_deref(), Some(dir.path().join("demo.safetensors").as_path()));
+        Event::Built {
+            table,
+            saved_to,
+            report,
+        } => {
+            assert_eq!(
+                saved_to.as_deref(),
+                Some(dir.path().join("demo.safetensors").as_path())
+            );
             assert!(report.contexts > 1000);
             Some(table)
         }
         _ => None,
     });
     assert!(progress > 0, "progress events arrive");
-    assert!(wakes.load(Ordering::SeqCst) > progress, "the wake callback runs after events");
+    assert!(
+        wakes.load(Ordering::SeqCst) > progress,
+        "the wake callback runs after events"
+    );
     let e = table.index_of("apoptosis").unwrap();
 
-    worker.send(Job::Inspect { table: table.clone(), entity: e, top_k: 5, limit: 50, norms: vec![0.0, 0.5, 7.0] });
-    let ins = wait_for(&worker, "inspection", |e| if let Event::Inspected(i) = e { Some(i) } else { None });
+    worker.send(Job::Inspect {
+        table: table.clone(),
+        entity: e,
+        top_k: 5,
+        limit: 50,
+        norms: vec![0.0, 0.5, 7.0],
+    });
+    let ins = wait_for(&worker, "inspection", |e| {
+        if let Event::Inspected(i) = e {
+            Some(i)
+        } else {
+            None
+        }
+    });
     assert_eq!(ins.insights.len(), table.counts[e] as usize);
-    assert!(ins.insights.iter().all(|c| c.predictions.len() == 5 && c.cosine > 0.0));
+    assert!(ins
+        .insights
+        .iter()
+        .all(|c| c.predictions.len() == 5 && c.cosine > 0.0));
     assert_eq!(ins.loss_curve.len(), 3);
     eprintln!("loss curve {:?}", ins.loss_curve);
-    assert!(ins.loss_curve.iter().all(|(_, l)| l.is_finite() && *l >= 0.0));
-    assert!(ins.loss_curve[0].1 > ins.loss_curve[2].1, "norm 0 fits worse than 7");
+    assert!(ins
+        .loss_curve
+        .iter()
+        .all(|(_, l)| l.is_finite() && *l >= 0.0));
+    assert!(
+        ins.loss_curve[0].1 > ins.loss_curve[2].1,
+        "norm 0 fits worse than 7"
+    );
 
-    worker.send(Job::Neighbours { table: table.clone(), entity: e, k: 5, center: true, norm: 7.0 });
-    let nb = wait_for(&worker, "neighbours", |e| if let Event::Neighbours(n) = e { Some(n) } else { None });
+    worker.send(Job::Neighbours {
+        table: table.clone(),
+        entity: e,
+        k: 5,
+        center: true,
+        norm: 7.0,
+    });
+    let nb = wait_for(&worker, "neighbours", |e| {
+        if let Event::Neighbours(n) = e {
+            Some(n)
+        } else {
+            None
+        }
+    });
     assert_eq!(nb.entities.len(), 5);
     assert!(nb.entities.iter().all(|&(j, _)| j != e));
     assert_eq!(nb.vocab.len(), 5);
 
     let text = "treatment with apoptosis induced [MASK] in the cells .";
-    worker.send(Job::Preview { table: table.clone(), text: text.into(), disabled: vec![], norm_a: 1.0, norm_b: 10.0, top_k: 5 });
-    let pv = wait_for(&worker, "preview", |e| if let Event::Previewed(p) = e { Some(p) } else { None });
-    assert!(pv.rewritten.contains("apoptosis ( [[apoptosis]] )"), "{}", pv.rewritten);
+    worker.send(Job::Preview {
+        table: table.clone(),
+        text: text.into(),
+        disabled: vec![],
+        norm_a: 1.0,
+        norm_b: 10.0,
+        top_k: 5,
+    });
+    let pv = wait_for(&worker, "preview", |e| {
+        if let Event::Previewed(p) = e {
+            Some(p)
+        } else {
+            None
+        }
+    });
+    assert!(
+        pv.rewritten.contains("apoptosis ( [[apoptosis]] )"),
+        "{}",
+        pv.rewritten
+    );
     // `apoptosis` and `cells` are both entities of the sample.
     let cells = table.index_of("cells").unwrap();
     let found: Vec<(usize, bool)> = pv.mentions.iter().map(|m| (m.2, m.3)).collect();
     assert_eq!(found, vec![(e, true), (cells, true)]);
-    assert_eq!(pv.tokens.iter().filter(|t| t.2 == Some(e)).count(), 1, "{:?}", pv.tokens);
+    assert_eq!(
+        pv.tokens.iter().filter(|t| t.2 == Some(e)).count(),
+        1,
+        "{:?}",
+        pv.tokens
+    );
     assert_eq!(pv.tokens.iter().filter(|t| t.2.is_some()).count(), 2);
     assert_eq!(pv.masks.len(), 1);
-    assert_ne!(pv.masks[0].with_a, pv.masks[0].with_b, "norm changes the predictions");
+    assert_ne!(
+        pv.masks[0].with_a, pv.masks[0].with_b,
+        "norm changes the predictions"
+    );
     // The same sentence with the mention switched off is not rewritten.
-    worker.send(Job::Preview { table: table.clone(), text: text.into(), disabled: vec![(15, 24)], norm_a: 1.0, norm_b: 10.0, top_k: 5 });
-    let pv2 = wait_for(&worker, "preview", |e| if let Event::Previewed(p) = e { Some(p) } else { None });
-    assert_eq!(pv2.rewritten, "treatment with apoptosis induced [MASK] in the cells ( [[cells]] ) .");
-    assert_eq!(pv2.mentions.iter().map(|m| m.3).collect::<Vec<_>>(), vec![false, true]);
-    worker.send(Job::Preview { table: table.clone(), text: text.into(), disabled: vec![(15, 24), (47, 52)], norm_a: 1.0, norm_b: 10.0, top_k: 5 });
-    let pv2 = wait_for(&worker, "preview", |e| if let Event::Previewed(p) = e { Some(p) } else { None });
+    worker.send(Job::Preview {
+        table: table.clone(),
+        text: text.into(),
+        disabled: vec![(15, 24)],
+        norm_a: 1.0,
+        norm_b: 10.0,
+        top_k: 5,
+    });
+    let pv2 = wait_for(&worker, "preview", |e| {
+        if let Event::Previewed(p) = e {
+            Some(p)
+        } else {
+            None
+        }
+    });
+    assert_eq!(
+        pv2.rewritten,
+        "treatment with apoptosis induced [MASK] in the cells ( [[cells]] ) ."
+    );
+    assert_eq!(
+        pv2.mentions.iter().map(|m| m.3).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+    worker.send(Job::Preview {
+        table: table.clone(),
+        text: text.into(),
+        disabled: vec![(15, 24), (47, 52)],
+        norm_a: 1.0,
+        norm_b: 10.0,
+        top_k: 5,
+    });
+    let pv2 = wait_for(&worker, "preview", |e| {
+        if let Event::Previewed(p) = e {
+            Some(p)
+        } else {
+            None
+        }
+    });
     assert_eq!(pv2.rewritten, text);
     assert_eq!(pv2.masks[0].without, pv2.masks[0].with_a);
 
     // Errors become events and the worker keeps working.
-    worker.send(Job::OpenTable { path: dir.path().join("missing.safetensors") });
-    let msg = wait_for(&worker, "error", |e| if let Event::Error { message, .. } = e { Some(message) } else { None });
+    worker.send(Job::OpenTable {
+        path: dir.path().join("missing.safetensors"),
+    });
+    let msg = wait_for(&worker, "error", |e| {
+        if let Event::Error { message, .. } = e {
+            Some(message)
+        } else {
+            None
+        }
+    });
     assert!(msg.contains("missing.safetensors"), "{msg}");
-    worker.send(Job::OpenTable { path: dir.path().join("demo.safetensors") });
-    let reopened = wait_for(&worker, "open", |e| if let Event::TableOpened { table, .. } = e { Some(table) } else { None });
-    assert_eq!(*reopened, *table, "the saved table reopens with vectors and contexts");
+    worker.send(Job::OpenTable {
+        path: dir.path().join("demo.safetensors"),
+    });
+    let reopened = wait_for(&worker, "open", |e| {
+        if let Event::TableOpened { table, .. } = e {
+            Some(table)
+        } else {
+            None
+        }
+    });
+    assert_eq!(
+        *reopened, *table,
+        "the saved table reopens with vectors and contexts"
+    );
 }
 
 fn pelt(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pelt")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_pelt"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn cli_fill_build_neighbors_merge_renorm_export() {
-    let (ok, out, err) = pelt(&["fill", "--top-k", "3", "the patient was treated with [MASK] ."]);
+    let (ok, out, err) = pelt(&[
+        "fill",
+        "--top-k",
+        "3",
+        "the patient was treated with [MASK] .",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 4, "{out}");
     assert!(out.starts_with("mask 1:"));
     let d = tempfile::tempdir().unwrap();
     let t = |n: &str| d.path().join(n).display().to_string();
-    let corpus = root().join("assets/sample/pubmed.txt").display().to_string();
-    let ents = root().join("assets/sample/pubmed-entities.tsv").display().to_string();
+    let corpus = root()
+        .join("assets/sample/pubmed.txt")
+        .display()
+        .to_string();
+    let ents = root()
+        .join("assets/sample/pubmed-entities.tsv")
+        .display()
+        .to_string();
     let common = ["--corpus", &corpus, "--entities", &ents, "--k", "8"];
     let (ok, out, err) = pelt(&[&["build", "--out", &t("all.safetensors")][..], &common].concat());
     assert!(ok, "{err}");
@@ -126,25 +266,75 @@ fn cli_fill_build_neighbors_merge_renorm_export() {
         let (ok, _, err) = pelt(&[&["build", "--out", &name, "--shard", s][..], &common].concat());
         assert!(ok, "{err}");
     }
-    let (ok, out, err) = pelt(&["merge", &t("s0.safetensors"), &t("s1.safetensors"), "--out", &t("m.safetensors")]);
+    let (ok, out, err) = pelt(&[
+        "merge",
+        &t("s0.safetensors"),
+        &t("s1.safetensors"),
+        "--out",
+        &t("m.safetensors"),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("shards all"), "{out}");
-    let (ok, out, _) = pelt(&["neighbors", "--table", &t("m.safetensors"), "apoptosis", "--k", "3"]);
+    let (ok, out, _) = pelt(&[
+        "neighbors",
+        "--table",
+        &t("m.safetensors"),
+        "apoptosis",
+        "--k",
+        "3",
+    ]);
     assert!(ok);
     assert_eq!(out.lines().count(), 4, "{out}");
-    let (ok, out, _) = pelt(&["neighbors", "--table", &t("all.safetensors"), "C0162638", "--vocab", "--k", "3"]);
+    let (ok, out, _) = pelt(&[
+        "neighbors",
+        "--table",
+        &t("all.safetensors"),
+        "C0162638",
+        "--vocab",
+        "--k",
+        "3",
+    ]);
     assert!(ok);
-    assert!(out.starts_with("vocabulary tokens nearest to apoptosis"), "{out}");
-    let (ok, _, _) = pelt(&["renorm", &t("all.safetensors"), "--norm", "3", "--out", &t("r.safetensors")]);
+    assert!(
+        out.starts_with("vocabulary tokens nearest to apoptosis"),
+        "{out}"
+    );
+    let (ok, _, _) = pelt(&[
+        "renorm",
+        &t("all.safetensors"),
+        "--norm",
+        "3",
+        "--out",
+        &t("r.safetensors"),
+    ]);
     assert!(ok);
     let r = pelt::table::Table::load(std::path::Path::new(&t("r.safetensors"))).unwrap();
     assert_eq!(r.norm, 3.0);
-    let (ok, _, _) = pelt(&["export-projector", "--table", &t("r.safetensors"), "--out", &t("proj")]);
+    let (ok, _, _) = pelt(&[
+        "export-projector",
+        "--table",
+        &t("r.safetensors"),
+        "--out",
+        &t("proj"),
+    ]);
     assert!(ok && d.path().join("proj/metadata.tsv").exists());
     // Errors are one clear line, exit code 1.
-    let (ok, _, err) = pelt(&["build", "--corpus", "/no/such.txt", "--entities", &ents, "--out", &t("x")]);
+    let (ok, _, err) = pelt(&[
+        "build",
+        "--corpus",
+        "/no/such.txt",
+        "--entities",
+        &ents,
+        "--out",
+        &t("x"),
+    ]);
     assert!(!ok && err.contains("/no/such.txt does not exist"), "{err}");
-    let (ok, _, err) = pelt(&["neighbors", "--table", &t("all.safetensors"), "no-such-entity"]);
+    let (ok, _, err) = pelt(&[
+        "neighbors",
+        "--table",
+        &t("all.safetensors"),
+        "no-such-entity",
+    ]);
     assert!(!ok && err.contains("no entity `no-such-entity`"), "{err}");
     let (ok, _, err) = pelt(&["fill", "--model", "/no/model", "x [MASK]"]);
     assert!(!ok && err.contains("/no/model does not exist"), "{err}");

@@ -31,8 +31,12 @@ const NO_TRANS: i32 = 111;
 struct Affine;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("sgemm: {what} is not f32") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("sgemm: {what} is not contiguous") };
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("sgemm: {what} is not f32")
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("sgemm: {what} is not contiguous")
+    };
     Ok(&v[a..b])
 }
 
@@ -53,9 +57,16 @@ impl CustomOp3 for Affine {
         let (m, k) = l1.shape().dims2()?;
         let (k2, n) = l2.shape().dims2()?;
         if k != k2 || l3.shape().dims1()? != n {
-            candle_core::bail!("sgemm: shapes [{m},{k}] x [{k2},{n}] + [{}] do not fit", l3.shape().elem_count());
+            candle_core::bail!(
+                "sgemm: shapes [{m},{k}] x [{k2},{n}] + [{}] do not fit",
+                l3.shape().elem_count()
+            );
         }
-        let (x, w, b) = (slice(s1, l1, "input")?, slice(s2, l2, "weight")?, slice(s3, l3, "bias")?);
+        let (x, w, b) = (
+            slice(s1, l1, "input")?,
+            slice(s2, l2, "weight")?,
+            slice(s3, l3, "bias")?,
+        );
         let mut out = Vec::with_capacity(m * n);
         for _ in 0..m {
             out.extend_from_slice(b);
@@ -64,8 +75,20 @@ impl CustomOp3 for Affine {
             // SAFETY: the slices hold m*k, k*n and m*n f32 values in row-major order.
             unsafe {
                 cblas_sgemm(
-                    ROW_MAJOR, NO_TRANS, NO_TRANS, m as i32, n as i32, k as i32, 1.0, x.as_ptr(), k as i32,
-                    w.as_ptr(), n as i32, 1.0, out.as_mut_ptr(), n as i32,
+                    ROW_MAJOR,
+                    NO_TRANS,
+                    NO_TRANS,
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    1.0,
+                    x.as_ptr(),
+                    k as i32,
+                    w.as_ptr(),
+                    n as i32,
+                    1.0,
+                    out.as_mut_ptr(),
+                    n as i32,
                 );
             }
         }
@@ -78,5 +101,8 @@ pub fn affine(x: &Tensor, w_t: &Tensor, b: &Tensor) -> Option<Result<Tensor>> {
     if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 || x.rank() != 2 {
         return None;
     }
-    Some(x.contiguous().and_then(|x| x.apply_op3_no_bwd(w_t, b, &Affine)))
+    Some(
+        x.contiguous()
+            .and_then(|x| x.apply_op3_no_bwd(w_t, b, &Affine)),
+    )
 }

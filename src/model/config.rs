@@ -95,7 +95,10 @@ impl Fields<'_> {
         match self.get(name) {
             None => Ok(default),
             Some(x) => x.as_f64().with_context(|| {
-                format!("{}: field `{name}` should be a number, found {x}", self.file.display())
+                format!(
+                    "{}: field `{name}` should be a number, found {x}",
+                    self.file.display()
+                )
             }),
         }
     }
@@ -103,7 +106,10 @@ impl Fields<'_> {
         match self.get(name) {
             None => Ok(default),
             Some(x) => x.as_str().with_context(|| {
-                format!("{}: field `{name}` should be a string, found {x}", self.file.display())
+                format!(
+                    "{}: field `{name}` should be a string, found {x}",
+                    self.file.display()
+                )
             }),
         }
     }
@@ -151,9 +157,10 @@ impl Config {
                 max_position_embeddings: f.usize("max_position_embeddings")?,
                 type_vocab_size: f.usize_or("type_vocab_size", 2)?,
                 layer_norm_eps: f.f64_or("layer_norm_eps", 1e-12)?,
-                pad_token_id: f
-                    .usize_or("pad_token_id", if family == Family::Roberta { 1 } else { 0 })?
-                    as u32,
+                pad_token_id: f.usize_or(
+                    "pad_token_id",
+                    if family == Family::Roberta { 1 } else { 0 },
+                )? as u32,
                 activation: Activation::parse(f.str_or("hidden_act", "gelu")?, file, "hidden_act")?,
             },
         };
@@ -166,7 +173,10 @@ impl Config {
             );
         }
         if cfg.vocab_size == 0 || cfg.hidden_size == 0 || cfg.num_layers == 0 {
-            bail!("{}: vocab_size, hidden size and layer count must be positive", file.display());
+            bail!(
+                "{}: vocab_size, hidden size and layer count must be positive",
+                file.display()
+            );
         }
         Ok(cfg)
     }

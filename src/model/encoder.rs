@@ -41,7 +41,9 @@ impl EncoderOutput {
         &self.transform[i * self.hidden..(i + 1) * self.hidden]
     }
     pub fn logits_row(&self, i: usize) -> Option<&[f32]> {
-        self.logits.as_ref().map(|l| &l[i * self.vocab..(i + 1) * self.vocab])
+        self.logits
+            .as_ref()
+            .map(|l| &l[i * self.vocab..(i + 1) * self.vocab])
     }
 }
 
@@ -95,7 +97,10 @@ impl Encoder {
         let token_type0 = if cfg.family == Family::DistilBert {
             None
         } else {
-            let t = w.get(&format!("{emb}.token_type_embeddings.weight"), &[cfg.type_vocab_size, h])?;
+            let t = w.get(
+                &format!("{emb}.token_type_embeddings.weight"),
+                &[cfg.type_vocab_size, h],
+            )?;
             Some(t.get(0)?.unsqueeze(0)?)
         };
         let emb_ln = w.layer_norm(&format!("{emb}.LayerNorm"), h, eps)?;
@@ -165,7 +170,11 @@ impl Encoder {
                 ),
             };
         // Tied decoders are often left out of checkpoints: fall back to the word embeddings.
-        let decoder = if w.contains(dec_names[0]) { w.get(dec_names[0], &[v, h])? } else { word.clone() };
+        let decoder = if w.contains(dec_names[0]) {
+            w.get(dec_names[0], &[v, h])?
+        } else {
+            word.clone()
+        };
         let decoder_bias = w.get_any(bias_names, &[v])?;
         Ok(Encoder {
             cfg: cfg.clone(),
@@ -196,7 +205,12 @@ impl Encoder {
 
     /// The input word-embedding matrix `[vocab, hidden]` as f32 on the CPU.
     pub fn word_embeddings(&self) -> Result<Vec<f32>> {
-        Ok(self.word.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?)
+        Ok(self
+            .word
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1()?)
     }
 
     /// Runs the encoder on right-padded `seqs` and returns results at `positions` (`(row, pos)`).
@@ -220,7 +234,10 @@ impl Encoder {
         let b = seqs.len();
         let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if l > cfg.max_sequence_len() {
-            bail!("a sequence of {l} tokens is longer than the model's limit of {}", cfg.max_sequence_len());
+            bail!(
+                "a sequence of {l} tokens is longer than the model's limit of {}",
+                cfg.max_sequence_len()
+            );
         }
         let pad = cfg.pad_token_id;
         let mut ids = vec![pad; b * l];
@@ -262,28 +279,45 @@ impl Encoder {
         let mut inj_data = Vec::new();
         for (k, inj) in injections.iter().enumerate() {
             if inj.row >= b || inj.position >= seqs[inj.row].len() {
-                bail!("injection at ({}, {}) is outside the batch", inj.row, inj.position);
+                bail!(
+                    "injection at ({}, {}) is outside the batch",
+                    inj.row,
+                    inj.position
+                );
             }
             if inj.vector.len() != h {
-                bail!("injected vector has {} values, the model's hidden size is {h}", inj.vector.len());
+                bail!(
+                    "injected vector has {} values, the model's hidden size is {h}",
+                    inj.vector.len()
+                );
             }
             let flat = inj.row * l + inj.position;
             word_ids[flat] = pad;
             perm.get_or_insert_with(|| (0..(b * l) as u32).collect())[flat] = (b * l + k) as u32;
             inj_data.extend_from_slice(&inj.vector);
         }
-        let mut word = self.word.index_select(&Tensor::from_vec(word_ids, b * l, dev)?, 0)?;
+        let mut word = self
+            .word
+            .index_select(&Tensor::from_vec(word_ids, b * l, dev)?, 0)?;
         if let Some(perm) = perm {
-            let inj = Tensor::from_vec(inj_data, (injections.len(), h), dev)?.to_dtype(self.dtype)?;
-            word = Tensor::cat(&[&word, &inj], 0)?.index_select(&Tensor::from_vec(perm, b * l, dev)?, 0)?;
+            let inj =
+                Tensor::from_vec(inj_data, (injections.len(), h), dev)?.to_dtype(self.dtype)?;
+            word = Tensor::cat(&[&word, &inj], 0)?
+                .index_select(&Tensor::from_vec(perm, b * l, dev)?, 0)?;
         }
-        let mut x = (word + self.position.index_select(&Tensor::from_vec(pos_ids, b * l, dev)?, 0)?)?;
+        let mut x = (word
+            + self
+                .position
+                .index_select(&Tensor::from_vec(pos_ids, b * l, dev)?, 0)?)?;
         if let Some(tt) = &self.token_type0 {
             x = x.broadcast_add(tt)?;
         }
         let x0 = self.emb_ln.forward(&x)?;
         // Additive attention mask [b, 1, 1, l]: 0 on tokens, a large negative number on padding.
-        let neg: Vec<f32> = valid.iter().map(|&m| if m > 0.0 { 0.0 } else { -1e9 }).collect();
+        let neg: Vec<f32> = valid
+            .iter()
+            .map(|&m| if m > 0.0 { 0.0 } else { -1e9 })
+            .collect();
         let mask = Tensor::from_vec(neg, (b, 1, 1, l), dev)?.to_dtype(self.dtype)?;
         let mut x = x0;
         let n_layers = self.layers.len();
@@ -302,9 +336,13 @@ impl Encoder {
             l,
             &mask,
         )?;
-        let t = self.head_ln.forward(&activate(self.head_act, &self.head_dense.forward(&sel)?)?)?;
+        let t = self
+            .head_ln
+            .forward(&activate(self.head_act, &self.head_dense.forward(&sel)?)?)?;
         let logits = if want_logits {
-            let lg = t.matmul(&self.decoder.t()?)?.broadcast_add(&self.decoder_bias)?;
+            let lg = t
+                .matmul(&self.decoder.t()?)?
+                .broadcast_add(&self.decoder_bias)?;
             Some(lg.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         } else {
             None
@@ -320,10 +358,14 @@ impl Encoder {
     /// Multiply-add FLOPs (×2) of the matrix products of one `forward` call on `b` rows padded
     /// to `l` tokens with `n` requested positions (the last layer only computes those rows).
     pub fn matmul_flops(&self, b: usize, l: usize, n: usize) -> f64 {
-        let (h, i) = (self.cfg.hidden_size as f64, self.cfg.intermediate_size as f64);
+        let (h, i) = (
+            self.cfg.hidden_size as f64,
+            self.cfg.intermediate_size as f64,
+        );
         let (b, l, n) = (b as f64, l as f64, n as f64);
         let full = 2.0 * b * l * (4.0 * h * h + 2.0 * h * i) + 4.0 * b * l * l * h;
-        let last = 2.0 * b * l * 2.0 * h * h + 2.0 * n * (2.0 * h * h + 2.0 * h * i) + 4.0 * n * l * h;
+        let last =
+            2.0 * b * l * 2.0 * h * h + 2.0 * n * (2.0 * h * h + 2.0 * h * i) + 4.0 * n * l * h;
         let head = 2.0 * n * h * h;
         (self.layers.len() as f64 - 1.0) * full + last + head
     }
@@ -340,12 +382,21 @@ impl Encoder {
     }
 
     fn ffn(&self, layer: &Layer, x: &Tensor, attn: &Tensor) -> candle_core::Result<Tensor> {
-        let a = layer.attn_ln.forward(&(layer.attn_out.forward(attn)? + x)?)?;
+        let a = layer
+            .attn_ln
+            .forward(&(layer.attn_out.forward(attn)? + x)?)?;
         let i = activate(self.cfg.activation, &layer.inter.forward(&a)?)?;
         layer.out_ln.forward(&(layer.out.forward(&i)? + a)?)
     }
 
-    fn layer_full(&self, layer: &Layer, x: &Tensor, b: usize, l: usize, mask: &Tensor) -> Result<Tensor> {
+    fn layer_full(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        b: usize,
+        l: usize,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
         let (_, d) = self.heads();
         let qkv = layer.qkv.forward(x)?;
@@ -354,7 +405,11 @@ impl Encoder {
         let v = self.split_heads(&qkv.narrow(1, 2 * h, h)?, b, l)?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * l, h))?;
+        let ctx = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * l, h))?;
         Ok(self.ffn(layer, x, &ctx)?)
     }
 
@@ -375,9 +430,15 @@ impl Encoder {
         let xs = x.index_select(flat_idx, 0)?;
         let q = (self.last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
         let kv = self.last_kv.forward(x)?;
-        let k = self.split_heads(&kv.narrow(1, 0, h)?, b, l)?.index_select(row_idx, 0)?;
-        let v = self.split_heads(&kv.narrow(1, h, h)?, b, l)?.index_select(row_idx, 0)?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(&mask.index_select(row_idx, 0)?)?;
+        let k = self
+            .split_heads(&kv.narrow(1, 0, h)?, b, l)?
+            .index_select(row_idx, 0)?;
+        let v = self
+            .split_heads(&kv.narrow(1, h, h)?, b, l)?
+            .index_select(row_idx, 0)?;
+        let scores = q
+            .matmul(&k.t()?)?
+            .broadcast_add(&mask.index_select(row_idx, 0)?)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let ctx = probs.matmul(&v)?.reshape((n, h))?;
         // The output layer of the selected rows only: this is what makes it cheap.

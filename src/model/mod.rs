@@ -66,7 +66,8 @@ impl DeviceChoice {
                 if !cfg!(feature = "cuda") {
                     bail!("this build of pelt has no CUDA support: rebuild with `--features cuda`, or use --device cpu");
                 }
-                Device::new_cuda(0).context("no usable CUDA device (is a driver installed and a GPU visible?)")
+                Device::new_cuda(0)
+                    .context("no usable CUDA device (is a driver installed and a GPU visible?)")
             }
             DeviceChoice::Metal => {
                 if !cfg!(feature = "metal") {
@@ -174,7 +175,8 @@ impl Model {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(format!("{:x}", h.finalize()))

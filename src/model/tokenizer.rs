@@ -58,7 +58,10 @@ impl TextTokenizer {
     pub fn load(dir: &Path, family: Family) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let (mut inner, source) = if json.is_file() {
-            (Tokenizer::from_file(&json).map_err(|e| tok_err(&json, e))?, json)
+            (
+                Tokenizer::from_file(&json).map_err(|e| tok_err(&json, e))?,
+                json,
+            )
         } else if family == Family::Roberta {
             let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
             for f in [&vocab, &merges] {
@@ -70,7 +73,11 @@ impl TextTokenizer {
                     );
                 }
             }
-            Self::byte_level_bpe(&vocab, &merges, configured_mask_token(dir).as_deref().unwrap_or("<mask>"))?
+            Self::byte_level_bpe(
+                &vocab,
+                &merges,
+                configured_mask_token(dir).as_deref().unwrap_or("<mask>"),
+            )?
         } else {
             let vocab = dir.join("vocab.txt");
             if !vocab.is_file() {
@@ -93,7 +100,12 @@ impl TextTokenizer {
         let (mask_token, mask_id) = candidates
             .iter()
             .find_map(|t| inner.token_to_id(t).map(|id| (t.clone(), id)))
-            .with_context(|| format!("{}: the tokenizer has no mask token ([MASK] or <mask>)", source.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: the tokenizer has no mask token ([MASK] or <mask>)",
+                    source.display()
+                )
+            })?;
         let vocab_size = inner
             .get_vocab(true)
             .values()
@@ -122,7 +134,10 @@ impl TextTokenizer {
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
         t.with_pre_tokenizer(Some(BertPreTokenizer));
-        t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        t.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
         t.with_decoder(Some(WordPieceDecoder::default()));
         let specials: Vec<AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
             .iter()
@@ -133,7 +148,11 @@ impl TextTokenizer {
         Ok((t, vocab.to_path_buf()))
     }
 
-    fn byte_level_bpe(vocab: &Path, merges: &Path, mask: &str) -> Result<(Tokenizer, std::path::PathBuf)> {
+    fn byte_level_bpe(
+        vocab: &Path,
+        merges: &Path,
+        mask: &str,
+    ) -> Result<(Tokenizer, std::path::PathBuf)> {
         let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
             .build()
             .map_err(|e| tok_err(vocab, e))?;
@@ -170,7 +189,11 @@ impl TextTokenizer {
         Ok(Encoded {
             ids: e.get_ids().to_vec(),
             offsets: e.get_offsets().to_vec(),
-            special: e.get_special_tokens_mask().iter().map(|&m| m == 1).collect(),
+            special: e
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&m| m == 1)
+                .collect(),
         })
     }
 
@@ -189,7 +212,9 @@ impl TextTokenizer {
 
     /// The token's string (`##` pieces and byte-level `Ġ` kept as they are in the vocabulary).
     pub fn token(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_else(|| format!("<{id}>"))
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| format!("<{id}>"))
     }
 
     /// A readable form of one token (decoded, trimmed), for display.

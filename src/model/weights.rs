@@ -31,18 +31,21 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
 
 impl Weights {
     pub fn load(file: &Path, family: Family, device: &Device, dtype: DType) -> Result<Self> {
-        let raw: Vec<(String, Tensor)> =
-            if file.extension().and_then(|e| e.to_str()) == Some("safetensors") {
-                candle_core::safetensors::load(file, &Device::Cpu)
-                    .with_context(|| format!("{}: cannot read safetensors", file.display()))?
-                    .into_iter()
-                    .collect()
-            } else {
-                candle_core::pickle::read_all(file)
-                    .with_context(|| format!("{}: cannot read PyTorch checkpoint", file.display()))?
-            };
+        let raw: Vec<(String, Tensor)> = if file.extension().and_then(|e| e.to_str())
+            == Some("safetensors")
+        {
+            candle_core::safetensors::load(file, &Device::Cpu)
+                .with_context(|| format!("{}: cannot read safetensors", file.display()))?
+                .into_iter()
+                .collect()
+        } else {
+            candle_core::pickle::read_all(file)
+                .with_context(|| format!("{}: cannot read PyTorch checkpoint", file.display()))?
+        };
         let prefix = family.name();
-        let has_prefix = raw.iter().any(|(k, _)| k.starts_with(&format!("{prefix}.")));
+        let has_prefix = raw
+            .iter()
+            .any(|(k, _)| k.starts_with(&format!("{prefix}.")));
         let mut map = HashMap::with_capacity(raw.len());
         for (name, t) in raw {
             let mut name = normalise_name(&name);
@@ -56,7 +59,12 @@ impl Weights {
             }
             map.insert(name, t);
         }
-        Ok(Weights { map, file: file.to_path_buf(), device: device.clone(), dtype })
+        Ok(Weights {
+            map,
+            file: file.to_path_buf(),
+            device: device.clone(),
+            dtype,
+        })
     }
 
     pub fn file(&self) -> &Path {
@@ -69,9 +77,10 @@ impl Weights {
 
     /// The tensor `name`, checked to have `shape`, converted to the model dtype on the model device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.map.get(name).with_context(|| {
-            format!("{}: missing tensor `{name}`", self.file.display())
-        })?;
+        let t = self
+            .map
+            .get(name)
+            .with_context(|| format!("{}: missing tensor `{name}`", self.file.display()))?;
         if t.dims() != shape {
             bail!(
                 "{}: tensor `{name}` has shape {:?}, expected {:?}",
@@ -111,7 +120,10 @@ impl Weights {
 
     pub fn linear(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
         Ok(Linear {
-            w_t: self.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?.t()?.contiguous()?,
+            w_t: self
+                .get(&format!("{prefix}.weight"), &[out_dim, in_dim])?
+                .t()?
+                .contiguous()?,
             b: self.get(&format!("{prefix}.bias"), &[out_dim])?,
         })
     }
@@ -156,6 +168,9 @@ impl Linear {
     pub fn concat(parts: &[Linear]) -> candle_core::Result<Linear> {
         let ws: Vec<&Tensor> = parts.iter().map(|l| &l.w_t).collect();
         let bs: Vec<&Tensor> = parts.iter().map(|l| &l.b).collect();
-        Ok(Linear { w_t: Tensor::cat(&ws, 1)?.contiguous()?, b: Tensor::cat(&bs, 0)? })
+        Ok(Linear {
+            w_t: Tensor::cat(&ws, 1)?.contiguous()?,
+            b: Tensor::cat(&bs, 0)?,
+        })
     }
 }
