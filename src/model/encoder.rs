@@ -77,7 +77,7 @@ pub struct Encoder {
 
 fn activate(a: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
     match a {
-        Activation::Gelu => x.gelu_erf(),
+        Activation::Gelu => super::kernels::gelu_erf(x),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
     }

@@ -5,6 +5,7 @@
 mod blas;
 mod config;
 mod encoder;
+mod kernels;
 mod tokenizer;
 mod weights;
 
