@@ -228,7 +228,8 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     // 3. Encoding.
     let model_sha = model.weights_sha256()?;
     let corpus_sha = corpus.sha256()?;
-    let fingerprint = fingerprint(&model_sha, &corpus_sha, entities, opts)?;
+    let model_id = format!("{model_sha}/{:?}", model.encoder.dtype());
+    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts)?;
     let total = records.len() as u64;
     let mut state = EncodeState {
         fingerprint: fingerprint.clone(),

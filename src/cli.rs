@@ -66,6 +66,9 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        /// Precision (f16/bf16 are meant for GPUs; sums are always accumulated in f64).
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Precision,
         /// Encode only shard i of n (i/n); merge the shard tables with `pelt merge`.
         #[arg(long)]
         shard: Option<String>,
@@ -131,6 +134,8 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Precision,
         /// Where the random bert-base model is written (reused when present).
         #[arg(long, default_value = "target/bench-models/bert-base")]
         model_dir: PathBuf,
@@ -153,9 +158,27 @@ pub enum Command {
     },
 }
 
-fn load_model(dir: Option<PathBuf>, device: DeviceChoice) -> Result<Model> {
+fn load_model(dir: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
     let dir = dir.unwrap_or_else(bundled_model_dir);
-    Model::load(&dir, &device.open()?)
+    Model::load_with_dtype(&dir, &device.open()?, dtype.dtype())
+}
+
+/// Floating-point precision of the model's weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::F16 => candle_core::DType::F16,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
 }
 
 /// A progress bar on stderr when it is a terminal; otherwise one line per phase and every ~10 s.
@@ -197,7 +220,7 @@ pub fn run(cli: Cli) -> Result<()> {
             top_k: k,
             device,
         } => {
-            let model = load_model(model, device)?;
+            let model = load_model(model, device, Precision::F32)?;
             let enc = model.tokenizer.encode(&text)?;
             let masks: Vec<usize> = enc
                 .ids
@@ -238,12 +261,13 @@ pub fn run(cli: Cli) -> Result<()> {
             seed,
             batch,
             device,
+            dtype,
             shard,
             resume,
             case_sensitive,
             checkpoint_secs,
         } => {
-            let model = load_model(model, device)?;
+            let model = load_model(model, device, dtype)?;
             let corpus = Corpus::open(&corpus)?;
             let entities = load_entities(&entities)?;
             let options = BuildOptions {
@@ -401,7 +425,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             if vocab {
-                let m = load_model(model, DeviceChoice::Cpu)?;
+                let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
                 t.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
                 let emb = m.encoder.word_embeddings()?;
                 writeln!(
@@ -450,6 +474,7 @@ pub fn run(cli: Cli) -> Result<()> {
             contexts,
             batch,
             device,
+            dtype,
             model_dir,
             matmul,
             json,
@@ -485,7 +510,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     eprintln!("writing random bert-base weights to {} …", dir.display());
                     crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
                 }
-                let r = crate::bench::run(&dir, &dev, &contexts, batch)?;
+                let r = crate::bench::run(&dir, &dev, dtype.dtype(), &contexts, batch)?;
                 writeln!(
                     out,
                     "{label}: {} contexts ({} entities), batch {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} with padding); encoder matmuls {:.1} GFLOP/s; peak memory {:.0} MiB",

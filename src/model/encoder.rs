@@ -203,6 +203,10 @@ impl Encoder {
         &self.device
     }
 
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// The input word-embedding matrix `[vocab, hidden]` as f32 on the CPU.
     pub fn word_embeddings(&self) -> Result<Vec<f32>> {
         Ok(self

@@ -1,0 +1,386 @@
+//! The left panel: how PELT works, the project's inputs and parameters, and the build.
+
+use egui::{Color32, RichText, Ui};
+use pelt::model::DeviceChoice;
+use pelt::progress::format_secs;
+
+use super::widgets::{self, file_name, hint, section};
+use super::{App, Command};
+
+/// The method in a few lines (left panel and Help window).
+pub const HOW_PELT_WORKS: &[(&str, &str)] = &[
+    ("Collect", "take up to K sentences of the domain corpus that mention the entity (by name or alias)."),
+    ("Mask", "replace the mention by a single [MASK] and run the masked language model."),
+    (
+        "Read out",
+        "at the mask, take the output of the MLM head's transform layer: the vector the head compares with every word embedding to predict a token.",
+    ),
+    ("Sum & rescale", "add these vectors over the contexts and rescale the sum to L2 norm modL (7 by default)."),
+    (
+        "Plug in",
+        "the result lives in the word-embedding space, so it can be fed to the model as an input: \"Most people with COVID-19 have…\" becomes \"Most people with COVID-19 ( COVID-19 ) have…\", where the bracketed copy is one input position whose embedding is the entity vector.",
+    ),
+];
+
+pub fn how_pelt_works(ui: &mut Ui) {
+    for (i, (title, text)) in HOW_PELT_WORKS.iter().enumerate() {
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing.x = 4.0;
+            ui.label(RichText::new(format!("{}. {title}:", i + 1)).strong());
+            ui.label(*text);
+        });
+        ui.add_space(2.0);
+    }
+    hint(
+        ui,
+        "No training is involved: a table for a new domain is one pass of the model over its corpus, and the model itself stays unchanged. Ye et al., \"A Simple but Effective Pluggable Entity Lookup Table for Pre-trained Language Models\", ACL 2022.",
+    );
+}
+
+pub fn panel(app: &mut App, ui: &mut Ui) {
+    egui::ScrollArea::vertical().id_salt("project_scroll").show(ui, |ui| {
+        ui.add_space(4.0);
+        let how = egui::CollapsingHeader::new(RichText::new("How PELT works").strong())
+            .open(Some(app.state.show_how))
+            .show(ui, how_pelt_works);
+        if how.header_response.clicked() {
+            app.state.show_how = !app.state.show_how;
+        }
+        ui.separator();
+        project_section(app, ui);
+        ui.separator();
+        parameters(app, ui);
+        ui.separator();
+        build_section(app, ui);
+        ui.add_space(8.0);
+    });
+}
+
+/// A label with a hover text; returns its id so an input can be labelled by it.
+fn field_label(ui: &mut Ui, text: &str, hover: &str) -> egui::Id {
+    ui.label(text).on_hover_text(hover).id
+}
+
+fn project_section(app: &mut App, ui: &mut Ui) {
+    section(ui, "Project");
+    egui::Grid::new("project_grid").num_columns(2).spacing([8.0, 6.0]).show(ui, |ui| {
+        let id = field_label(ui, "Name", "A name for this project (used for default file names)");
+        let r = ui.add(egui::TextEdit::singleline(&mut app.project.name).desired_width(190.0)).labelled_by(id);
+        if r.changed() {
+            app.project_dirty = true;
+        }
+        ui.end_row();
+
+        ui.label("File").on_hover_text("Where the project is saved (RON)");
+        match &app.project_path {
+            Some(p) => ui.label(file_name(p)).on_hover_text(p.display().to_string()),
+            None => ui.weak("not saved yet"),
+        };
+        ui.end_row();
+
+        ui.label("Model").on_hover_text(
+            "A local Hugging Face masked-LM folder (config.json, tokenizer, weights). Drop a folder onto the window to use it.",
+        );
+        ui.vertical(|ui| {
+            ui.horizontal(|ui| {
+                let name = match &app.project.model {
+                    Some(p) => file_name(p),
+                    None => "bundled (splade-tiny)".into(),
+                };
+                ui.label(name).on_hover_text(app.project.model_dir().display().to_string());
+                if ui.small_button("Choose…").on_hover_text("Choose a model folder").clicked() {
+                    app.commands.push(Command::ChooseModelDialog);
+                }
+                if app.project.model.is_some()
+                    && ui.small_button("Bundled").on_hover_text("Use the bundled tiny BERT").clicked()
+                {
+                    app.commands.push(Command::SetModel(None));
+                }
+            });
+            match (&app.model, app.model_loading) {
+                (Some(m), _) => {
+                    ui.label(
+                        RichText::new(format!("{} · {} layers · hidden {} · {}", m.family, m.layers, m.hidden, m.device))
+                            .weak()
+                            .size(12.0),
+                    )
+                    .on_hover_text(format!(
+                        "{}\nvocabulary {} tokens, mask token {}\nweights sha256 {}",
+                        m.dir.display(),
+                        m.vocab,
+                        m.mask_token,
+                        m.sha256
+                    ));
+                }
+                (None, true) => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.weak("loading…");
+                    });
+                }
+                (None, false) => {
+                    ui.colored_label(widgets::WARN, "not loaded");
+                }
+            }
+        });
+        ui.end_row();
+
+        ui.label("Corpus").on_hover_text(
+            "Text the contexts are taken from: .txt (one or more sentences a line), .jsonl (a \"text\" field), FewRel .json; optionally .gz. Drop files onto the window to add them.",
+        );
+        ui.vertical(|ui| {
+            let mut remove = None;
+            for (i, c) in app.project.corpus.iter().enumerate() {
+                ui.horizontal(|ui| {
+                    let color = if c.exists() { ui.visuals().text_color() } else { widgets::BAD };
+                    ui.colored_label(color, file_name(c)).on_hover_text(c.display().to_string());
+                    if ui.small_button("×").on_hover_text(format!("Remove {}", file_name(c))).clicked() {
+                        remove = Some(i);
+                    }
+                });
+            }
+            if let Some(i) = remove {
+                app.commands.push(Command::RemoveCorpus(i));
+            }
+            if app.project.corpus.is_empty() {
+                ui.colored_label(widgets::WARN, "no corpus files");
+            }
+            if ui.small_button("Add files…").clicked() {
+                app.commands.push(Command::AddCorpusDialog);
+            }
+        });
+        ui.end_row();
+
+        ui.label("Entities").on_hover_text(
+            "The entity list: .tsv (id<TAB>name<TAB>alias|alias…) or .txt (one name a line). Drop a .tsv onto the window to use it.",
+        );
+        ui.horizontal(|ui| {
+            match &app.project.entities {
+                Some(p) => {
+                    let n = app.entity_list.as_ref().map(|l| format!(" ({})", l.len())).unwrap_or_default();
+                    let color = if p.exists() { ui.visuals().text_color() } else { widgets::BAD };
+                    ui.colored_label(color, format!("{}{n}", file_name(p))).on_hover_text(p.display().to_string());
+                }
+                None => {
+                    ui.colored_label(widgets::WARN, "none");
+                }
+            }
+            if ui.small_button("Choose…").on_hover_text("Choose an entity list").clicked() {
+                app.commands.push(Command::ChooseEntitiesDialog);
+            }
+        });
+        ui.end_row();
+
+        ui.label("Table").on_hover_text("Where Build writes the table (.safetensors); a checkpoint .ckpt sits beside it while building");
+        ui.horizontal(|ui| {
+            match &app.project.table {
+                Some(p) => ui.label(file_name(p)).on_hover_text(p.display().to_string()),
+                None => ui.weak("not saved automatically"),
+            };
+            if ui.small_button("Choose…").on_hover_text("Choose where Build writes the table").clicked() {
+                app.commands.push(Command::ChooseTableOutDialog);
+            }
+        });
+        ui.end_row();
+    });
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        if ui.button("Open…").on_hover_text("Open a project (.ron)  Ctrl+O").clicked() {
+            app.commands.push(Command::OpenProjectDialog);
+        }
+        let save = if app.project_dirty { "Save *" } else { "Save" };
+        if ui.button(save).on_hover_text("Save the project  Ctrl+S").clicked() {
+            app.commands.push(Command::SaveProject);
+        }
+        if ui.button("Save as…").clicked() {
+            app.commands.push(Command::SaveProjectAs);
+        }
+    });
+    let recent: Vec<_> =
+        app.state.recent.iter().filter(|p| Some(*p) != app.project_path.as_ref()).cloned().collect();
+    if !recent.is_empty() {
+        egui::CollapsingHeader::new("Recent projects").id_salt("recent_projects").show(ui, |ui| {
+            for p in recent {
+                if ui.link(file_name(&p)).on_hover_text(p.display().to_string()).clicked() {
+                    app.commands.push(Command::OpenProject(p));
+                }
+            }
+        });
+    }
+}
+
+fn parameters(app: &mut App, ui: &mut Ui) {
+    section(ui, "Parameters");
+    let mut changed = false;
+    let mut device_changed = false;
+    egui::Grid::new("params_grid").num_columns(2).spacing([12.0, 5.0]).show(ui, |ui| {
+        let o = &mut app.project.options;
+        let id = field_label(
+            ui,
+            "K (contexts)",
+            "At most K sentences per entity are sampled (uniformly, seeded) and summed. More contexts give a steadier vector; the paper uses up to 256.",
+        );
+        changed |= ui.add(egui::DragValue::new(&mut o.k).range(1..=100_000)).labelled_by(id).changed();
+        ui.end_row();
+        let id = field_label(
+            ui,
+            "max_len (tokens)",
+            "Each context is cut to a window of at most this many tokens around the mention before it is fed to the model.",
+        );
+        changed |= ui.add(egui::DragValue::new(&mut o.max_len).range(3..=512)).labelled_by(id).changed();
+        ui.end_row();
+        let id = field_label(ui, "seed", "Seed of the context sampling: the same seed gives the same table.");
+        changed |= ui.add(egui::DragValue::new(&mut o.seed)).labelled_by(id).changed();
+        ui.end_row();
+        let id = field_label(
+            ui,
+            "norm (modL)",
+            "L2 norm of the stored vectors. Word embeddings of BERT have norms around 1–2 but the paper finds ~7 works best for plugged entities. Only a rescaling: change it any time (Norm tab), no rebuild needed.",
+        );
+        changed |= ui.add(egui::DragValue::new(&mut o.norm).range(0.1..=50.0).speed(0.05).max_decimals(2)).labelled_by(id).changed();
+        ui.end_row();
+        let id = field_label(ui, "batch", "Contexts per forward pass of the model (speed/memory only; does not change the result).");
+        changed |= ui.add(egui::DragValue::new(&mut o.batch).range(1..=4096)).labelled_by(id).changed();
+        ui.end_row();
+        ui.label("device").on_hover_text("Where the model runs; auto takes a GPU when this build has CUDA/Metal support");
+        let before = app.project.device;
+        egui::ComboBox::from_id_salt("device_combo")
+            .selected_text(app.project.device.to_string())
+            .show_ui(ui, |ui| {
+                for d in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda, DeviceChoice::Metal] {
+                    ui.selectable_value(&mut app.project.device, d, d.to_string());
+                }
+            })
+            .response
+            .on_hover_text("device");
+        device_changed = before != app.project.device;
+        ui.end_row();
+        ui.label("case-sensitive").on_hover_text("Match entity names with exact case (default: ASCII case folded)");
+        changed |= ui
+            .checkbox(&mut app.project.options.case_sensitive, "")
+            .on_hover_text("case-sensitive matching")
+            .changed();
+        ui.end_row();
+    });
+    if changed || device_changed {
+        app.project_dirty = true;
+    }
+    if device_changed {
+        app.commands.push(Command::ReloadModel);
+    }
+    if let Some(why) = app.stale_reason() {
+        ui.colored_label(widgets::WARN, format!("{why}: Build again to apply them."));
+    }
+}
+
+fn build_section(app: &mut App, ui: &mut Ui) {
+    section(ui, "Build the table");
+    let running = app.build.running;
+    ui.horizontal(|ui| {
+        let big = app.table.is_none() && !running;
+        let label = RichText::new("Build").size(if big { 17.0 } else { 14.0 }).strong();
+        let mut button = egui::Button::new(label).min_size(egui::vec2(if big { 110.0 } else { 70.0 }, if big { 32.0 } else { 22.0 }));
+        if big {
+            button = button.fill(Color32::from_rgb(40, 110, 200));
+        }
+        if ui
+            .add_enabled(!running, button)
+            .on_hover_text("Run the model over the corpus and build the table from scratch")
+            .clicked()
+        {
+            app.commands.push(Command::Build { resume: false });
+        }
+        if ui
+            .add_enabled(!running && app.build.checkpoint, egui::Button::new("Resume"))
+            .on_hover_text("Continue an interrupted build from its checkpoint")
+            .on_disabled_hover_text("Resume needs the checkpoint of a cancelled build")
+            .clicked()
+        {
+            app.commands.push(Command::Build { resume: true });
+        }
+        if ui
+            .add_enabled(running && !app.build.cancelling, egui::Button::new("Cancel"))
+            .on_hover_text("Stop after the current batch; a checkpoint is written so the build can be resumed")
+            .clicked()
+        {
+            app.commands.push(Command::CancelBuild);
+        }
+    });
+    if running {
+        progress(app, ui);
+    } else if let Some((done, total, ckpt)) = &app.build.cancelled {
+        if *total > 0 {
+            ui.add(egui::ProgressBar::new(*done as f32 / *total as f32).text(format!("cancelled at {done}/{total} contexts")));
+        }
+        ui.colored_label(
+            widgets::WARN,
+            if ckpt.is_some() {
+                "Cancelled. Resume continues where it stopped."
+            } else {
+                "Cancelled. Nothing to resume: Build starts again."
+            },
+        );
+    }
+    if let Some(r) = &app.build.report {
+        ui.add_space(4.0);
+        ui.label(RichText::new("Last build").strong());
+        ui.label(format!(
+            "{} contexts from {} sentences · {:.0} contexts/s · {}",
+            r.contexts,
+            r.sentences,
+            r.contexts_per_sec,
+            format_secs(app.build.elapsed_secs)
+        ));
+        let found = app.table.as_ref().map(|t| t.len() - r.not_found.len()).unwrap_or(0);
+        ui.label(format!("{found} entities found, {} not found", r.not_found.len()));
+        if r.resumed_from > 0 {
+            ui.weak(format!("resumed from context {}", r.resumed_from));
+        }
+        if r.read.skipped_lines > 0 {
+            ui.colored_label(widgets::WARN, format!("{} corpus lines skipped (see Overview)", r.read.skipped_lines));
+        }
+        if r.skipped_contexts > 0 {
+            ui.colored_label(widgets::WARN, format!("{} contexts skipped (mention not tokenizable)", r.skipped_contexts));
+        }
+    }
+    ui.add_space(4.0);
+    next_step_hint(app, ui);
+}
+
+fn progress(app: &App, ui: &mut Ui) {
+    match &app.build.progress {
+        Some(p) => {
+            let bar = match p.fraction() {
+                Some(f) => egui::ProgressBar::new(f).text(format!("{} {:.0}%", p.phase.label(), f * 100.0)),
+                None => egui::ProgressBar::new(0.0).text(p.phase.label()),
+            };
+            ui.add(bar);
+            ui.label(RichText::new(p.describe()).size(12.0));
+        }
+        None => {
+            ui.horizontal(|ui| {
+                widgets::working_dot(ui);
+                ui.label(if app.build.resuming { "resuming…" } else { "loading model and corpus…" });
+            });
+        }
+    }
+    if app.build.cancelling {
+        ui.weak("cancelling after the current batch…");
+    }
+}
+
+/// One line that says what to do next.
+fn next_step_hint(app: &App, ui: &mut Ui) {
+    let text = if app.build.running {
+        "The window stays usable while the model works."
+    } else if app.project.corpus.is_empty() || app.project.entities.is_none() {
+        "Next: add a corpus and an entity list (buttons above, or drop files onto the window)."
+    } else if app.table.is_none() {
+        "Next: press Build to compute one vector per entity (a few seconds for the demo)."
+    } else if app.selected.is_none() {
+        "Next: pick an entity in the list to inspect its contexts, neighbours and norm."
+    } else {
+        "Try the Preview tab: type a sentence with [MASK] and see what a plugged entity changes."
+    };
+    ui.label(RichText::new(format!("» {text}")).color(ui.visuals().hyperlink_color));
+}
