@@ -233,15 +233,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let total = records.len() as u64;
     let mut state = EncodeState {
         fingerprint: fingerprint.clone(),
-        window: 0,
-        batch: 0,
-        sums: vec![0.0; n * h],
-        counts: vec![0; n],
-        skipped: vec![],
-        done: 0,
-        tokens: 0,
-        padded_tokens: 0,
-        flops: 0.0,
+        ..EncodeState::new(n, h)
     };
     if resume {
         let path = checkpoint

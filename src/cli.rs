@@ -222,13 +222,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let model = load_model(model, device, Precision::F32)?;
             let enc = model.tokenizer.encode(&text)?;
-            let masks: Vec<usize> = enc
-                .ids
-                .iter()
-                .enumerate()
-                .filter(|(_, &t)| t == model.tokenizer.mask_id())
-                .map(|(i, _)| i)
-                .collect();
+            let masks = model.tokenizer.mask_positions(&enc);
             if masks.is_empty() {
                 bail!(
                     "the text has no mask token: write {} where a word should be predicted",

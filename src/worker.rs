@@ -475,13 +475,7 @@ pub fn preview(
         .collect();
     let rw = rewrite(&model.tokenizer, text, &plug, &table.entity_names)?;
     let plain = model.tokenizer.encode(text)?;
-    let plain_masks: Vec<usize> = plain
-        .ids
-        .iter()
-        .enumerate()
-        .filter(|(_, &t)| t == model.tokenizer.mask_id())
-        .map(|(i, _)| i)
-        .collect();
+    let plain_masks = model.tokenizer.mask_positions(&plain);
     let mut masks = Vec::new();
     if !plain_masks.is_empty() {
         let pos: Vec<(usize, usize)> = plain_masks.iter().map(|&p| (0, p)).collect();

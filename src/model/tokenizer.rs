@@ -201,6 +201,16 @@ impl TextTokenizer {
         self.mask_id
     }
 
+    /// Positions of the mask token in `enc`.
+    pub fn mask_positions(&self, enc: &Encoded) -> Vec<usize> {
+        enc.ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t == self.mask_id)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     pub fn mask_token(&self) -> &str {
         &self.mask_token
     }

@@ -10,7 +10,11 @@ use super::{App, Command, InspectSort, Purpose};
 
 pub fn tab(app: &mut App, ui: &mut Ui) {
     let Some(e) = app.selected else {
-        widgets::empty_state(ui, "No entity selected", "Pick an entity in the list to see the sentences its vector was built from.");
+        widgets::empty_state(
+            ui,
+            "No entity selected",
+            "Pick an entity in the list to see the sentences its vector was built from.",
+        );
         return;
     };
     entity_header(app, ui, e);
@@ -37,33 +41,74 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
     let mask = app.mask_token().to_string();
     ui.horizontal(|ui| {
         ui.label("Order");
-        ui.selectable_value(&mut app.state.inspect_sort, InspectSort::Corpus, "corpus order");
-        ui.selectable_value(&mut app.state.inspect_sort, InspectSort::CosineLow, "lowest cosine first")
-            .on_hover_text("Outliers first");
-        ui.selectable_value(&mut app.state.inspect_sort, InspectSort::CosineHigh, "highest cosine first");
+        ui.selectable_value(
+            &mut app.state.inspect_sort,
+            InspectSort::Corpus,
+            "corpus order",
+        );
+        ui.selectable_value(
+            &mut app.state.inspect_sort,
+            InspectSort::CosineLow,
+            "lowest cosine first",
+        )
+        .on_hover_text("Outliers first");
+        ui.selectable_value(
+            &mut app.state.inspect_sort,
+            InspectSort::CosineHigh,
+            "highest cosine first",
+        );
         ui.separator();
         if app.pending(Purpose::Inspect) {
             ui.spinner();
             ui.weak("running the model…");
-        } else if ui.button("Run again").on_hover_text("Run the model over the contexts again").clicked() {
+        } else if ui
+            .button("Run again")
+            .on_hover_text("Run the model over the contexts again")
+            .clicked()
+        {
             app.commands.push(Command::Rerun(Purpose::Inspect));
         }
     });
     let inspection = app.inspection.as_ref().filter(|i| i.entity == e);
-    let contexts: Vec<usize> =
-        table.contexts.iter().enumerate().filter(|(_, c)| c.entity as usize == e).map(|(i, _)| i).collect();
+    let contexts: Vec<usize> = table
+        .contexts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.entity as usize == e)
+        .map(|(i, _)| i)
+        .collect();
     let by_context: HashMap<usize, usize> = inspection
-        .map(|ins| ins.insights.iter().enumerate().map(|(k, c)| (c.context, k)).collect())
+        .map(|ins| {
+            ins.insights
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (c.context, k))
+                .collect()
+        })
         .unwrap_or_default();
     // Contexts more than 2 standard deviations below the mean cosine are flagged as outliers.
     let mut outlier_below = f32::NEG_INFINITY;
     if let Some(ins) = inspection {
         let n = ins.insights.len().max(1) as f32;
         let mean = ins.insights.iter().map(|c| c.cosine).sum::<f32>() / n;
-        let min = ins.insights.iter().map(|c| c.cosine).fold(f32::MAX, f32::min);
-        let sd = (ins.insights.iter().map(|c| (c.cosine - mean).powi(2)).sum::<f32>() / n).sqrt();
+        let min = ins
+            .insights
+            .iter()
+            .map(|c| c.cosine)
+            .fold(f32::MAX, f32::min);
+        let sd = (ins
+            .insights
+            .iter()
+            .map(|c| (c.cosine - mean).powi(2))
+            .sum::<f32>()
+            / n)
+            .sqrt();
         outlier_below = mean - 2.0 * sd;
-        let outliers = ins.insights.iter().filter(|c| c.cosine < outlier_below).count();
+        let outliers = ins
+            .insights
+            .iter()
+            .filter(|c| c.cosine < outlier_below)
+            .count();
         ui.label(format!(
             "{} contexts · cosine to the entity vector: mean {:.3}, lowest {:.3} · {} outlier(s) more than 2 sd below the mean",
             ins.insights.len(),
@@ -74,7 +119,12 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
     }
     let mut order = contexts.clone();
     if let Some(ins) = inspection {
-        let cos = |ci: &usize| by_context.get(ci).map(|&k| ins.insights[k].cosine).unwrap_or(f32::NAN);
+        let cos = |ci: &usize| {
+            by_context
+                .get(ci)
+                .map(|&k| ins.insights[k].cosine)
+                .unwrap_or(f32::NAN)
+        };
         match app.state.inspect_sort {
             InspectSort::Corpus => {}
             InspectSort::CosineLow => order.sort_by(|a, b| cos(a).total_cmp(&cos(b))),

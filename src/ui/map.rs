@@ -20,7 +20,11 @@ pub fn bucket(count: i64) -> usize {
 
 pub fn tab(app: &mut App, ui: &mut Ui) {
     let Some(table) = app.table.clone() else {
-        widgets::empty_state(ui, "No table yet", "Build the table to see the entity vectors on a map.");
+        widgets::empty_state(
+            ui,
+            "No table yet",
+            "Build the table to see the entity vectors on a map.",
+        );
         return;
     };
     if matches!(app.pca, Pca::None) {
@@ -51,20 +55,37 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
     let names: Vec<(String, Vec<String>)> = BUCKETS
         .iter()
         .zip(&series)
-        .map(|(b, s)| (b.1.to_string(), s.1.iter().map(|&e| format!("{} ({} contexts)", table.entity_names[e], table.counts[e])).collect()))
+        .map(|(b, s)| {
+            (
+                b.1.to_string(),
+                s.1.iter()
+                    .map(|&e| format!("{} ({} contexts)", table.entity_names[e], table.counts[e]))
+                    .collect(),
+            )
+        })
         .collect();
-    let selected = app.selected.and_then(|s| points.iter().find(|p| p.0 == s).map(|p| (s, p.1)));
+    let selected = app
+        .selected
+        .and_then(|s| points.iter().find(|p| p.0 == s).map(|p| (s, p.1)));
     let resp = Plot::new("pca_map")
-        .legend(Legend::default().position(Corner::LeftTop).follow_insertion_order(true))
+        .legend(
+            Legend::default()
+                .position(Corner::LeftTop)
+                .follow_insertion_order(true),
+        )
         .x_axis_label("PC 1")
         .y_axis_label("PC 2")
         .data_aspect(1.0)
         .height((ui.available_height() - 8.0).max(200.0))
         .label_formatter(|pos: &HoverPosition<'_>| match pos {
-            HoverPosition::NearDataPoint { plot_name: "selected", .. } => {
-                selected.map(|(e, _)| format!("{} ({} contexts)", table.entity_names[e], table.counts[e]))
-            }
-            HoverPosition::NearDataPoint { plot_name, index, .. } => names
+            HoverPosition::NearDataPoint {
+                plot_name: "selected",
+                ..
+            } => selected
+                .map(|(e, _)| format!("{} ({} contexts)", table.entity_names[e], table.counts[e])),
+            HoverPosition::NearDataPoint {
+                plot_name, index, ..
+            } => names
                 .iter()
                 .find(|(n, _)| n == plot_name)
                 .and_then(|(_, v)| v.get(*index).cloned())
@@ -75,26 +96,49 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             for (i, (pts, _)) in series.iter().enumerate() {
                 if !pts.is_empty() {
                     plot.points(
-                        Points::new(BUCKETS[i].1, pts.clone()).radius(3.5).color(BUCKETS[i].2).shape(MarkerShape::Circle).filled(true),
+                        Points::new(BUCKETS[i].1, pts.clone())
+                            .radius(3.5)
+                            .color(BUCKETS[i].2)
+                            .shape(MarkerShape::Circle)
+                            .filled(true),
                     );
                 }
             }
             if let Some((e, p)) = selected {
                 plot.points(
-                    Points::new("selected", vec![p]).radius(8.0).color(Color32::from_rgb(255, 80, 80)).shape(MarkerShape::Circle).filled(false),
+                    Points::new("selected", vec![p])
+                        .radius(8.0)
+                        .color(Color32::from_rgb(255, 80, 80))
+                        .shape(MarkerShape::Circle)
+                        .filled(false),
                 );
                 plot.text(
-                    Text::new("", PlotPoint::new(p[0], p[1]), RichText::new(format!("   {}", table.entity_names[e])).strong().size(14.0))
-                        .anchor(egui::Align2::LEFT_CENTER),
+                    Text::new(
+                        "",
+                        PlotPoint::new(p[0], p[1]),
+                        RichText::new(format!("   {}", table.entity_names[e]))
+                            .strong()
+                            .size(14.0),
+                    )
+                    .anchor(egui::Align2::LEFT_CENTER),
                 );
             }
         });
-    resp.response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, "PCA map of the entity vectors"));
+    resp.response.widget_info(|| {
+        egui::WidgetInfo::labeled(egui::Role::Image, true, "PCA map of the entity vectors")
+    });
     if resp.response.clicked() {
         if let Some(pointer) = resp.response.interact_pointer_pos() {
             let nearest = points
                 .iter()
-                .map(|&(e, p)| (e, resp.transform.position_from_point(&PlotPoint::new(p[0], p[1])).distance(pointer)))
+                .map(|&(e, p)| {
+                    (
+                        e,
+                        resp.transform
+                            .position_from_point(&PlotPoint::new(p[0], p[1]))
+                            .distance(pointer),
+                    )
+                })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((e, d)) = nearest {
                 if d < 12.0 {

@@ -59,8 +59,14 @@ pub fn run() -> anyhow::Result<()> {
         "PELT Workbench",
         options,
         Box::new(|cc| {
-            let mut state: State = cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
-            if let Some(tab) = std::env::var("PELT_UI_TAB").ok().and_then(|t| Tab::parse(&t)) {
+            let mut state: State = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default();
+            if let Some(tab) = std::env::var("PELT_UI_TAB")
+                .ok()
+                .and_then(|t| Tab::parse(&t))
+            {
                 state.tab = tab;
             }
             let mut app = App::new(&cc.egui_ctx, state);
@@ -89,7 +95,14 @@ pub enum Tab {
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [Tab::Overview, Tab::Inspector, Tab::Neighbours, Tab::Norm, Tab::Preview, Tab::Map];
+    pub const ALL: [Tab; 6] = [
+        Tab::Overview,
+        Tab::Inspector,
+        Tab::Neighbours,
+        Tab::Norm,
+        Tab::Preview,
+        Tab::Map,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -114,7 +127,9 @@ impl Tab {
     }
 
     pub fn parse(s: &str) -> Option<Tab> {
-        Tab::ALL.into_iter().find(|t| t.label().eq_ignore_ascii_case(s.trim()))
+        Tab::ALL
+            .into_iter()
+            .find(|t| t.label().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -220,7 +235,9 @@ pub enum Command {
     SetEntities(PathBuf),
     ChooseTableOutDialog,
     ReloadModel,
-    Build { resume: bool },
+    Build {
+        resume: bool,
+    },
     CancelBuild,
     OpenTableDialog,
     OpenTable(PathBuf),
@@ -251,7 +268,10 @@ pub enum DropKind {
 /// Classifies a dropped file or folder by its name (and, for folders, a `config.json`).
 pub fn classify_drop(path: &Path) -> Option<DropKind> {
     if path.is_dir() {
-        return path.join("config.json").is_file().then_some(DropKind::Model);
+        return path
+            .join("config.json")
+            .is_file()
+            .then_some(DropKind::Model);
     }
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
@@ -280,10 +300,25 @@ pub enum Purpose {
 /// A model request, also the key that tells whether a shown result is current.
 #[derive(Debug, Clone, PartialEq)]
 enum Req {
-    Inspect { entity: usize },
-    Neighbours { entity: usize, center: bool, k: usize },
-    NormCompare { text: String, a: f32, b: f32 },
-    Preview { text: String, disabled: Vec<(usize, usize)>, a: f32, b: f32 },
+    Inspect {
+        entity: usize,
+    },
+    Neighbours {
+        entity: usize,
+        center: bool,
+        k: usize,
+    },
+    NormCompare {
+        text: String,
+        a: f32,
+        b: f32,
+    },
+    Preview {
+        text: String,
+        disabled: Vec<(usize, usize)>,
+        a: f32,
+        b: f32,
+    },
 }
 
 impl Req {
@@ -329,7 +364,10 @@ impl Requests {
     /// Asks for `req` unless it is what was last asked for (in this table generation).
     fn want(&mut self, generation: u64, req: Req) {
         let p = req.purpose();
-        if self.last_for(p).is_some_and(|(_, g, r)| *g == generation && *r == req) {
+        if self
+            .last_for(p)
+            .is_some_and(|(_, g, r)| *g == generation && *r == req)
+        {
             return;
         }
         self.last.retain(|(q, _, _)| *q != p);
@@ -345,7 +383,8 @@ impl Requests {
 
     fn pending(&self, p: Purpose) -> bool {
         self.lanes.iter().any(|l| {
-            l.in_flight.as_ref().is_some_and(|(_, r)| r.purpose() == p) || l.queued.iter().any(|r| r.purpose() == p)
+            l.in_flight.as_ref().is_some_and(|(_, r)| r.purpose() == p)
+                || l.queued.iter().any(|r| r.purpose() == p)
         })
     }
 
@@ -531,7 +570,10 @@ impl App {
     fn central(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             for t in Tab::ALL {
-                let r = ui.selectable_label(self.state.tab == t, egui::RichText::new(t.label()).size(15.0));
+                let r = ui.selectable_label(
+                    self.state.tab == t,
+                    egui::RichText::new(t.label()).size(15.0),
+                );
                 if r.on_hover_text(t.hover()).clicked() {
                     self.state.tab = t;
                 }
@@ -578,7 +620,11 @@ impl App {
     pub fn entity_aliases(&self, i: usize) -> &[String] {
         match (&self.table, &self.entity_list) {
             (Some(t), _) => t.entity_aliases.get(i).map(Vec::as_slice).unwrap_or(&[]),
-            (None, Some(l)) => l.entities.get(i).map(|e| e.aliases.as_slice()).unwrap_or(&[]),
+            (None, Some(l)) => l
+                .entities
+                .get(i)
+                .map(|e| e.aliases.as_slice())
+                .unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -587,11 +633,16 @@ impl App {
     pub fn find_entity(&self, s: &str) -> Option<usize> {
         (0..self.entity_count())
             .find(|&i| self.entity_id(i) == s)
-            .or_else(|| (0..self.entity_count()).find(|&i| self.entity_name(i).eq_ignore_ascii_case(s)))
+            .or_else(|| {
+                (0..self.entity_count()).find(|&i| self.entity_name(i).eq_ignore_ascii_case(s))
+            })
     }
 
     pub fn mask_token(&self) -> &str {
-        self.model.as_ref().map(|m| m.mask_token.as_str()).unwrap_or("[MASK]")
+        self.model
+            .as_ref()
+            .map(|m| m.mask_token.as_str())
+            .unwrap_or("[MASK]")
     }
 
     /// The norm (modL) used for saving and exporting the table and for neighbours.
@@ -624,7 +675,12 @@ impl App {
         if t.meta.case_sensitive != o.case_sensitive {
             diff.push("case sensitivity".into());
         }
-        (!diff.is_empty()).then(|| format!("parameters changed since this table was built ({})", diff.join(", ")))
+        (!diff.is_empty()).then(|| {
+            format!(
+                "parameters changed since this table was built ({})",
+                diff.join(", ")
+            )
+        })
     }
 
     // ----- events -----
@@ -637,11 +693,19 @@ impl App {
                 self.model = Some(info);
             }
             Event::Progress(p) => self.build.progress = Some(p),
-            Event::Built { table, report, saved_to } => {
+            Event::Built {
+                table,
+                report,
+                saved_to,
+            } => {
                 self.build.running = false;
                 self.build.cancelling = false;
                 self.build.cancelled = None;
-                self.build.elapsed_secs = self.build.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+                self.build.elapsed_secs = self
+                    .build
+                    .started
+                    .map(|s| s.elapsed().as_secs_f64())
+                    .unwrap_or(0.0);
                 self.status = Some(format!(
                     "Built: {} contexts for {} of {} entities in {:.1} s ({:.0} contexts/s){}",
                     report.contexts,
@@ -649,21 +713,32 @@ impl App {
                     table.len(),
                     self.build.elapsed_secs,
                     report.contexts_per_sec,
-                    saved_to.as_ref().map(|p| format!("; saved to {}", p.display())).unwrap_or_default()
+                    saved_to
+                        .as_ref()
+                        .map(|p| format!("; saved to {}", p.display()))
+                        .unwrap_or_default()
                 ));
                 self.build.report = Some(*report);
                 self.build.saved_to = saved_to.clone();
                 self.set_table(table, saved_to);
                 self.refresh_checkpoint();
             }
-            Event::BuildCancelled { done, total, checkpoint } => {
+            Event::BuildCancelled {
+                done,
+                total,
+                checkpoint,
+            } => {
                 self.build.running = false;
                 self.build.cancelling = false;
                 self.status = Some(if total > 0 {
                     format!(
                         "Build cancelled after {done} of {total} contexts ({:.0}%){}",
                         100.0 * done as f64 / total as f64,
-                        if checkpoint.is_some() { "; Resume continues from the checkpoint" } else { "" }
+                        if checkpoint.is_some() {
+                            "; Resume continues from the checkpoint"
+                        } else {
+                            ""
+                        }
                     )
                 } else {
                     "Build cancelled while scanning the corpus (nothing to resume)".into()
@@ -729,7 +804,12 @@ impl App {
                 return;
             }
         }
-        self.errors.push(ErrorEntry { job: job.into(), message, count: 1, at: Instant::now() });
+        self.errors.push(ErrorEntry {
+            job: job.into(),
+            message,
+            count: 1,
+            at: Instant::now(),
+        });
     }
 
     fn set_table(&mut self, table: Arc<Table>, path: Option<PathBuf>) {
@@ -751,7 +831,11 @@ impl App {
     }
 
     fn refresh_checkpoint(&mut self) {
-        self.build.checkpoint = self.project.table.as_ref().is_some_and(|t| checkpoint_path(t).is_file());
+        self.build.checkpoint = self
+            .project
+            .table
+            .as_ref()
+            .is_some_and(|t| checkpoint_path(t).is_file());
     }
 
     // ----- commands -----
@@ -979,7 +1063,10 @@ impl App {
                         self.worker.send(Job::OpenTable { path: t });
                     }
                     _ => {
-                        self.status = Some(format!("Opened project {} (table not built yet)", self.project.name));
+                        self.status = Some(format!(
+                            "Opened project {} (table not built yet)",
+                            self.project.name
+                        ));
                     }
                 }
                 self.refresh_checkpoint();
@@ -1020,19 +1107,21 @@ impl App {
 
     fn load_entity_list(&mut self) {
         self.entity_list = None;
-        match self.project.entities.clone() {
-            Some(p) => match load_entities(&p) {
+        if let Some(p) = self.project.entities.clone() {
+            match load_entities(&p) {
                 Ok(l) => self.entity_list = Some(l),
                 Err(e) => self.error("entity list", format!("{e:#}")),
-            },
-            None => {}
+            }
         }
     }
 
     fn load_model(&mut self) {
         self.model = None;
         self.model_loading = true;
-        self.worker.send(Job::LoadModel { dir: self.project.model_dir(), device: self.project.device });
+        self.worker.send(Job::LoadModel {
+            dir: self.project.model_dir(),
+            device: self.project.device,
+        });
     }
 
     fn start_build(&mut self, resume: bool) {
@@ -1053,17 +1142,28 @@ impl App {
         self.build.progress = None;
         self.build.cancelled = None;
         self.build.started = Some(Instant::now());
-        self.status = Some(if resume { "Resuming the build…".into() } else { "Building the table…".into() });
-        self.worker.send(Job::Build { project: Box::new(self.project.clone()), resume });
+        self.status = Some(if resume {
+            "Resuming the build…".into()
+        } else {
+            "Building the table…".into()
+        });
+        self.worker.send(Job::Build {
+            project: Box::new(self.project.clone()),
+            resume,
+        });
     }
 
     // ----- model requests -----
 
     /// Asks the worker for what the visible tab shows, when it is missing or out of date.
     fn auto_requests(&mut self) {
-        let Some(table) = self.table.clone() else { return };
+        let Some(table) = self.table.clone() else {
+            return;
+        };
         let g = self.table_gen;
-        let sel = self.selected.filter(|&e| e < table.len() && table.counts[e] > 0);
+        let sel = self
+            .selected
+            .filter(|&e| e < table.len() && table.counts[e] > 0);
         match self.state.tab {
             Tab::Inspector | Tab::Norm => {
                 if let Some(e) = sel {
@@ -1071,20 +1171,42 @@ impl App {
                 }
                 if self.state.tab == Tab::Norm && !self.state.probe.trim().is_empty() {
                     let (a, b) = (self.state.norm_a, self.state.norm_b);
-                    self.requests.want(g, Req::NormCompare { text: self.state.probe.clone(), a, b });
+                    self.requests.want(
+                        g,
+                        Req::NormCompare {
+                            text: self.state.probe.clone(),
+                            a,
+                            b,
+                        },
+                    );
                 }
             }
             Tab::Neighbours => {
                 if let Some(e) = sel {
                     let (center, k) = (self.state.center, self.state.neighbours_k);
-                    self.requests.want(g, Req::Neighbours { entity: e, center, k });
+                    self.requests.want(
+                        g,
+                        Req::Neighbours {
+                            entity: e,
+                            center,
+                            k,
+                        },
+                    );
                 }
             }
             Tab::Preview => {
                 if !self.state.preview_text.trim().is_empty() {
                     let (a, b) = (self.state.norm_a, self.state.norm_b);
                     let disabled = self.preview_disabled.clone();
-                    self.requests.want(g, Req::Preview { text: self.state.preview_text.clone(), disabled, a, b });
+                    self.requests.want(
+                        g,
+                        Req::Preview {
+                            text: self.state.preview_text.clone(),
+                            disabled,
+                            a,
+                            b,
+                        },
+                    );
                 }
             }
             Tab::Overview | Tab::Map => {}
@@ -1093,7 +1215,9 @@ impl App {
 
     /// Sends the next queued request of each idle lane.
     fn pump(&mut self) {
-        let Some(table) = self.table.clone() else { return };
+        let Some(table) = self.table.clone() else {
+            return;
+        };
         let g = self.table_gen;
         let norm = self.norm();
         // The inspector runs the model over all of an entity's contexts (at most K).
@@ -1102,7 +1226,9 @@ impl App {
             if lane.in_flight.is_some() {
                 continue;
             }
-            let Some(req) = lane.queued.pop_front() else { continue };
+            let Some(req) = lane.queued.pop_front() else {
+                continue;
+            };
             let table = table.clone();
             let job = match &req {
                 Req::Inspect { entity } => Job::Inspect {
@@ -1112,13 +1238,27 @@ impl App {
                     limit,
                     norms: norm::loss_norms(),
                 },
-                Req::Neighbours { entity, center, k } => {
-                    Job::Neighbours { table, entity: *entity, k: *k, center: *center, norm }
-                }
-                Req::NormCompare { text, a, b } => {
-                    Job::Preview { table, text: text.clone(), disabled: vec![], norm_a: *a, norm_b: *b, top_k: TOP_K }
-                }
-                Req::Preview { text, disabled, a, b } => Job::Preview {
+                Req::Neighbours { entity, center, k } => Job::Neighbours {
+                    table,
+                    entity: *entity,
+                    k: *k,
+                    center: *center,
+                    norm,
+                },
+                Req::NormCompare { text, a, b } => Job::Preview {
+                    table,
+                    text: text.clone(),
+                    disabled: vec![],
+                    norm_a: *a,
+                    norm_b: *b,
+                    top_k: TOP_K,
+                },
+                Req::Preview {
+                    text,
+                    disabled,
+                    a,
+                    b,
+                } => Job::Preview {
                     table,
                     text: text.clone(),
                     disabled: disabled.clone(),
@@ -1144,7 +1284,9 @@ impl App {
 
     /// Starts the PCA of the current table in a background thread.
     pub fn start_pca(&mut self, ctx: &egui::Context) {
-        let Some(table) = self.table.clone() else { return };
+        let Some(table) = self.table.clone() else {
+            return;
+        };
         let (tx, rx) = crossbeam_channel::bounded(1);
         let ctx = ctx.clone();
         std::thread::spawn(move || {
@@ -1156,7 +1298,10 @@ impl App {
 
     fn resolve_pending_select(&mut self) {
         if let Some(name) = self.pending_select.clone() {
-            if self.table.is_some() || (self.entity_list.is_some() && self.project.table.as_ref().is_none_or(|t| !t.is_file())) {
+            if self.table.is_some()
+                || (self.entity_list.is_some()
+                    && self.project.table.as_ref().is_none_or(|t| !t.is_file()))
+            {
                 if let Some(i) = self.find_entity(&name) {
                     self.apply(Command::Select(i));
                 }
@@ -1176,7 +1321,11 @@ impl App {
     fn handle_input(&mut self, ctx: &egui::Context) {
         let (dropped, hovering) = ctx.input(|i| {
             (
-                i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect::<Vec<_>>(),
+                i.raw
+                    .dropped_files
+                    .iter()
+                    .map(|f| f.path().to_path_buf())
+                    .collect::<Vec<_>>(),
                 !i.raw.hovered_files.is_empty(),
             )
         });
@@ -1199,7 +1348,11 @@ impl App {
     }
 
     fn update_title(&mut self, ctx: &egui::Context) {
-        let title = format!("PELT Workbench — {}{}", self.project.name, if self.project_dirty { " *" } else { "" });
+        let title = format!(
+            "PELT Workbench — {}{}",
+            self.project.name,
+            if self.project_dirty { " *" } else { "" }
+        );
         if title != self.title {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
@@ -1209,8 +1362,16 @@ impl App {
 
 /// A file-name-safe form of a project name.
 fn sanitize(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     if s.trim_matches('-').is_empty() {
         "project".into()
     } else {

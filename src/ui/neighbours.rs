@@ -7,16 +7,26 @@ use super::{App, Command, Purpose};
 
 pub fn tab(app: &mut App, ui: &mut Ui) {
     let Some(e) = app.selected else {
-        widgets::empty_state(ui, "No entity selected", "Pick an entity in the list to see its nearest entities and tokens.");
+        widgets::empty_state(
+            ui,
+            "No entity selected",
+            "Pick an entity in the list to see its nearest entities and tokens.",
+        );
         return;
     };
     super::inspector::entity_header(app, ui, e);
     let Some(table) = app.table.clone() else {
-        hint(ui, "Build the table first: neighbours compare entity vectors.");
+        hint(
+            ui,
+            "Build the table first: neighbours compare entity vectors.",
+        );
         return;
     };
     if table.counts[e] == 0 {
-        ui.colored_label(widgets::WARN, "This entity was not found in the corpus, so it has no vector to compare.");
+        ui.colored_label(
+            widgets::WARN,
+            "This entity was not found in the corpus, so it has no vector to compare.",
+        );
         return;
     }
     ui.horizontal(|ui| {

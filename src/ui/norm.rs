@@ -11,7 +11,10 @@ use super::{App, Command, Purpose};
 /// The norms the loss curve is computed at: 0.1 … 0.5 in steps of 0.1 (small models saturate
 /// early), then 0.75 … 12 in steps of 0.25.
 pub fn loss_norms() -> Vec<f32> {
-    (1..=5).map(|i| i as f32 * 0.1).chain((3..=48).map(|i| i as f32 * 0.25)).collect()
+    (1..=5)
+        .map(|i| i as f32 * 0.1)
+        .chain((3..=48).map(|i| i as f32 * 0.25))
+        .collect()
 }
 
 /// The loss at norm `x`, linearly interpolated.
@@ -111,10 +114,16 @@ pub fn comparison(app: &App, ui: &mut Ui, p: &PreviewResult) {
         ui.label(widgets::highlighted_rewrite(ui, &p.rewritten, &mask));
     });
     if p.mentions.iter().all(|m| !m.3) {
-        ui.colored_label(widgets::WARN, "No entity of the table is plugged in this sentence, so A and B cannot differ.");
+        ui.colored_label(
+            widgets::WARN,
+            "No entity of the table is plugged in this sentence, so A and B cannot differ.",
+        );
     }
     if p.masks.is_empty() {
-        ui.colored_label(widgets::WARN, format!("Add {mask} to the sentence to see fill-mask predictions."));
+        ui.colored_label(
+            widgets::WARN,
+            format!("Add {mask} to the sentence to see fill-mask predictions."),
+        );
     }
     for (i, m) in p.masks.iter().enumerate() {
         if p.masks.len() > 1 {
@@ -129,16 +138,30 @@ pub fn mask_columns(ui: &mut Ui, m: &MaskComparison, a: f32, b: f32) {
     ui.columns(3, |cols| {
         cols[0].label(RichText::new("without entity vectors").strong());
         widgets::predictions(&mut cols[0], &m.without, egui::Color32::GRAY);
-        cols[1].label(RichText::new(format!("with vectors, norm A = {a}")).strong().color(A_COLOR));
+        cols[1].label(
+            RichText::new(format!("with vectors, norm A = {a}"))
+                .strong()
+                .color(A_COLOR),
+        );
         widgets::predictions(&mut cols[1], &m.with_a, A_COLOR);
-        cols[2].label(RichText::new(format!("with vectors, norm B = {b}")).strong().color(B_COLOR));
+        cols[2].label(
+            RichText::new(format!("with vectors, norm B = {b}"))
+                .strong()
+                .color(B_COLOR),
+        );
         widgets::predictions(&mut cols[2], &m.with_b, B_COLOR);
     });
 }
 
 fn loss_plot(app: &mut App, ui: &mut Ui) {
     let name = app.selected.map(|e| app.entity_name(e).to_string());
-    section(ui, &format!("MLM loss against the norm{}", name.as_ref().map(|n| format!(": {n}")).unwrap_or_default()));
+    section(
+        ui,
+        &format!(
+            "MLM loss against the norm{}",
+            name.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
+        ),
+    );
     hint(
         ui,
         "Treat the entity as one extra word of the vocabulary whose output embedding is its vector scaled to the norm, and measure how well the model predicts it at the masks of its own contexts (mean cross-entropy). A minimum, when there is one, suggests a good modL for this entity; with small models the loss often just falls towards zero. Click the plot to move A, right-click to move B.",
@@ -147,10 +170,17 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         hint(ui, "Select an entity in the list to plot its loss.");
         return;
     };
-    let curve = app.inspection.as_ref().filter(|i| i.entity == e).map(|i| i.loss_curve.clone());
+    let curve = app
+        .inspection
+        .as_ref()
+        .filter(|i| i.entity == e)
+        .map(|i| i.loss_curve.clone());
     let Some(curve) = curve else {
         if app.table.as_ref().is_some_and(|t| t.counts[e] == 0) {
-            ui.colored_label(widgets::WARN, "This entity was not found in the corpus: no vector, no loss.");
+            ui.colored_label(
+                widgets::WARN,
+                "This entity was not found in the corpus: no vector, no loss.",
+            );
         } else if app.table.is_some() {
             ui.horizontal(|ui| {
                 ui.spinner();
@@ -161,7 +191,11 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         }
         return;
     };
-    let finite: Vec<(f32, f64)> = curve.iter().copied().filter(|(_, l)| l.is_finite()).collect();
+    let finite: Vec<(f32, f64)> = curve
+        .iter()
+        .copied()
+        .filter(|(_, l)| l.is_finite())
+        .collect();
     let log = app.state.loss_log;
     let y = |l: f64| if log { l.max(LOG_FLOOR).log10() } else { l };
     let pts: Vec<[f64; 2]> = finite.iter().map(|&(n, l)| [n as f64, y(l)]).collect();
@@ -174,7 +208,11 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         .map(|(_, &(n, l))| (n, l));
     let (a, bn, tn) = (app.state.norm_a, app.state.norm_b, app.norm());
     ui.horizontal(|ui| {
-        let at = |x: f32| loss_at(&finite, x).map(fmt_loss).unwrap_or_else(|| "—".into());
+        let at = |x: f32| {
+            loss_at(&finite, x)
+                .map(fmt_loss)
+                .unwrap_or_else(|| "—".into())
+        };
         ui.label(RichText::new(format!("loss at A = {a}: {}", at(a))).color(A_COLOR));
         ui.label(RichText::new(format!("at B = {bn}: {}", at(bn))).color(B_COLOR));
         ui.label(format!("at the table norm {tn}: {}", at(tn)));
@@ -182,15 +220,27 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
             ui.label(RichText::new(format!("lowest {} at {n}", fmt_loss(l))).color(widgets::GOOD));
         }
         ui.checkbox(&mut app.state.loss_log, "log scale")
-            .on_hover_text("Plot the loss on a logarithmic axis (it falls by many orders of magnitude)");
+            .on_hover_text(
+                "Plot the loss on a logarithmic axis (it falls by many orders of magnitude)",
+            );
     });
     let (a, bn, tn) = (a as f64, bn as f64, tn as f64);
     let resp = Plot::new("loss_plot")
         .height(280.0)
         .x_axis_label("norm (modL)")
         .y_axis_label("mean MLM loss")
-        .y_axis_formatter(move |mark, _| if log { format!("1e{}", mark.value.round() as i64) } else { fmt_axis(mark.value) })
-        .y_grid_spacer(if log { egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]) } else { egui_plot::log_grid_spacer(10) })
+        .y_axis_formatter(move |mark, _| {
+            if log {
+                format!("1e{}", mark.value.round() as i64)
+            } else {
+                fmt_axis(mark.value)
+            }
+        })
+        .y_grid_spacer(if log {
+            egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0])
+        } else {
+            egui_plot::log_grid_spacer(10)
+        })
         .label_formatter(move |pos| {
             let p = match pos {
                 egui_plot::HoverPosition::NearDataPoint { position, .. } => position,
@@ -207,10 +257,18 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         .show(ui, |plot| {
             plot.line(Line::new("loss", PlotPoints::new(pts.clone())).width(2.0));
             if let Some((n, l)) = best {
-                plot.points(Points::new("lowest loss", vec![[n as f64, y(l)]]).radius(5.0).color(widgets::GOOD));
+                plot.points(
+                    Points::new("lowest loss", vec![[n as f64, y(l)]])
+                        .radius(5.0)
+                        .color(widgets::GOOD),
+                );
             }
             plot.vline(VLine::new(format!("A = {a}"), a).color(A_COLOR).width(2.0));
-            plot.vline(VLine::new(format!("B = {bn}"), bn).color(B_COLOR).width(2.0));
+            plot.vline(
+                VLine::new(format!("B = {bn}"), bn)
+                    .color(B_COLOR)
+                    .width(2.0),
+            );
             plot.vline(
                 VLine::new(format!("table norm = {tn}"), tn)
                     .color(egui::Color32::GRAY)
@@ -218,7 +276,9 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
             );
             plot.pointer_coordinate()
         });
-    resp.response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, "MLM loss against the norm"));
+    resp.response.widget_info(|| {
+        egui::WidgetInfo::labeled(egui::Role::Image, true, "MLM loss against the norm")
+    });
     if let Some(pos) = resp.inner {
         let x = ((pos.x * 4.0).round() / 4.0).clamp(0.25, 15.0) as f32;
         if resp.response.clicked() {

@@ -7,28 +7,55 @@ use super::widgets::{self, file_name, hint, section};
 use super::{App, Command, Tab};
 
 pub fn tab(app: &mut App, ui: &mut Ui) {
-    egui::ScrollArea::vertical().id_salt("overview_scroll").auto_shrink([false, false]).show(ui, |ui| {
-        match app.table.clone() {
+    egui::ScrollArea::vertical()
+        .id_salt("overview_scroll")
+        .auto_shrink([false, false])
+        .show(ui, |ui| match app.table.clone() {
             None => welcome(app, ui),
             Some(t) => {
                 section(ui, "Table");
-                egui::Grid::new("table_info").num_columns(2).spacing([16.0, 4.0]).striped(true).show(ui, |ui| {
-                    let nf = t.counts.iter().filter(|&&c| c == 0).count();
-                    let mut row = |k: &str, v: String| {
-                        ui.label(RichText::new(k).strong());
-                        ui.label(v);
-                        ui.end_row();
-                    };
-                    row("file", app.table_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not saved".into()));
-                    row("entities", format!("{} ({} found, {} not found)", t.len(), t.len() - nf, nf));
-                    row("contexts", format!("{} (at most K = {} per entity)", t.contexts.len(), t.meta.k));
-                    row("model", format!("{} (hidden size {})", t.meta.model, t.hidden()));
-                    row("corpus", t.meta.corpus.clone());
-                    row("seed · max_len", format!("{} · {} tokens", t.meta.seed, t.meta.max_len));
-                    row("case-sensitive", t.meta.case_sensitive.to_string());
-                    row("shard", t.meta.shard.clone());
-                    row("norm (modL)", format!("{} stored · {} for export (Norm tab)", t.norm, app.norm()));
-                });
+                egui::Grid::new("table_info")
+                    .num_columns(2)
+                    .spacing([16.0, 4.0])
+                    .striped(true)
+                    .show(ui, |ui| {
+                        let nf = t.counts.iter().filter(|&&c| c == 0).count();
+                        let mut row = |k: &str, v: String| {
+                            ui.label(RichText::new(k).strong());
+                            ui.label(v);
+                            ui.end_row();
+                        };
+                        row(
+                            "file",
+                            app.table_path
+                                .as_ref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_else(|| "not saved".into()),
+                        );
+                        row(
+                            "entities",
+                            format!("{} ({} found, {} not found)", t.len(), t.len() - nf, nf),
+                        );
+                        row(
+                            "contexts",
+                            format!("{} (at most K = {} per entity)", t.contexts.len(), t.meta.k),
+                        );
+                        row(
+                            "model",
+                            format!("{} (hidden size {})", t.meta.model, t.hidden()),
+                        );
+                        row("corpus", t.meta.corpus.clone());
+                        row(
+                            "seed · max_len",
+                            format!("{} · {} tokens", t.meta.seed, t.meta.max_len),
+                        );
+                        row("case-sensitive", t.meta.case_sensitive.to_string());
+                        row("shard", t.meta.shard.clone());
+                        row(
+                            "norm (modL)",
+                            format!("{} stored · {} for export (Norm tab)", t.norm, app.norm()),
+                        );
+                    });
                 if let Some(why) = app.stale_reason() {
                     ui.colored_label(widgets::WARN, format!("{why}."));
                 }
@@ -37,8 +64,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                 section(ui, "What next");
                 next_steps(app, ui);
             }
-        }
-    });
+        });
 }
 
 fn welcome(app: &mut App, ui: &mut Ui) {
@@ -57,14 +83,22 @@ fn welcome(app: &mut App, ui: &mut Ui) {
         ui.horizontal(|ui| {
             widgets::working_dot(ui);
             ui.label(
-                app.build.progress.as_ref().map(|p| p.describe()).unwrap_or_else(|| "starting the build…".into()),
+                app.build
+                    .progress
+                    .as_ref()
+                    .map(|p| p.describe())
+                    .unwrap_or_else(|| "starting the build…".into()),
             );
         });
     } else {
         let b = egui::Button::new(RichText::new("Build table now").size(17.0).strong())
             .min_size(egui::vec2(180.0, 36.0))
             .fill(egui::Color32::from_rgb(40, 110, 200));
-        if ui.add(b).on_hover_text("Same as Build in the project panel").clicked() {
+        if ui
+            .add(b)
+            .on_hover_text("Same as Build in the project panel")
+            .clicked()
+        {
             app.commands.push(Command::Build { resume: false });
         }
         ui.add_space(4.0);
@@ -82,24 +116,35 @@ fn report(app: &App, ui: &mut Ui) {
     let Some(r) = &app.build.report else { return };
     ui.add_space(8.0);
     section(ui, "Last build");
-    egui::Grid::new("build_report").num_columns(2).spacing([16.0, 4.0]).striped(true).show(ui, |ui| {
-        let mut row = |k: &str, v: String| {
-            ui.label(RichText::new(k).strong());
-            ui.label(v);
-            ui.end_row();
-        };
-        row("sentences read", r.sentences.to_string());
-        row("contexts encoded", r.contexts.to_string());
-        row("speed", format!("{:.0} contexts/s ({} encoding)", r.contexts_per_sec, format_secs(r.encode_secs)));
-        row("wall time", format_secs(app.build.elapsed_secs));
-        if r.resumed_from > 0 {
-            row("resumed from", format!("context {}", r.resumed_from));
-        }
-        if let Some(p) = &app.build.saved_to {
-            row("saved to", p.display().to_string());
-        }
-        row("not found", r.not_found.len().to_string());
-    });
+    egui::Grid::new("build_report")
+        .num_columns(2)
+        .spacing([16.0, 4.0])
+        .striped(true)
+        .show(ui, |ui| {
+            let mut row = |k: &str, v: String| {
+                ui.label(RichText::new(k).strong());
+                ui.label(v);
+                ui.end_row();
+            };
+            row("sentences read", r.sentences.to_string());
+            row("contexts encoded", r.contexts.to_string());
+            row(
+                "speed",
+                format!(
+                    "{:.0} contexts/s ({} encoding)",
+                    r.contexts_per_sec,
+                    format_secs(r.encode_secs)
+                ),
+            );
+            row("wall time", format_secs(app.build.elapsed_secs));
+            if r.resumed_from > 0 {
+                row("resumed from", format!("context {}", r.resumed_from));
+            }
+            if let Some(p) = &app.build.saved_to {
+                row("saved to", p.display().to_string());
+            }
+            row("not found", r.not_found.len().to_string());
+        });
     if !r.not_found.is_empty() {
         let names: Vec<String> = r
             .not_found
@@ -120,7 +165,10 @@ fn report(app: &App, ui: &mut Ui) {
         );
     }
     if r.read.skipped_lines > 0 {
-        ui.colored_label(widgets::WARN, format!("{} corpus lines were skipped:", r.read.skipped_lines));
+        ui.colored_label(
+            widgets::WARN,
+            format!("{} corpus lines were skipped:", r.read.skipped_lines),
+        );
         for w in &r.read.warnings {
             ui.label(RichText::new(w).monospace().size(12.0));
         }
@@ -128,11 +176,20 @@ fn report(app: &App, ui: &mut Ui) {
     if r.skipped_contexts > 0 {
         ui.colored_label(
             widgets::WARN,
-            format!("{} sampled mentions were skipped (no token covered their span)", r.skipped_contexts),
+            format!(
+                "{} sampled mentions were skipped (no token covered their span)",
+                r.skipped_contexts
+            ),
         );
     }
     if !r.collisions.is_empty() {
-        ui.colored_label(widgets::WARN, format!("{} names are shared by several entities:", r.collisions.len()));
+        ui.colored_label(
+            widgets::WARN,
+            format!(
+                "{} names are shared by several entities:",
+                r.collisions.len()
+            ),
+        );
         for c in r.collisions.iter().take(10) {
             ui.label(RichText::new(c).size(12.0));
         }
@@ -141,14 +198,29 @@ fn report(app: &App, ui: &mut Ui) {
 
 fn next_steps(app: &mut App, ui: &mut Ui) {
     let steps: [(Tab, &str); 5] = [
-        (Tab::Inspector, "see the sentences behind an entity's vector and which ones disagree with it"),
-        (Tab::Neighbours, "find the entities and vocabulary tokens closest to it"),
-        (Tab::Norm, "compare two norms (modL) and plot the MLM loss against the norm"),
-        (Tab::Preview, "plug entity vectors into your own sentence and compare fill-mask predictions"),
+        (
+            Tab::Inspector,
+            "see the sentences behind an entity's vector and which ones disagree with it",
+        ),
+        (
+            Tab::Neighbours,
+            "find the entities and vocabulary tokens closest to it",
+        ),
+        (
+            Tab::Norm,
+            "compare two norms (modL) and plot the MLM loss against the norm",
+        ),
+        (
+            Tab::Preview,
+            "plug entity vectors into your own sentence and compare fill-mask predictions",
+        ),
         (Tab::Map, "see all entities on a 2-D PCA map"),
     ];
     if app.selected.is_none() {
-        hint(ui, "Select an entity in the list first (e.g. search for p53).");
+        hint(
+            ui,
+            "Select an entity in the list first (e.g. search for p53).",
+        );
     }
     for (tab, text) in steps {
         ui.horizontal(|ui| {

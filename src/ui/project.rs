@@ -38,22 +38,24 @@ pub fn how_pelt_works(ui: &mut Ui) {
 }
 
 pub fn panel(app: &mut App, ui: &mut Ui) {
-    egui::ScrollArea::vertical().id_salt("project_scroll").show(ui, |ui| {
-        ui.add_space(4.0);
-        let how = egui::CollapsingHeader::new(RichText::new("How PELT works").strong())
-            .open(Some(app.state.show_how))
-            .show(ui, how_pelt_works);
-        if how.header_response.clicked() {
-            app.state.show_how = !app.state.show_how;
-        }
-        ui.separator();
-        project_section(app, ui);
-        ui.separator();
-        parameters(app, ui);
-        ui.separator();
-        build_section(app, ui);
-        ui.add_space(8.0);
-    });
+    egui::ScrollArea::vertical()
+        .id_salt("project_scroll")
+        .show(ui, |ui| {
+            ui.add_space(4.0);
+            let how = egui::CollapsingHeader::new(RichText::new("How PELT works").strong())
+                .open(Some(app.state.show_how))
+                .show(ui, how_pelt_works);
+            if how.header_response.clicked() {
+                app.state.show_how = !app.state.show_how;
+            }
+            ui.separator();
+            project_section(app, ui);
+            ui.separator();
+            parameters(app, ui);
+            ui.separator();
+            build_section(app, ui);
+            ui.add_space(8.0);
+        });
 }
 
 /// A label with a hover text; returns its id so an input can be labelled by it.
@@ -185,27 +187,46 @@ fn project_section(app: &mut App, ui: &mut Ui) {
     });
     ui.add_space(4.0);
     ui.horizontal(|ui| {
-        if ui.button("Open…").on_hover_text("Open a project (.ron)  Ctrl+O").clicked() {
+        if ui
+            .button("Open…")
+            .on_hover_text("Open a project (.ron)  Ctrl+O")
+            .clicked()
+        {
             app.commands.push(Command::OpenProjectDialog);
         }
         let save = if app.project_dirty { "Save *" } else { "Save" };
-        if ui.button(save).on_hover_text("Save the project  Ctrl+S").clicked() {
+        if ui
+            .button(save)
+            .on_hover_text("Save the project  Ctrl+S")
+            .clicked()
+        {
             app.commands.push(Command::SaveProject);
         }
         if ui.button("Save as…").clicked() {
             app.commands.push(Command::SaveProjectAs);
         }
     });
-    let recent: Vec<_> =
-        app.state.recent.iter().filter(|p| Some(*p) != app.project_path.as_ref()).cloned().collect();
+    let recent: Vec<_> = app
+        .state
+        .recent
+        .iter()
+        .filter(|p| Some(*p) != app.project_path.as_ref())
+        .cloned()
+        .collect();
     if !recent.is_empty() {
-        egui::CollapsingHeader::new("Recent projects").id_salt("recent_projects").show(ui, |ui| {
-            for p in recent {
-                if ui.link(file_name(&p)).on_hover_text(p.display().to_string()).clicked() {
-                    app.commands.push(Command::OpenProject(p));
+        egui::CollapsingHeader::new("Recent projects")
+            .id_salt("recent_projects")
+            .show(ui, |ui| {
+                for p in recent {
+                    if ui
+                        .link(file_name(&p))
+                        .on_hover_text(p.display().to_string())
+                        .clicked()
+                    {
+                        app.commands.push(Command::OpenProject(p));
+                    }
                 }
-            }
-        });
+            });
     }
 }
 
@@ -278,8 +299,13 @@ fn build_section(app: &mut App, ui: &mut Ui) {
     let running = app.build.running;
     ui.horizontal(|ui| {
         let big = app.table.is_none() && !running;
-        let label = RichText::new("Build").size(if big { 17.0 } else { 14.0 }).strong();
-        let mut button = egui::Button::new(label).min_size(egui::vec2(if big { 110.0 } else { 70.0 }, if big { 32.0 } else { 22.0 }));
+        let label = RichText::new("Build")
+            .size(if big { 17.0 } else { 14.0 })
+            .strong();
+        let mut button = egui::Button::new(label).min_size(egui::vec2(
+            if big { 110.0 } else { 70.0 },
+            if big { 32.0 } else { 22.0 },
+        ));
         if big {
             button = button.fill(Color32::from_rgb(40, 110, 200));
         }
@@ -291,7 +317,10 @@ fn build_section(app: &mut App, ui: &mut Ui) {
             app.commands.push(Command::Build { resume: false });
         }
         if ui
-            .add_enabled(!running && app.build.checkpoint, egui::Button::new("Resume"))
+            .add_enabled(
+                !running && app.build.checkpoint,
+                egui::Button::new("Resume"),
+            )
             .on_hover_text("Continue an interrupted build from its checkpoint")
             .on_disabled_hover_text("Resume needs the checkpoint of a cancelled build")
             .clicked()
@@ -299,8 +328,13 @@ fn build_section(app: &mut App, ui: &mut Ui) {
             app.commands.push(Command::Build { resume: true });
         }
         if ui
-            .add_enabled(running && !app.build.cancelling, egui::Button::new("Cancel"))
-            .on_hover_text("Stop after the current batch; a checkpoint is written so the build can be resumed")
+            .add_enabled(
+                running && !app.build.cancelling,
+                egui::Button::new("Cancel"),
+            )
+            .on_hover_text(
+                "Stop after the current batch; a checkpoint is written so the build can be resumed",
+            )
             .clicked()
         {
             app.commands.push(Command::CancelBuild);
@@ -310,7 +344,10 @@ fn build_section(app: &mut App, ui: &mut Ui) {
         progress(app, ui);
     } else if let Some((done, total, ckpt)) = &app.build.cancelled {
         if *total > 0 {
-            ui.add(egui::ProgressBar::new(*done as f32 / *total as f32).text(format!("cancelled at {done}/{total} contexts")));
+            ui.add(
+                egui::ProgressBar::new(*done as f32 / *total as f32)
+                    .text(format!("cancelled at {done}/{total} contexts")),
+            );
         }
         ui.colored_label(
             widgets::WARN,
@@ -331,16 +368,35 @@ fn build_section(app: &mut App, ui: &mut Ui) {
             r.contexts_per_sec,
             format_secs(app.build.elapsed_secs)
         ));
-        let found = app.table.as_ref().map(|t| t.len() - r.not_found.len()).unwrap_or(0);
-        ui.label(format!("{found} entities found, {} not found", r.not_found.len()));
+        let found = app
+            .table
+            .as_ref()
+            .map(|t| t.len() - r.not_found.len())
+            .unwrap_or(0);
+        ui.label(format!(
+            "{found} entities found, {} not found",
+            r.not_found.len()
+        ));
         if r.resumed_from > 0 {
             ui.weak(format!("resumed from context {}", r.resumed_from));
         }
         if r.read.skipped_lines > 0 {
-            ui.colored_label(widgets::WARN, format!("{} corpus lines skipped (see Overview)", r.read.skipped_lines));
+            ui.colored_label(
+                widgets::WARN,
+                format!(
+                    "{} corpus lines skipped (see Overview)",
+                    r.read.skipped_lines
+                ),
+            );
         }
         if r.skipped_contexts > 0 {
-            ui.colored_label(widgets::WARN, format!("{} contexts skipped (mention not tokenizable)", r.skipped_contexts));
+            ui.colored_label(
+                widgets::WARN,
+                format!(
+                    "{} contexts skipped (mention not tokenizable)",
+                    r.skipped_contexts
+                ),
+            );
         }
     }
     ui.add_space(4.0);
@@ -351,7 +407,9 @@ fn progress(app: &App, ui: &mut Ui) {
     match &app.build.progress {
         Some(p) => {
             let bar = match p.fraction() {
-                Some(f) => egui::ProgressBar::new(f).text(format!("{} {:.0}%", p.phase.label(), f * 100.0)),
+                Some(f) => {
+                    egui::ProgressBar::new(f).text(format!("{} {:.0}%", p.phase.label(), f * 100.0))
+                }
                 None => egui::ProgressBar::new(0.0).text(p.phase.label()),
             };
             ui.add(bar);
@@ -360,7 +418,11 @@ fn progress(app: &App, ui: &mut Ui) {
         None => {
             ui.horizontal(|ui| {
                 widgets::working_dot(ui);
-                ui.label(if app.build.resuming { "resuming…" } else { "loading model and corpus…" });
+                ui.label(if app.build.resuming {
+                    "resuming…"
+                } else {
+                    "loading model and corpus…"
+                });
             });
         }
     }

@@ -14,8 +14,13 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
             if ui.button("Open project…").clicked() {
                 app.commands.push(Command::OpenProjectDialog);
             }
-            if ui.button("Open demo project").on_hover_text("2,500 PubMed sentences, 312 entities, bundled tiny BERT").clicked() {
-                app.commands.push(Command::OpenProject(pelt::project::bundled_demo()));
+            if ui
+                .button("Open demo project")
+                .on_hover_text("2,500 PubMed sentences, 312 entities, bundled tiny BERT")
+                .clicked()
+            {
+                app.commands
+                    .push(Command::OpenProject(pelt::project::bundled_demo()));
             }
             if ui.button("Save project").clicked() {
                 app.commands.push(Command::SaveProject);
@@ -27,7 +32,11 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
             ui.add_enabled_ui(!recent.is_empty(), |ui| {
                 ui.menu_button("Recent", |ui| {
                     for p in recent {
-                        if ui.button(file_name(&p)).on_hover_text(p.display().to_string()).clicked() {
+                        if ui
+                            .button(file_name(&p))
+                            .on_hover_text(p.display().to_string())
+                            .clicked()
+                        {
                             app.commands.push(Command::OpenProject(p));
                         }
                     }
@@ -44,8 +53,13 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
             }
             let has = app.table.is_some();
             if ui
-                .add_enabled(has, egui::Button::new(format!("Save table… (norm {})", app.norm())))
-                .on_hover_text("Writes a .safetensors table whose embeddings are scaled to the current norm")
+                .add_enabled(
+                    has,
+                    egui::Button::new(format!("Save table… (norm {})", app.norm())),
+                )
+                .on_hover_text(
+                    "Writes a .safetensors table whose embeddings are scaled to the current norm",
+                )
                 .clicked()
             {
                 app.commands.push(Command::SaveTableDialog);
@@ -62,12 +76,22 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
             if ui.button("How PELT works").clicked() {
                 app.show_about = true;
             }
-            if ui.button(format!("Errors ({})", app.errors.len())).clicked() {
+            if ui
+                .button(format!("Errors ({})", app.errors.len()))
+                .clicked()
+            {
                 app.show_errors = true;
             }
         });
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-            ui.label(RichText::new(format!("{}{}", app.project.name, if app.project_dirty { " *" } else { "" })).strong());
+            ui.label(
+                RichText::new(format!(
+                    "{}{}",
+                    app.project.name,
+                    if app.project_dirty { " *" } else { "" }
+                ))
+                .strong(),
+            );
             ui.weak("project:");
         });
     });
@@ -93,16 +117,31 @@ pub fn status_bar(app: &mut App, ui: &mut Ui) {
             }
         } else if app.is_busy() {
             ui.spinner();
-            ui.label(if app.model_loading { "loading the model…" } else { "working…" });
+            ui.label(if app.model_loading {
+                "loading the model…"
+            } else {
+                "working…"
+            });
         }
         // The newest error, dismissible; otherwise the last status message.
         if let Some(i) = app.errors.len().checked_sub(1) {
             let e = &app.errors[i];
-            let count = if e.count > 1 { format!(" (×{})", e.count) } else { String::new() };
+            let count = if e.count > 1 {
+                format!(" (×{})", e.count)
+            } else {
+                String::new()
+            };
             let first_line = e.message.lines().next().unwrap_or("").to_string();
-            ui.colored_label(widgets::BAD, format!("{} failed: {first_line}{count}", e.job))
-                .on_hover_text(e.message.clone());
-            if ui.small_button("Dismiss").on_hover_text("Remove this error").clicked() {
+            ui.colored_label(
+                widgets::BAD,
+                format!("{} failed: {first_line}{count}", e.job),
+            )
+            .on_hover_text(e.message.clone());
+            if ui
+                .small_button("Dismiss")
+                .on_hover_text("Remove this error")
+                .clicked()
+            {
                 app.commands.push(Command::DismissError(i));
             }
         } else if let Some(s) = &app.status {
@@ -112,7 +151,14 @@ pub fn status_bar(app: &mut App, ui: &mut Ui) {
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
             let n = app.errors.len();
-            if n > 0 && ui.button(RichText::new(format!("{n} error{}", if n == 1 { "" } else { "s" })).color(widgets::BAD)).clicked() {
+            if n > 0
+                && ui
+                    .button(
+                        RichText::new(format!("{n} error{}", if n == 1 { "" } else { "s" }))
+                            .color(widgets::BAD),
+                    )
+                    .clicked()
+            {
                 app.show_errors = true;
             }
             if let Some(m) = &app.model {
@@ -127,29 +173,48 @@ pub fn error_window(app: &mut App, ctx: &egui::Context) {
         return;
     }
     let mut open = true;
-    egui::Window::new("Errors").open(&mut open).default_size([560.0, 300.0]).show(ctx, |ui| {
-        if app.errors.is_empty() {
-            ui.label("No errors.");
-        }
-        egui::ScrollArea::vertical().max_height(400.0).show(ui, |ui| {
-            for (i, e) in app.errors.iter().enumerate().rev() {
-                ui.horizontal(|ui| {
-                    ui.label(RichText::new(&e.job).strong().color(widgets::BAD));
-                    ui.weak(format!("{} s ago{}", e.at.elapsed().as_secs(), if e.count > 1 { format!(", ×{}", e.count) } else { String::new() }));
-                    ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-                        if ui.small_button("Dismiss").on_hover_text(format!("Remove error {}", i + 1)).clicked() {
-                            app.commands.push(Command::DismissError(i));
-                        }
-                    });
+    egui::Window::new("Errors")
+        .open(&mut open)
+        .default_size([560.0, 300.0])
+        .pivot(egui::Align2::CENTER_CENTER)
+        .default_pos(ctx.content_rect().center())
+        .show(ctx, |ui| {
+            if app.errors.is_empty() {
+                ui.label("No errors.");
+            }
+            egui::ScrollArea::vertical()
+                .max_height(400.0)
+                .show(ui, |ui| {
+                    for (i, e) in app.errors.iter().enumerate().rev() {
+                        ui.horizontal(|ui| {
+                            ui.label(RichText::new(&e.job).strong().color(widgets::BAD));
+                            ui.weak(format!(
+                                "{} s ago{}",
+                                e.at.elapsed().as_secs(),
+                                if e.count > 1 {
+                                    format!(", ×{}", e.count)
+                                } else {
+                                    String::new()
+                                }
+                            ));
+                            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                                if ui
+                                    .small_button("Dismiss")
+                                    .on_hover_text(format!("Remove error {}", i + 1))
+                                    .clicked()
+                                {
+                                    app.commands.push(Command::DismissError(i));
+                                }
+                            });
+                        });
+                        ui.add(egui::Label::new(&e.message).wrap().selectable(true));
+                        ui.separator();
+                    }
                 });
-                ui.add(egui::Label::new(&e.message).wrap().selectable(true));
-                ui.separator();
+            if !app.errors.is_empty() && ui.button("Clear all").clicked() {
+                app.commands.push(Command::ClearErrors);
             }
         });
-        if !app.errors.is_empty() && ui.button("Clear all").clicked() {
-            app.commands.push(Command::ClearErrors);
-        }
-    });
     if !open {
         app.show_errors = false;
     }
@@ -160,7 +225,12 @@ pub fn about_window(app: &mut App, ctx: &egui::Context) {
         return;
     }
     let mut open = true;
-    egui::Window::new("How PELT works").open(&mut open).default_width(520.0).show(ctx, |ui| {
+    egui::Window::new("How PELT works")
+        .open(&mut open)
+        .default_width(520.0)
+        .pivot(egui::Align2::CENTER_CENTER)
+        .default_pos(ctx.content_rect().center())
+        .show(ctx, |ui| {
         super::project::how_pelt_works(ui);
         ui.separator();
         ui.label(
@@ -176,7 +246,10 @@ pub fn about_window(app: &mut App, ctx: &egui::Context) {
 
 pub fn drop_overlay(ctx: &egui::Context) {
     let screen = ctx.content_rect();
-    let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop_overlay")));
+    let painter = ctx.layer_painter(egui::LayerId::new(
+        egui::Order::Foreground,
+        egui::Id::unique("drop_overlay"),
+    ));
     painter.rect_filled(screen, 0.0, egui::Color32::from_black_alpha(170));
     painter.text(
         screen.center(),

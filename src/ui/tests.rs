@@ -30,7 +30,10 @@ fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
 }
 
 fn harness_for(project: &Path) -> Harness<'static, App> {
-    let state = State { last_project: Some(project.to_path_buf()), ..State::default() };
+    let state = State {
+        last_project: Some(project.to_path_buf()),
+        ..State::default()
+    };
     let app = App::new(&egui::Context::default(), state);
     Harness::builder()
         .with_size([1400.0, 900.0])
@@ -47,8 +50,16 @@ fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bo
             h.run_ok();
             return;
         }
-        let errors: Vec<String> = h.state().errors.iter().map(|e| format!("{}: {}", e.job, e.message)).collect();
-        assert!(start.elapsed() < Duration::from_secs(90), "timed out waiting for {what}; errors: {errors:?}");
+        let errors: Vec<String> = h
+            .state()
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.job, e.message))
+            .collect();
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "timed out waiting for {what}; errors: {errors:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -63,7 +74,10 @@ fn click_tab(h: &mut Harness<'static, App>, name: &str) {
     let tab = h.state().state.tab;
     assert_eq!(tab.label(), name);
     let unnamed = h.unnamed_widgets();
-    assert!(unnamed.is_empty(), "widgets without an accessible name on {name}: {unnamed:?}");
+    assert!(
+        unnamed.is_empty(),
+        "widgets without an accessible name on {name}: {unnamed:?}"
+    );
 }
 
 fn has_label_containing(h: &Harness<'static, App>, text: &str) -> bool {
@@ -77,7 +91,10 @@ fn select_entity(h: &mut Harness<'static, App>, name: &str) {
     h.run_ok();
     h.get_by_role_and_label(Role::ListBoxOption, name).click();
     h.run_ok();
-    let sel = h.state().selected.map(|i| h.state().entity_name(i).to_string());
+    let sel = h
+        .state()
+        .selected
+        .map(|i| h.state().entity_name(i).to_string());
     assert_eq!(sel.as_deref(), Some(name));
 }
 
@@ -89,7 +106,11 @@ fn startup_without_table_lists_entities_and_offers_build() {
     wait_for(&mut h, "the model", |a| a.model.is_some());
     let app = h.state();
     assert!(app.table.is_none());
-    assert_eq!(app.entity_count(), 312, "the entity list is shown before any build");
+    assert_eq!(
+        app.entity_count(),
+        312,
+        "the entity list is shown before any build"
+    );
     assert_eq!(app.project.name, "PubMed demo");
     assert_eq!(app.model.as_ref().unwrap().mask_token, "[MASK]");
     // Every row says "not built"; the Build button and the hint are there.
@@ -97,8 +118,11 @@ fn startup_without_table_lists_entities_and_offers_build() {
     assert!(has_label_containing(&h, "table not built"));
     assert!(has_label_containing(&h, "No table yet"));
     assert!(has_label_containing(&h, "Next: press Build"));
-    assert!(h.get_by_label("Build").accesskit_node().is_disabled() == false);
-    assert!(h.get_by_label("Resume").accesskit_node().is_disabled(), "nothing to resume yet");
+    assert!(!h.get_by_label("Build").accesskit_node().is_disabled());
+    assert!(
+        h.get_by_label("Resume").accesskit_node().is_disabled(),
+        "nothing to resume yet"
+    );
 
     // Sorting by clicking a header: by Name descending puts "zymosan"-like names first.
     h.get_by_label("Sort by Name").click();
@@ -106,19 +130,27 @@ fn startup_without_table_lists_entities_and_offers_build() {
     assert_eq!(h.state().state.sort, SortKey::Name);
     assert!(h.state().state.ascending);
     let rows = entities::visible_rows(h.state(), "", entities::Show::All, SortKey::Name, true);
-    let names: Vec<String> = rows.iter().map(|&i| h.state().entity_name(i).to_lowercase()).collect();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|&i| h.state().entity_name(i).to_lowercase())
+        .collect();
     assert!(names.windows(2).all(|w| w[0] <= w[1]), "sorted by name");
     h.get_by_label("Sort by Name").click();
     h.run_ok();
-    assert!(!h.state().state.ascending, "a second click reverses the order");
+    assert!(
+        !h.state().state.ascending,
+        "a second click reverses the order"
+    );
 
     // Search narrows the list (aliases count too: "apoptotic cell death" is apoptosis).
     h.get_by_label("Search").click();
     h.run_ok();
     h.get_by_label("Search").type_text("apoptotic cell death");
     h.run_ok();
-    let options: Vec<String> =
-        h.query_all_by_role(Role::ListBoxOption).filter_map(|n| n.accesskit_node().label()).collect();
+    let options: Vec<String> = h
+        .query_all_by_role(Role::ListBoxOption)
+        .filter_map(|n| n.accesskit_node().label())
+        .collect();
     assert_eq!(options, vec!["apoptosis".to_string()]);
 
     // The tabs work without a table and say what is missing.
@@ -141,15 +173,32 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.run_ok();
     assert!(h.state().build.running);
     wait_for(&mut h, "encoding progress", |a| {
-        a.build.progress.as_ref().is_some_and(|p| p.phase == Phase::Encoding && p.done > 0)
+        a.build
+            .progress
+            .as_ref()
+            .is_some_and(|p| p.phase == Phase::Encoding && p.done > 0)
     });
-    assert!(has_label_containing(&h, "encoding contexts:"), "the progress line is shown");
+    assert!(
+        has_label_containing(&h, "encoding contexts:"),
+        "the progress line is shown"
+    );
     h.get_by_label("Cancel").click();
     h.run_ok();
     wait_for(&mut h, "the cancelled build", |a| !a.build.running);
-    let (done, total, ckpt) = h.state().build.cancelled.clone().expect("the build was cancelled");
-    assert!(done > 0 && done < total, "cancelled part way: {done}/{total}");
-    assert!(ckpt.is_some_and(|c| c.is_file()), "a checkpoint was written");
+    let (done, total, ckpt) = h
+        .state()
+        .build
+        .cancelled
+        .clone()
+        .expect("the build was cancelled");
+    assert!(
+        done > 0 && done < total,
+        "cancelled part way: {done}/{total}"
+    );
+    assert!(
+        ckpt.is_some_and(|c| c.is_file()),
+        "a checkpoint was written"
+    );
     assert!(h.state().table.is_none());
     assert!(has_label_containing(&h, "Build cancelled after"));
     assert!(!h.get_by_label("Resume").accesskit_node().is_disabled());
@@ -158,15 +207,30 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.get_by_label("Resume").click();
     h.run_ok();
     wait_for(&mut h, "the resumed build", |a| a.table.is_some());
-    assert!(table_path.is_file(), "the build saved its table to the project's table path");
+    assert!(
+        table_path.is_file(),
+        "the build saved its table to the project's table path"
+    );
     let report = h.state().build.report.clone().expect("a build report");
-    assert!(report.resumed_from > 0, "the build resumed from the checkpoint");
+    assert!(
+        report.resumed_from > 0,
+        "the build resumed from the checkpoint"
+    );
     let table = h.state().table.clone().unwrap();
     assert_eq!(table.len(), 312);
-    assert_eq!(table.counts.iter().sum::<i64>() as usize, table.contexts.len());
+    assert_eq!(
+        table.counts.iter().sum::<i64>() as usize,
+        table.contexts.len()
+    );
     assert_eq!(report.contexts, table.contexts.len());
-    assert!(has_label_containing(&h, &format!("Built: {} contexts", table.contexts.len())));
-    assert!(has_label_containing(&h, "not found"), "the Overview lists what was not found");
+    assert!(has_label_containing(
+        &h,
+        &format!("Built: {} contexts", table.contexts.len())
+    ));
+    assert!(
+        has_label_containing(&h, "not found"),
+        "the Overview lists what was not found"
+    );
 
     // Select p53: the Inspector shows its masked contexts, then the model's view of them.
     select_entity(&mut h, "p53");
@@ -174,34 +238,74 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let n = table.counts[p53] as usize;
     assert!(n > 5);
     click_tab(&mut h, "Inspector");
-    assert!(has_label_containing(&h, "mention \"p53\""), "the original mention is shown");
-    assert!(h.query_all_by_label_contains("[MASK]").count() >= n, "each context is shown masked");
-    wait_for(&mut h, "the inspection", |a| a.inspection.as_ref().is_some_and(|i| i.entity == p53));
+    assert!(
+        has_label_containing(&h, "mention \"p53\""),
+        "the original mention is shown"
+    );
+    assert!(
+        h.query_all_by_label_contains("[MASK]").count() >= n,
+        "each context is shown masked"
+    );
+    wait_for(&mut h, "the inspection", |a| {
+        a.inspection.as_ref().is_some_and(|i| i.entity == p53)
+    });
     let ins = h.state().inspection.clone().unwrap();
     assert_eq!(ins.insights.len(), n);
-    assert!(ins.insights.iter().all(|c| (-1.0..=1.0).contains(&c.cosine)));
-    assert_eq!(h.query_all_by_label_contains("cos ").count(), n, "a cosine per context");
+    assert!(ins
+        .insights
+        .iter()
+        .all(|c| (-1.0..=1.0).contains(&c.cosine)));
+    assert_eq!(
+        h.query_all_by_label_contains("cos ").count(),
+        n,
+        "a cosine per context"
+    );
     assert!(has_label_containing(&h, "model predicts:"));
     // Sorting by cosine puts the lowest first.
     h.get_by_label("lowest cosine first").click();
     h.run_ok();
     assert_eq!(h.state().state.inspect_sort, InspectSort::CosineLow);
-    let min = ins.insights.iter().map(|c| c.cosine).fold(f32::MAX, f32::min);
-    let first = h.query_all_by_label_contains("cos ").next().unwrap().accesskit_node().value().unwrap();
-    assert!(first.contains(&format!("{min:.3}")), "first shown {first}, lowest {min}");
+    let min = ins
+        .insights
+        .iter()
+        .map(|c| c.cosine)
+        .fold(f32::MAX, f32::min);
+    let first = h
+        .query_all_by_label_contains("cos ")
+        .next()
+        .unwrap()
+        .accesskit_node()
+        .value()
+        .unwrap();
+    assert!(
+        first.contains(&format!("{min:.3}")),
+        "first shown {first}, lowest {min}"
+    );
 
     // Neighbours: entities by cosine and vocabulary tokens; clicking one selects it.
     click_tab(&mut h, "Neighbours");
-    wait_for(&mut h, "the neighbours", |a| a.neighbours.as_ref().is_some_and(|n| n.entity == p53));
+    wait_for(&mut h, "the neighbours", |a| {
+        a.neighbours.as_ref().is_some_and(|n| n.entity == p53)
+    });
     let nb = h.state().neighbours.clone().unwrap();
     assert_eq!(nb.entities.len(), 15);
     assert_eq!(nb.vocab.len(), 15);
-    assert!(nb.entities.windows(2).all(|w| w[0].1 >= w[1].1), "sorted by cosine");
+    assert!(
+        nb.entities.windows(2).all(|w| w[0].1 >= w[1].1),
+        "sorted by cosine"
+    );
     let first_name = h.state().entity_name(nb.entities[0].0).to_string();
     h.get_by_role_and_label(Role::Button, &first_name).click();
     h.run_ok();
-    assert_eq!(h.state().selected, Some(nb.entities[0].0), "clicking a neighbour selects it");
-    assert!(h.state().state.center, "neighbours subtract the mean by default");
+    assert_eq!(
+        h.state().selected,
+        Some(nb.entities[0].0),
+        "clicking a neighbour selects it"
+    );
+    assert!(
+        h.state().state.center,
+        "neighbours subtract the mean by default"
+    );
     h.get_by_label("subtract mean").click();
     h.run_ok();
     assert!(!h.state().state.center);
@@ -213,26 +317,35 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
 
     // Norm: move the table norm, compare A and B on the probe, plot the loss.
     click_tab(&mut h, "Norm");
-    h.get_by_role_and_label(Role::Slider, "table norm").set_value_accesskit(3.5);
+    h.get_by_role_and_label(Role::Slider, "table norm")
+        .set_value_accesskit(3.5);
     h.run_ok();
     assert_eq!(h.state().norm(), 3.5);
     assert!(h.state().project_dirty, "the norm is a project setting");
-    h.get_by_role_and_label(Role::Slider, "norm B").set_value_accesskit(9.0);
+    h.get_by_role_and_label(Role::Slider, "norm B")
+        .set_value_accesskit(9.0);
     h.run_ok();
     assert_eq!(h.state().state.norm_b, 9.0);
-    wait_for(&mut h, "the A/B comparison", |a| a.norm_compare.as_ref().is_some_and(|p| p.norm_b == 9.0));
+    wait_for(&mut h, "the A/B comparison", |a| {
+        a.norm_compare.as_ref().is_some_and(|p| p.norm_b == 9.0)
+    });
     let cmp = h.state().norm_compare.clone().unwrap();
     assert_eq!(cmp.text, PROBE);
     assert_eq!(cmp.masks.len(), 1);
     assert!(cmp.masks[0].with_a.len() == TOP_K && cmp.masks[0].with_b.len() == TOP_K);
     assert!(has_label_containing(&h, "with vectors, norm B = 9"));
     assert!(has_label_containing(&h, "without entity vectors"));
-    wait_for(&mut h, "the loss curve", |a| a.inspection.as_ref().is_some_and(|i| i.entity == p53));
+    wait_for(&mut h, "the loss curve", |a| {
+        a.inspection.as_ref().is_some_and(|i| i.entity == p53)
+    });
     let curve = h.state().inspection.as_ref().unwrap().loss_curve.clone();
     assert_eq!(curve.len(), norm::loss_norms().len());
     assert!(curve.iter().all(|(_, l)| l.is_finite() && *l >= 0.0));
     assert!(has_label_containing(&h, "MLM loss against the norm: p53"));
-    assert!(h.query_by_label("MLM loss against the norm").is_some(), "the plot is there");
+    assert!(
+        h.query_by_label("MLM loss against the norm").is_some(),
+        "the plot is there"
+    );
 
     // Preview: a sentence of our own; untick the p53 mention.
     click_tab(&mut h, "Preview");
@@ -240,42 +353,62 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.get_by_label("Sentence").set_text_value_accesskit(text);
     h.run_ok();
     assert_eq!(h.state().state.preview_text, text);
-    wait_for(&mut h, "the preview", |a| a.preview.as_ref().is_some_and(|p| p.text == text));
+    wait_for(&mut h, "the preview", |a| {
+        a.preview.as_ref().is_some_and(|p| p.text == text)
+    });
     let p = h.state().preview.clone().unwrap();
     assert!(p.rewritten.contains("p53 ( [[p53]] )"), "{}", p.rewritten);
-    assert!(p.tokens.iter().any(|t| t.2 == Some(p53)), "a position carries p53's vector");
+    assert!(
+        p.tokens.iter().any(|t| t.2 == Some(p53)),
+        "a position carries p53's vector"
+    );
     assert_eq!(p.masks.len(), 1);
-    assert!(has_label_containing(&h, "[[p53]]"), "the token list shows the plugged position");
+    assert!(
+        has_label_containing(&h, "[[p53]]"),
+        "the token list shows the plugged position"
+    );
     let mention = p.mentions.iter().find(|m| m.2 == p53).copied().unwrap();
     h.get_by_label("p53  (entity p53)").click();
     h.run_ok();
     assert_eq!(h.state().preview_disabled, vec![(mention.0, mention.1)]);
     wait_for(&mut h, "the preview without p53", |a| {
-        a.preview.as_ref().is_some_and(|p| p.text == text && !p.rewritten.contains("[[p53]]"))
+        a.preview
+            .as_ref()
+            .is_some_and(|p| p.text == text && !p.rewritten.contains("[[p53]]"))
     });
 
     // Map: the PCA of every found entity; the selected one is labelled.
     click_tab(&mut h, "Map");
     wait_for(&mut h, "the PCA", |a| matches!(a.pca, Pca::Ready(_)));
     if let Pca::Ready(points) = &h.state().pca {
-        assert_eq!(points.len(), table.counts.iter().filter(|&&c| c > 0).count());
+        assert_eq!(
+            points.len(),
+            table.counts.iter().filter(|&&c| c > 0).count()
+        );
     }
     assert!(h.query_by_label("PCA map of the entity vectors").is_some());
 
     // Export: the table at the slider's norm, and projector files.
     let out = dir.path().join("export/p53-norm.safetensors");
     h.state_mut().apply(Command::SaveTable(out.clone()));
-    wait_for(&mut h, "the saved table", |a| a.status.as_deref().is_some_and(|s| s.starts_with("Saved")));
+    wait_for(&mut h, "the saved table", |a| {
+        a.status.as_deref().is_some_and(|s| s.starts_with("Saved"))
+    });
     let saved = Table::load(&out).expect("the exported table loads");
     assert_eq!(saved.norm, 3.5);
     assert_eq!(saved.counts, table.counts);
     assert_eq!(saved.entity_ids, table.entity_ids);
     let v = saved.embedding_at(p53, saved.norm);
     let len = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    assert!((len - 3.5).abs() < 1e-3, "embeddings scaled to the chosen norm: {len}");
+    assert!(
+        (len - 3.5).abs() < 1e-3,
+        "embeddings scaled to the chosen norm: {len}"
+    );
     let proj = dir.path().join("projector");
     h.state_mut().apply(Command::ExportProjector(proj.clone()));
-    wait_for(&mut h, "the projector files", |_| proj.join("metadata.tsv").is_file());
+    wait_for(&mut h, "the projector files", |_| {
+        proj.join("metadata.tsv").is_file()
+    });
     let meta = std::fs::read_to_string(proj.join("metadata.tsv")).unwrap();
     assert_eq!(meta.lines().count(), 313);
 
@@ -285,7 +418,11 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.state_mut().apply(Command::OpenTable(bogus));
     wait_for(&mut h, "the open-table error", |a| !a.errors.is_empty());
     assert!(has_label_containing(&h, "not a usable PELT table"));
-    assert_eq!(h.state().table.as_ref().map(|t| t.len()), Some(312), "the built table is still there");
+    assert_eq!(
+        h.state().table.as_ref().map(|t| t.len()),
+        Some(312),
+        "the built table is still there"
+    );
 
     // Start-up again: the project now has a table, which is opened at once.
     drop(h);
@@ -305,7 +442,9 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
     wait_for(&mut h, "the model", |a| a.model.is_some());
     h.get_by_label("Build").click();
     h.run_ok();
-    wait_for(&mut h, "the build error", |a| !a.build.running && !a.errors.is_empty());
+    wait_for(&mut h, "the build error", |a| {
+        !a.build.running && !a.errors.is_empty()
+    });
     let e = h.state().errors[0].clone();
     assert_eq!(e.job, "build");
     assert!(e.message.contains("does-not-exist.txt"), "{}", e.message);
@@ -315,7 +454,10 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
     h.run_ok();
     assert!(h.state().show_errors);
     assert!(h.query_all_by_label_contains("does-not-exist.txt").count() >= 2);
-    h.query_all_by_label("Dismiss").next().expect("a Dismiss button").click();
+    h.query_all_by_label("Dismiss")
+        .next()
+        .expect("a Dismiss button")
+        .click();
     h.run_ok();
     assert!(h.state().errors.is_empty(), "the error was dismissed");
     assert!(!has_label_containing(&h, "build failed"));
@@ -334,7 +476,10 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
         h.input_mut().dropped_files.push(Arc::new(TestDrop(p)));
     }
     h.run_ok();
-    assert!(h.state().project.corpus.contains(&corpus), "a dropped .txt is added to the corpus");
+    assert!(
+        h.state().project.corpus.contains(&corpus),
+        "a dropped .txt is added to the corpus"
+    );
     assert!(h.state().project_dirty);
     assert_eq!(h.state().errors.len(), 1);
     assert!(h.state().errors[0].message.contains("notes.xyz"));
@@ -343,7 +488,11 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
     h.state_mut().apply(Command::RemoveCorpus(0));
     h.state_mut().apply(Command::SetEntities(corpus.clone()));
     h.run_ok();
-    assert_eq!(h.state().entity_list.as_ref().map(|l| l.len()), Some(1), "a one-line .txt entity list");
+    assert_eq!(
+        h.state().entity_list.as_ref().map(|l| l.len()),
+        Some(1),
+        "a one-line .txt entity list"
+    );
     h.get_by_label("Build").click();
     wait_for(&mut h, "the small build", |a| a.table.is_some());
     assert_eq!(h.state().table.as_ref().unwrap().counts, vec![1]);
@@ -381,13 +530,21 @@ fn dropped_paths_are_classified_by_kind() {
         assert_eq!(classify_drop(&dir.path().join(name)), kind, "{name}");
     }
     assert_eq!(classify_drop(&model), Some(DropKind::Model));
-    assert_eq!(classify_drop(dir.path()), None, "a folder without config.json");
+    assert_eq!(
+        classify_drop(dir.path()),
+        None,
+        "a folder without config.json"
+    );
 }
 
 #[test]
 fn state_persists_as_ron_and_remembers_recent_projects() {
     let mut s = State::default();
-    assert_eq!(s.startup_project(), bundled_demo(), "no last project: the demo");
+    assert_eq!(
+        s.startup_project(),
+        bundled_demo(),
+        "no last project: the demo"
+    );
     for i in 0..10 {
         s.remember(Path::new(&format!("/p/{i}.ron")));
     }
@@ -395,7 +552,11 @@ fn state_persists_as_ron_and_remembers_recent_projects() {
     assert_eq!(s.recent.len(), MAX_RECENT);
     assert_eq!(s.recent[0], PathBuf::from("/p/3.ron"));
     assert_eq!(s.recent.iter().filter(|p| p.ends_with("3.ron")).count(), 1);
-    assert_eq!(s.startup_project(), bundled_demo(), "a last project that is gone falls back to the demo");
+    assert_eq!(
+        s.startup_project(),
+        bundled_demo(),
+        "a last project that is gone falls back to the demo"
+    );
     s.tab = Tab::Norm;
     s.norm_a = 1.5;
     let text = ron::to_string(&s).unwrap();

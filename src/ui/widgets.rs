@@ -18,7 +18,9 @@ pub const BAD: Color32 = Color32::from_rgb(235, 80, 80);
 
 /// A file's name (the whole path when it has none).
 pub fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// A short explanatory paragraph in a weaker colour.
@@ -67,10 +69,17 @@ pub fn highlighted_rewrite(ui: &Ui, text: &str, mask: &str) -> LayoutJob {
     let mut rest = text;
     while !rest.is_empty() {
         let ent = rest.find("[[");
-        let msk = if mask.is_empty() { None } else { rest.find(mask) };
+        let msk = if mask.is_empty() {
+            None
+        } else {
+            rest.find(mask)
+        };
         match (ent, msk) {
             (Some(e), m) if m.is_none_or(|m| e <= m) => {
-                let close = rest[e..].find("]]").map(|c| e + c + 2).unwrap_or(rest.len());
+                let close = rest[e..]
+                    .find("]]")
+                    .map(|c| e + c + 2)
+                    .unwrap_or(rest.len());
                 job.append(&rest[..e], 0.0, plain(ui, None));
                 job.append(&rest[e..close], 0.0, marked(ENTITY_BG));
                 rest = &rest[close..];
@@ -121,10 +130,18 @@ pub fn cosine_color(c: f32) -> Color32 {
     let lerp = |a: u8, b: u8, t: f32| (a as f32 + (b as f32 - a as f32) * t) as u8;
     if t < 0.5 {
         let u = t * 2.0;
-        Color32::from_rgb(lerp(BAD.r(), 230, u), lerp(BAD.g(), 200, u), lerp(BAD.b(), 60, u))
+        Color32::from_rgb(
+            lerp(BAD.r(), 230, u),
+            lerp(BAD.g(), 200, u),
+            lerp(BAD.b(), 60, u),
+        )
     } else {
         let u = (t - 0.5) * 2.0;
-        Color32::from_rgb(lerp(230, GOOD.r(), u), lerp(200, GOOD.g(), u), lerp(60, GOOD.b(), u))
+        Color32::from_rgb(
+            lerp(230, GOOD.r(), u),
+            lerp(200, GOOD.g(), u),
+            lerp(60, GOOD.b(), u),
+        )
     }
 }
 
@@ -134,13 +151,16 @@ pub fn predictions(ui: &mut Ui, preds: &[(String, f32)], color: Color32) {
         ui.weak("—");
         return;
     }
-    egui::Grid::new(ui.next_auto_id()).num_columns(2).spacing([8.0, 2.0]).show(ui, |ui| {
-        for (tok, p) in preds {
-            ui.label(RichText::new(tok).monospace().size(13.5));
-            bar(ui, p.sqrt(), 70.0, color, percent(*p));
-            ui.end_row();
-        }
-    });
+    egui::Grid::new(ui.next_auto_id())
+        .num_columns(2)
+        .spacing([8.0, 2.0])
+        .show(ui, |ui| {
+            for (tok, p) in preds {
+                ui.label(RichText::new(tok).monospace().size(13.5));
+                bar(ui, p.sqrt(), 70.0, color, percent(*p));
+                ui.end_row();
+            }
+        });
 }
 
 /// A centred message for an empty tab.
