@@ -50,6 +50,12 @@ pub fn directions(table: &Table, center: bool) -> Vec<Vec<f32>> {
     dirs
 }
 
+/// Entity `i`'s direction with the mean direction of the table removed, scaled to `norm`
+/// (shows what sets the entity apart rather than what all entities share).
+pub fn centered_vector(table: &Table, i: usize, norm: f32) -> Vec<f32> {
+    crate::table::scale_to_norm(&directions(table, true)[i], norm)
+}
+
 /// The `k` entities most similar to entity `i` by cosine (excluding itself and entities not found).
 pub fn entity_neighbours(table: &Table, i: usize, k: usize, center: bool) -> Vec<(usize, f32)> {
     let dirs = directions(table, center);

@@ -247,7 +247,13 @@ pub fn peak_rss_mb() -> f64 {
 }
 
 /// Loads the model from `dir` and builds the table of `contexts`, timing both.
-pub fn run(dir: &Path, device: &Device, dtype: candle_core::DType, contexts: &Path, batch: usize) -> Result<BenchResult> {
+pub fn run(
+    dir: &Path,
+    device: &Device,
+    dtype: candle_core::DType,
+    contexts: &Path,
+    batch: usize,
+) -> Result<BenchResult> {
     let (ids, records) = load_contexts(contexts)?;
     let t0 = Instant::now();
     let model = Model::load_with_dtype(dir, device, dtype)?;

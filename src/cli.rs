@@ -424,15 +424,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 let emb = m.encoder.word_embeddings()?;
                 writeln!(
                     out,
-                    "vocabulary tokens nearest to {} ({}) by dot product at norm {}:",
-                    t.entity_names[i], t.entity_ids[i], t.norm
+                    "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
+                    t.entity_names[i],
+                    t.entity_ids[i],
+                    t.norm,
+                    if center { ", mean removed" } else { "" }
                 )?;
-                for (tok, s) in crate::analysis::vocab_neighbours(
-                    &emb,
-                    t.hidden(),
-                    &t.embedding_at(i, t.norm),
-                    k,
-                ) {
+                let query = if center {
+                    crate::analysis::centered_vector(&t, i, t.norm)
+                } else {
+                    t.embedding_at(i, t.norm)
+                };
+                for (tok, s) in crate::analysis::vocab_neighbours(&emb, t.hidden(), &query, k) {
                     writeln!(out, "  {:<20} {:.3}", m.tokenizer.display_token(tok), s)?;
                 }
             } else {

@@ -260,6 +260,8 @@ struct State {
 }
 
 impl State {
+    /// Loads the model of `dir` unless it is the one loaded; a model that fails to load leaves
+    /// the previous one in place. A newly loaded model is announced with [`Event::ModelLoaded`].
     fn model(
         &mut self,
         dir: &PathBuf,
@@ -268,22 +270,11 @@ impl State {
     ) -> Result<&Model> {
         let reuse = matches!(&self.model, Some((d, dev, _)) if d == dir && *dev == device);
         if !reuse {
-            self.model = None;
             let m = Model::load(dir, &device.open()?)?;
-            send(Event::ModelLoaded(ModelInfo {
-                dir: dir.clone(),
-                name: m.name(),
-                family: m.config.family.name().into(),
-                hidden: m.config.hidden_size,
-                vocab: m.config.vocab_size,
-                layers: m.config.num_layers,
-                device: describe_device(m.encoder.device()).into(),
-                sha256: m.weights_sha256()?,
-                mask_token: m.tokenizer.mask_token().into(),
-            }));
+            send(Event::ModelLoaded(model_info(dir, &m)?));
             self.model = Some((dir.clone(), device, m));
         }
-        Ok(&self.model.as_ref().expect("just loaded").2)
+        Ok(&self.model.as_ref().expect("loaded above").2)
     }
 
     /// The loaded model, checked to be the one `table` was built with.
@@ -296,7 +287,13 @@ impl State {
     fn run(&mut self, job: Job, send: &dyn Fn(Event)) -> Result<()> {
         match job {
             Job::LoadModel { dir, device } => {
-                self.model(&dir, device, send)?;
+                let was_loaded =
+                    matches!(&self.model, Some((d, dev, _)) if *d == dir && *dev == device);
+                let m = self.model(&dir, device, send)?;
+                if was_loaded {
+                    // Answer every LoadModel, also when the model was already there.
+                    send(Event::ModelLoaded(model_info(&dir, m)?));
+                }
             }
             Job::Build { project, resume } => {
                 let cancel = self.cancel.clone();
@@ -410,15 +407,15 @@ impl State {
                 let model = self.model_for(&table)?;
                 let entities = analysis::entity_neighbours(&table, entity, k, center);
                 let emb = model.encoder.word_embeddings()?;
-                let vocab = analysis::vocab_neighbours(
-                    &emb,
-                    table.hidden(),
-                    &table.embedding_at(entity, norm),
-                    k,
-                )
-                .into_iter()
-                .map(|(t, s)| (model.tokenizer.display_token(t), s))
-                .collect();
+                let query = if center {
+                    analysis::centered_vector(&table, entity, norm)
+                } else {
+                    table.embedding_at(entity, norm)
+                };
+                let vocab = analysis::vocab_neighbours(&emb, table.hidden(), &query, k)
+                    .into_iter()
+                    .map(|(t, s)| (model.tokenizer.display_token(t), s))
+                    .collect();
                 send(Event::Neighbours(NeighbourResult {
                     entity,
                     entities,
@@ -441,6 +438,20 @@ impl State {
         }
         Ok(())
     }
+}
+
+fn model_info(dir: &std::path::Path, m: &Model) -> Result<ModelInfo> {
+    Ok(ModelInfo {
+        dir: dir.to_path_buf(),
+        name: m.name(),
+        family: m.config.family.name().into(),
+        hidden: m.config.hidden_size,
+        vocab: m.config.vocab_size,
+        layers: m.config.num_layers,
+        device: describe_device(m.encoder.device()).into(),
+        sha256: m.weights_sha256()?,
+        mask_token: m.tokenizer.mask_token().into(),
+    })
 }
 
 fn predictions(model: &Model, logits: &[f32], k: usize) -> Predictions {

@@ -163,7 +163,8 @@ fn startup_without_table_lists_entities_and_offers_build() {
 #[test]
 fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let dir = tempfile::tempdir().unwrap();
-    let project = demo_project_in(dir.path(), |_| {});
+    // Small batches: many points where the build can stop, so Cancel lands mid-way.
+    let project = demo_project_in(dir.path(), |p| p.options.batch = 8);
     let table_path = dir.path().join("demo.safetensors");
     let mut h = harness_for(&project);
     wait_for(&mut h, "the model", |a| a.model.is_some());
