@@ -9,8 +9,13 @@ use candle_core::Device;
 use pelt::model::{Injection, Model};
 
 fn check(name: &str) -> (f32, f32) {
+    check_with(name, true)
+}
+
+fn check_with(name: &str, cpu_kernels: bool) -> (f32, f32) {
     let r = json(&format!("reference/{name}.json"));
-    let model = Model::load(&root().join(r["model"].as_str().unwrap()), &Device::Cpu).unwrap();
+    let mut model = Model::load(&root().join(r["model"].as_str().unwrap()), &Device::Cpu).unwrap();
+    model.encoder.set_cpu_kernels(cpu_kernels);
     assert_eq!(model.config.family.name(), r["family"].as_str().unwrap());
     let h = r["hidden_size"].as_u64().unwrap() as usize;
     let (mut worst_t, mut worst_l) = (0f32, 0f32);
@@ -105,6 +110,19 @@ fn distilbert_from_pytorch_bin_matches_transformers() {
 #[test]
 fn bundled_model_matches_transformers() {
     check("splade-tiny-msmarco");
+}
+
+#[test]
+fn generic_tensor_path_matches_transformers() {
+    // candle's own attention and gelu (the path accelerators use), not the fused f32 CPU kernels.
+    for name in [
+        "tiny-bert",
+        "tiny-roberta",
+        "tiny-distilbert",
+        "splade-tiny-msmarco",
+    ] {
+        check_with(name, false);
+    }
 }
 
 #[test]

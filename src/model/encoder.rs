@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{LayerNorm, Module};
 
 use super::config::{Activation, Config, Family};
+use super::kernels;
 use super::weights::{Linear, Weights};
 
 /// Replace the word embedding of `seqs[row][position]` by `vector` (length = hidden size).
@@ -73,11 +74,13 @@ pub struct Encoder {
     head_ln: LayerNorm,
     decoder: Tensor,
     decoder_bias: Tensor,
+    cpu_kernels: bool,
 }
 
-fn activate(a: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
+fn activate(a: Activation, x: &Tensor, cpu_kernels: bool) -> candle_core::Result<Tensor> {
     match a {
-        Activation::Gelu => super::kernels::gelu_erf(x),
+        Activation::Gelu if cpu_kernels => kernels::gelu_erf(x),
+        Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
     }
@@ -192,6 +195,7 @@ impl Encoder {
             head_ln,
             decoder,
             decoder_bias,
+            cpu_kernels: true,
         })
     }
 
@@ -201,6 +205,12 @@ impl Encoder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Turns the fused f32 CPU kernels (attention, gelu) off or on; off, the encoder runs
+    /// candle's generic tensor ops, the path accelerators take.
+    pub fn set_cpu_kernels(&mut self, on: bool) {
+        self.cpu_kernels = on;
     }
 
     pub fn dtype(&self) -> DType {
@@ -325,8 +335,9 @@ impl Encoder {
         let mask = Tensor::from_vec(neg, (b, 1, 1, l), dev)?.to_dtype(self.dtype)?;
         let mut x = x0;
         let n_layers = self.layers.len();
+        let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
         for layer in &self.layers[..n_layers - 1] {
-            x = self.layer_full(layer, &x, b, l, &mask)?;
+            x = self.layer_full(layer, &x, &lens, l, &mask)?;
         }
         let flat_idx: Vec<u32> = positions.iter().map(|&(r, p)| (r * l + p) as u32).collect();
         let row_idx: Vec<u32> = positions.iter().map(|&(r, _)| r as u32).collect();
@@ -336,13 +347,16 @@ impl Encoder {
             &x,
             &Tensor::from_vec(flat_idx, n, dev)?,
             &Tensor::from_vec(row_idx, n, dev)?,
-            b,
+            &lens,
             l,
             &mask,
+            positions,
         )?;
-        let t = self
-            .head_ln
-            .forward(&activate(self.head_act, &self.head_dense.forward(&sel)?)?)?;
+        let t = self.head_ln.forward(&activate(
+            self.head_act,
+            &self.head_dense.forward(&sel)?,
+            self.cpu_kernels,
+        )?)?;
         let logits = if want_logits {
             let lg = t
                 .matmul(&self.decoder.t()?)?
@@ -389,7 +403,11 @@ impl Encoder {
         let a = layer
             .attn_ln
             .forward(&(layer.attn_out.forward(attn)? + x)?)?;
-        let i = activate(self.cfg.activation, &layer.inter.forward(&a)?)?;
+        let i = activate(
+            self.cfg.activation,
+            &layer.inter.forward(&a)?,
+            self.cpu_kernels,
+        )?;
         layer.out_ln.forward(&(layer.out.forward(&i)? + a)?)
     }
 
@@ -397,13 +415,32 @@ impl Encoder {
         &self,
         layer: &Layer,
         x: &Tensor,
-        b: usize,
+        lens: &[usize],
         l: usize,
         mask: &Tensor,
     ) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
-        let (_, d) = self.heads();
+        let (nh, d) = self.heads();
+        let b = lens.len();
         let qkv = layer.qkv.forward(x)?;
+        if self.cpu_kernels && kernels::cpu_f32(&qkv) {
+            // Fused kernel: every real token attends over its row's real tokens.
+            let op = kernels::Attention {
+                heads: nh,
+                head_dim: d,
+                seq_len: l,
+                lens: lens.to_vec(),
+                queries: (0..b)
+                    .flat_map(|r| (0..lens[r]).map(move |i| (r, r * l + i, r * l + i)))
+                    .collect(),
+                out_rows: b * l,
+                q_offset: 0,
+                k_offset: h,
+                v_offset: 2 * h,
+            };
+            let ctx = qkv.apply_op2_no_bwd(&qkv, &op)?;
+            return Ok(self.ffn(layer, x, &ctx)?);
+        }
         let q = (self.split_heads(&qkv.narrow(1, 0, h)?, b, l)? * (1.0 / (d as f64).sqrt()))?;
         let k = self.split_heads(&qkv.narrow(1, h, h)?, b, l)?;
         let v = self.split_heads(&qkv.narrow(1, 2 * h, h)?, b, l)?;
@@ -424,16 +461,37 @@ impl Encoder {
         x: &Tensor,
         flat_idx: &Tensor,
         row_idx: &Tensor,
-        b: usize,
+        lens: &[usize],
         l: usize,
         mask: &Tensor,
+        positions: &[(usize, usize)],
     ) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
         let (nh, d) = self.heads();
+        let b = lens.len();
         let n = flat_idx.dim(0)?;
         let xs = x.index_select(flat_idx, 0)?;
-        let q = (self.last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
         let kv = self.last_kv.forward(x)?;
+        if self.cpu_kernels && kernels::cpu_f32(&kv) {
+            let op = kernels::Attention {
+                heads: nh,
+                head_dim: d,
+                seq_len: l,
+                lens: lens.to_vec(),
+                queries: positions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(r, _))| (r, i, i))
+                    .collect(),
+                out_rows: n,
+                q_offset: 0,
+                k_offset: 0,
+                v_offset: h,
+            };
+            let ctx = self.last_q.forward(&xs)?.apply_op2_no_bwd(&kv, &op)?;
+            return Ok(self.ffn(layer, &xs, &ctx)?);
+        }
+        let q = (self.last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
         let k = self
             .split_heads(&kv.narrow(1, 0, h)?, b, l)?
             .index_select(row_idx, 0)?;

@@ -99,3 +99,153 @@ mod tests {
         assert!(worst < 2e-6, "max |diff| {worst}");
     }
 }
+
+/// Dot product with 16 independent accumulators, so the compiler can vectorise it.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// Scaled dot-product attention for right-padded sequences, reading queries, keys and values
+/// in place from the projection outputs (no head split/merge copies) and skipping padding.
+///
+/// Inputs: `q` `[rows_q, q_stride]`, `kv` `[batch * seq_len, kv_stride]`. Query `n` is row
+/// `queries[n].1` of `q` and attends over the first `lens[b]` rows of batch row `b =
+/// queries[n].0` in `kv`; its result goes to row `queries[n].2` of the `[out_rows, heads *
+/// head_dim]` output (rows no query writes stay zero).
+pub struct Attention {
+    pub heads: usize,
+    pub head_dim: usize,
+    pub seq_len: usize,
+    pub lens: Vec<usize>,
+    pub queries: Vec<(usize, usize, usize)>,
+    pub out_rows: usize,
+    pub q_offset: usize,
+    pub k_offset: usize,
+    pub v_offset: usize,
+}
+
+impl Attention {
+    fn run(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        kv: &[f32],
+        kv_stride: usize,
+        queries: &[(usize, usize, usize)],
+    ) -> Vec<f32> {
+        let (nh, d) = (self.heads, self.head_dim);
+        let h = nh * d;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut out = vec![0f32; queries.len() * h];
+        let mut scores = vec![0f32; self.seq_len];
+        for (n, &(b, qi, _)) in queries.iter().enumerate() {
+            let len = self.lens[b];
+            let base = b * self.seq_len;
+            for head in 0..nh {
+                let qv = &q[qi * q_stride + self.q_offset + head * d..][..d];
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in scores[..len].iter_mut().enumerate() {
+                    let k = &kv[(base + j) * kv_stride + self.k_offset + head * d..][..d];
+                    *s = dot(qv, k) * scale;
+                    max = max.max(*s);
+                }
+                let mut sum = 0f32;
+                for s in scores[..len].iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                let acc = &mut out[n * h + head * d..][..d];
+                for (j, &p) in scores[..len].iter().enumerate() {
+                    let v = &kv[(base + j) * kv_stride + self.v_offset + head * d..][..d];
+                    for (a, &x) in acc.iter_mut().zip(v) {
+                        *a += p * x;
+                    }
+                }
+                let inv = 1.0 / sum;
+                for a in acc.iter_mut() {
+                    *a *= inv;
+                }
+            }
+        }
+        out
+    }
+}
+
+impl candle_core::CustomOp2 for Attention {
+    fn name(&self) -> &'static str {
+        "attention-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(q), CpuStorage::F32(kv)) = (s1, s2) else {
+            candle_core::bail!("attention: not f32")
+        };
+        let (Some((qa, qb)), Some((ka, kb))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("attention: inputs not contiguous")
+        };
+        let (q, kv) = (&q[qa..qb], &kv[ka..kb]);
+        let (_, q_stride) = l1.shape().dims2()?;
+        let (kv_rows, kv_stride) = l2.shape().dims2()?;
+        let h = self.heads * self.head_dim;
+        if kv_rows != self.lens.len() * self.seq_len || self.lens.iter().any(|&n| n > self.seq_len)
+        {
+            candle_core::bail!(
+                "attention: {} key rows do not fit {} sequences of {}",
+                kv_rows,
+                self.lens.len(),
+                self.seq_len
+            );
+        }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let chunk = self.queries.len().div_ceil(threads).max(1);
+        let parts: Vec<Vec<f32>> = if threads > 1 && self.queries.len() > 1 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = self
+                    .queries
+                    .chunks(chunk)
+                    .map(|qs| s.spawn(move || self.run(q, q_stride, kv, kv_stride, qs)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("attention thread"))
+                    .collect()
+            })
+        } else {
+            vec![self.run(q, q_stride, kv, kv_stride, &self.queries)]
+        };
+        let mut out = vec![0f32; self.out_rows * h];
+        for (qs, part) in self.queries.chunks(chunk).zip(&parts) {
+            for (n, &(_, _, o)) in qs.iter().enumerate() {
+                out[o * h..(o + 1) * h].copy_from_slice(&part[n * h..(n + 1) * h]);
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((self.out_rows, h))))
+    }
+}
+
+/// Whether the fused CPU kernels apply to tensors like `x`.
+pub fn cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
