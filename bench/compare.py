@@ -35,7 +35,7 @@ def main():
         o = ours[label]
         n = o["contexts"]
         print(f"\n== {label} ({o['dir']}): {n} contexts")
-        print(f"matmul peak: candle {ours.get('matmul_peak_gflops', float('nan')):.0f} GFLOP/s")
+        print(f"matmul peak (the path pelt uses): {ours.get('matmul_peak_gflops', float('nan')):.0f} GFLOP/s")
         print(f"{'':18}{'ctx/s encode':>14}{'ctx/s process':>15}{'GFLOP/s':>9}{'peak MiB':>10}")
         print(f"{'pelt':18}{o['contexts_per_sec']:14.1f}{n / wall:15.1f}{o['gflops']:9.1f}{o['peak_rss_mb']:10.0f}")
         for mode in ["pelt", "dynamic", "sorted"]:

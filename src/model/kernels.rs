@@ -4,18 +4,23 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
 /// e^x for x in about [-87, 88]: range reduction to 2^n · e^r, |r| ≤ ln2/2, degree-6
-/// polynomial (relative error ~2e-7).
+/// polynomial (relative error ~2e-7). Only float arithmetic and bit operations, so loops over
+/// it vectorise.
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
+    // Round to nearest with the 1.5·2^23 trick; the low mantissa bits of `t` then hold n.
+    const SHIFT: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = t - SHIFT;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_67
                     + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let two_n = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
+    p * two_n
 }
 
 /// erf(x), Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
@@ -30,10 +35,33 @@ fn erf_f32(x: f32) -> f32 {
     y.copysign(x)
 }
 
-fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+#[inline(always)]
+fn gelu_body(src: &[f32], dst: &mut [f32]) {
     for (d, &x) in dst.iter_mut().zip(src) {
         *d = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_avx2(src: &[f32], dst: &mut [f32]) {
+    gelu_body(src, dst)
+}
+
+fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { gelu_avx2(src, dst) };
+    }
+    gelu_body(src, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 struct GeluErf;
@@ -100,24 +128,6 @@ mod tests {
     }
 }
 
-/// Dot product with 16 independent accumulators, so the compiler can vectorise it.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
 /// Scaled dot-product attention for right-padded sequences, reading queries, keys and values
 /// in place from the projection outputs (no head split/merge copies) and skipping padding.
 ///
@@ -146,39 +156,98 @@ impl Attention {
         kv_stride: usize,
         queries: &[(usize, usize, usize)],
     ) -> Vec<f32> {
-        let (nh, d) = (self.heads, self.head_dim);
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            return unsafe { self.run_avx2(q, q_stride, kv, kv_stride, queries) };
+        }
+        self.run_body(q, q_stride, kv, kv_stride, queries)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        kv: &[f32],
+        kv_stride: usize,
+        queries: &[(usize, usize, usize)],
+    ) -> Vec<f32> {
+        self.run_body(q, q_stride, kv, kv_stride, queries)
+    }
+
+    #[inline(always)]
+    fn run_body(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        kv: &[f32],
+        kv_stride: usize,
+        queries: &[(usize, usize, usize)],
+    ) -> Vec<f32> {
+        let (nh, d, l) = (self.heads, self.head_dim, self.seq_len);
         let h = nh * d;
         let scale = 1.0 / (d as f32).sqrt();
         let mut out = vec![0f32; queries.len() * h];
-        let mut scores = vec![0f32; self.seq_len];
-        for (n, &(b, qi, _)) in queries.iter().enumerate() {
+        let mut scores = vec![0f32; l];
+        // Keys of one (batch row, head), transposed to [d, len] so that scores are axpys.
+        let mut kt = vec![0f32; d * l];
+        let mut cached: Option<(usize, usize)> = None;
+        // Queries of one batch row are adjacent: walk heads outermost to reuse the transposed keys.
+        let mut start = 0;
+        while start < queries.len() {
+            let b = queries[start].0;
+            let mut end = start;
+            while end < queries.len() && queries[end].0 == b {
+                end += 1;
+            }
             let len = self.lens[b];
-            let base = b * self.seq_len;
+            let base = b * l;
             for head in 0..nh {
-                let qv = &q[qi * q_stride + self.q_offset + head * d..][..d];
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in scores[..len].iter_mut().enumerate() {
-                    let k = &kv[(base + j) * kv_stride + self.k_offset + head * d..][..d];
-                    *s = dot(qv, k) * scale;
-                    max = max.max(*s);
+                if cached != Some((b, head)) {
+                    for j in 0..len {
+                        let k = &kv[(base + j) * kv_stride + self.k_offset + head * d..][..d];
+                        for (t, &x) in k.iter().enumerate() {
+                            kt[t * l + j] = x;
+                        }
+                    }
+                    cached = Some((b, head));
                 }
-                let mut sum = 0f32;
-                for s in scores[..len].iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let acc = &mut out[n * h + head * d..][..d];
-                for (j, &p) in scores[..len].iter().enumerate() {
-                    let v = &kv[(base + j) * kv_stride + self.v_offset + head * d..][..d];
-                    for (a, &x) in acc.iter_mut().zip(v) {
-                        *a += p * x;
+                for (n, &(_, qi, _)) in queries[start..end].iter().enumerate() {
+                    let qv = &q[qi * q_stride + self.q_offset + head * d..][..d];
+                    let sc = &mut scores[..len];
+                    sc.fill(0.0);
+                    for (t, &qt) in qv.iter().enumerate() {
+                        let qt = qt * scale;
+                        for (s, &k) in sc.iter_mut().zip(&kt[t * l..t * l + len]) {
+                            *s += qt * k;
+                        }
+                    }
+                    let mut max = f32::NEG_INFINITY;
+                    for &s in sc.iter() {
+                        if s > max {
+                            max = s;
+                        }
+                    }
+                    for s in sc.iter_mut() {
+                        *s = exp_f32(*s - max);
+                    }
+                    let sum: f32 = sc.iter().sum();
+                    let acc = &mut out[(start + n) * h + head * d..][..d];
+                    for (j, &p) in sc.iter().enumerate() {
+                        let v = &kv[(base + j) * kv_stride + self.v_offset + head * d..][..d];
+                        for (a, &x) in acc.iter_mut().zip(v) {
+                            *a += p * x;
+                        }
+                    }
+                    let inv = 1.0 / sum;
+                    for a in acc.iter_mut() {
+                        *a *= inv;
                     }
                 }
-                let inv = 1.0 / sum;
-                for a in acc.iter_mut() {
-                    *a *= inv;
-                }
             }
+            start = end;
         }
         out
     }
