@@ -4,6 +4,8 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::kernels::f32_slice;
+
 #[link(name = "openblas")]
 extern "C" {
     fn cblas_sgemm(
@@ -30,16 +32,6 @@ const NO_TRANS: i32 = 111;
 /// `x [m,k] · w_t [k,n] + b [n]`.
 struct Affine;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("sgemm: {what} is not f32")
-    };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("sgemm: {what} is not contiguous")
-    };
-    Ok(&v[a..b])
-}
-
 impl CustomOp3 for Affine {
     fn name(&self) -> &'static str {
         "openblas-affine"
@@ -63,9 +55,9 @@ impl CustomOp3 for Affine {
             );
         }
         let (x, w, b) = (
-            slice(s1, l1, "input")?,
-            slice(s2, l2, "weight")?,
-            slice(s3, l3, "bias")?,
+            f32_slice(s1, l1, "sgemm input")?,
+            f32_slice(s2, l2, "sgemm weight")?,
+            f32_slice(s3, l3, "sgemm bias")?,
         );
         let mut out = Vec::with_capacity(m * n);
         for _ in 0..m {

@@ -3,6 +3,17 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
+/// The contiguous f32 data of a custom op's input; `what` names it in errors.
+pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what} is not f32")
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what} is not contiguous")
+    };
+    Ok(&v[a..b])
+}
+
 /// e^x for x in about [-87, 88]: range reduction to 2^n · e^r, |r| ≤ ln2/2, degree-6
 /// polynomial (relative error ~2e-7). Only float arithmetic and bit operations, so loops over
 /// it vectorise.
@@ -72,13 +83,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(v) = s else {
-            candle_core::bail!("gelu: not f32")
-        };
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("gelu: not contiguous")
-        };
-        let src = &v[a..b];
+        let src = f32_slice(s, l, "gelu input")?;
         let mut out = vec![0f32; src.len()];
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -103,28 +108,6 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&GeluErf)
     } else {
         x.gelu_erf()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_exact_gelu() {
-        let xs: Vec<f32> = (-2000..=2000)
-            .map(|i| i as f32 * 0.01)
-            .chain([-90.0, 90.0, 0.0, -0.0])
-            .collect();
-        let t = Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap();
-        let fast: Vec<f32> = gelu_erf(&t).unwrap().to_vec1().unwrap();
-        let exact: Vec<f32> = t.gelu_erf().unwrap().to_vec1().unwrap();
-        let worst = fast
-            .iter()
-            .zip(&exact)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(worst < 2e-6, "max |diff| {worst}");
     }
 }
 
@@ -265,14 +248,10 @@ impl candle_core::CustomOp2 for Attention {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(q), CpuStorage::F32(kv)) = (s1, s2) else {
-            candle_core::bail!("attention: not f32")
-        };
-        let (Some((qa, qb)), Some((ka, kb))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("attention: inputs not contiguous")
-        };
-        let (q, kv) = (&q[qa..qb], &kv[ka..kb]);
+        let (q, kv) = (
+            f32_slice(s1, l1, "attention queries")?,
+            f32_slice(s2, l2, "attention keys/values")?,
+        );
         let (_, q_stride) = l1.shape().dims2()?;
         let (kv_rows, kv_stride) = l2.shape().dims2()?;
         let h = self.heads * self.head_dim;
@@ -317,4 +296,26 @@ impl candle_core::CustomOp2 for Attention {
 /// Whether the fused CPU kernels apply to tensors like `x`.
 pub fn cpu_f32(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_exact_gelu() {
+        let xs: Vec<f32> = (-2000..=2000)
+            .map(|i| i as f32 * 0.01)
+            .chain([-90.0, 90.0, 0.0, -0.0])
+            .collect();
+        let t = Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap();
+        let fast: Vec<f32> = gelu_erf(&t).unwrap().to_vec1().unwrap();
+        let exact: Vec<f32> = t.gelu_erf().unwrap().to_vec1().unwrap();
+        let worst = fast
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 2e-6, "max |diff| {worst}");
+    }
 }

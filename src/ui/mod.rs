@@ -819,6 +819,12 @@ impl App {
         }
         self.table = Some(table);
         self.table_path = path;
+        self.forget_table_views();
+        self.scroll_to_selected = true;
+    }
+
+    /// Drops everything computed from the current table (a new one is coming or it is gone).
+    fn forget_table_views(&mut self) {
         self.table_gen += 1;
         self.inspection = None;
         self.neighbours = None;
@@ -827,7 +833,6 @@ impl App {
         self.preview_disabled.clear();
         self.pca = Pca::None;
         self.requests.clear();
-        self.scroll_to_selected = true;
     }
 
     fn refresh_checkpoint(&mut self) {
@@ -1094,15 +1099,8 @@ impl App {
     fn clear_table(&mut self) {
         self.table = None;
         self.table_path = None;
-        self.table_gen += 1;
         self.selected = None;
-        self.inspection = None;
-        self.neighbours = None;
-        self.norm_compare = None;
-        self.preview = None;
-        self.preview_disabled.clear();
-        self.pca = Pca::None;
-        self.requests.clear();
+        self.forget_table_views();
     }
 
     fn load_entity_list(&mut self) {
