@@ -29,8 +29,11 @@ extern "C" {
 const ROW_MAJOR: i32 = 101;
 const NO_TRANS: i32 = 111;
 
-/// `x [m,k] · w_t [k,n] + b [n]`.
-struct Affine;
+/// `x [m,k] · w_t [k,n] + b [n]`, optionally followed by exact gelu (applied in place, so
+/// the activation costs no extra tensor).
+struct Affine {
+    gelu: bool,
+}
 
 impl CustomOp3 for Affine {
     fn name(&self) -> &'static str {
@@ -84,17 +87,21 @@ impl CustomOp3 for Affine {
                 );
             }
         }
+        if self.gelu {
+            super::kernels::gelu_in_place(&mut out);
+        }
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }
 
-/// `x · w_t + b` with OpenBLAS when all three are f32 on the CPU; `None` otherwise.
-pub fn affine(x: &Tensor, w_t: &Tensor, b: &Tensor) -> Option<Result<Tensor>> {
+/// `x · w_t + b` (then gelu when `gelu`) with OpenBLAS when all three are f32 on the CPU;
+/// `None` otherwise.
+pub fn affine(x: &Tensor, w_t: &Tensor, b: &Tensor, gelu: bool) -> Option<Result<Tensor>> {
     if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 || x.rank() != 2 {
         return None;
     }
     Some(
         x.contiguous()
-            .and_then(|x| x.apply_op3_no_bwd(w_t, b, &Affine)),
+            .and_then(|x| x.apply_op3_no_bwd(w_t, b, &Affine { gelu })),
     )
 }

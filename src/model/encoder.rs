@@ -403,11 +403,18 @@ impl Encoder {
         let a = layer
             .attn_ln
             .forward(&(layer.attn_out.forward(attn)? + x)?)?;
-        let i = activate(
-            self.cfg.activation,
-            &layer.inter.forward(&a)?,
-            self.cpu_kernels,
-        )?;
+        let i = if self.cpu_kernels
+            && self.cfg.activation == Activation::Gelu
+            && kernels::cpu_f32(&a)
+        {
+            layer.inter.forward_gelu(&a)?
+        } else {
+            activate(
+                self.cfg.activation,
+                &layer.inter.forward(&a)?,
+                self.cpu_kernels,
+            )?
+        };
         layer.out_ln.forward(&(layer.out.forward(&i)? + a)?)
     }
 

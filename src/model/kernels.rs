@@ -47,25 +47,42 @@ fn erf_f32(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gelu_body(src: &[f32], dst: &mut [f32]) {
-    for (d, &x) in dst.iter_mut().zip(src) {
-        *d = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+fn gelu_body(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = 0.5 * *x * (1.0 + erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(src: &[f32], dst: &mut [f32]) {
-    gelu_body(src, dst)
+unsafe fn gelu_avx2(v: &mut [f32]) {
+    gelu_body(v)
 }
 
-fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+fn gelu_slice(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { gelu_avx2(src, dst) };
+        return unsafe { gelu_avx2(v) };
     }
-    gelu_body(src, dst)
+    gelu_body(v)
+}
+
+/// Exact gelu of every value, in place, split over the machine's cores.
+pub(super) fn gelu_in_place(v: &mut [f32]) {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if threads > 1 && v.len() >= 1 << 16 {
+        let chunk = v.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            for part in v.chunks_mut(chunk) {
+                s.spawn(move || gelu_slice(part));
+            }
+        });
+    } else {
+        gelu_slice(v);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -83,21 +100,8 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let src = f32_slice(s, l, "gelu input")?;
-        let mut out = vec![0f32; src.len()];
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        if threads > 1 && src.len() >= 1 << 16 {
-            let chunk = src.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                for (i, o) in src.chunks(chunk).zip(out.chunks_mut(chunk)) {
-                    s.spawn(move || gelu_slice(i, o));
-                }
-            });
-        } else {
-            gelu_slice(src, &mut out);
-        }
+        let mut out = f32_slice(s, l, "gelu input")?.to_vec();
+        gelu_in_place(&mut out);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }

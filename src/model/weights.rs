@@ -158,10 +158,19 @@ pub struct Linear {
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "openblas")]
-        if let Some(r) = super::blas::affine(x, &self.w_t, &self.b) {
+        if let Some(r) = super::blas::affine(x, &self.w_t, &self.b, false) {
             return r;
         }
         x.matmul(&self.w_t)?.broadcast_add(&self.b)
+    }
+
+    /// `gelu(x · w_t + b)` with the fused f32 CPU kernels (the caller checks they apply).
+    pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "openblas")]
+        if let Some(r) = super::blas::affine(x, &self.w_t, &self.b, true) {
+            return r;
+        }
+        super::kernels::gelu_erf(&self.forward(x)?)
     }
 
     /// Concatenates several layers on the output dimension (fused Q/K/V projection).
