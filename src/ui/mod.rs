@@ -1113,8 +1113,9 @@ impl App {
         }
     }
 
+    /// Asks the worker for the project's model; the current one stays shown (and in use) until
+    /// the new one has loaded, and stays if it fails to load.
     fn load_model(&mut self) {
-        self.model = None;
         self.model_loading = true;
         self.worker.send(Job::LoadModel {
             dir: self.project.model_dir(),
