@@ -48,8 +48,15 @@ impl EncoderOutput {
     }
 }
 
+/// The attention input projections of a layer: fused Q/K/V for layers that run on every
+/// token, separate Q and fused K/V for the last layer (only the mask rows need queries).
+enum Projections {
+    Fused(Linear),
+    Split { q: Linear, kv: Linear },
+}
+
 struct Layer {
-    qkv: Linear,
+    proj: Projections,
     attn_out: Linear,
     attn_ln: LayerNorm,
     inter: Linear,
@@ -66,9 +73,6 @@ pub struct Encoder {
     token_type0: Option<Tensor>,
     emb_ln: LayerNorm,
     layers: Vec<Layer>,
-    /// Separate Q and fused K/V projections of the last layer (only mask rows need queries).
-    last_q: Linear,
-    last_kv: Linear,
     head_dense: Linear,
     head_act: Activation,
     head_ln: LayerNorm,
@@ -108,7 +112,6 @@ impl Encoder {
         };
         let emb_ln = w.layer_norm(&format!("{emb}.LayerNorm"), h, eps)?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
-        let mut last = None;
         for li in 0..cfg.num_layers {
             let (q, k, vv, ao, aln, it, ot, oln) = if cfg.family == Family::DistilBert {
                 let p = format!("distilbert.transformer.layer.{li}");
@@ -135,11 +138,16 @@ impl Encoder {
                     w.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
                 )
             };
-            if li + 1 == cfg.num_layers {
-                last = Some((q.clone(), Linear::concat(&[k.clone(), vv.clone()])?));
-            }
+            let proj = if li + 1 == cfg.num_layers {
+                Projections::Split {
+                    q,
+                    kv: Linear::concat(&[k, vv])?,
+                }
+            } else {
+                Projections::Fused(Linear::concat(&[q, k, vv])?)
+            };
             layers.push(Layer {
-                qkv: Linear::concat(&[q, k, vv])?,
+                proj,
                 attn_out: ao,
                 attn_ln: aln,
                 inter: it,
@@ -147,7 +155,6 @@ impl Encoder {
                 out_ln: oln,
             });
         }
-        let (last_q, last_kv) = last.expect("num_layers > 0 is checked by Config");
         let (head_dense, head_act, head_ln, dec_names, bias_names): (_, _, _, &[&str], &[&str]) =
             match cfg.family {
                 Family::Bert => (
@@ -188,8 +195,6 @@ impl Encoder {
             token_type0,
             emb_ln,
             layers,
-            last_q,
-            last_kv,
             head_dense,
             head_act,
             head_ln,
@@ -429,7 +434,10 @@ impl Encoder {
         let h = self.cfg.hidden_size;
         let (nh, d) = self.heads();
         let b = lens.len();
-        let qkv = layer.qkv.forward(x)?;
+        let Projections::Fused(qkv) = &layer.proj else {
+            bail!("internal error: the last layer runs on selected rows only");
+        };
+        let qkv = qkv.forward(x)?;
         if self.cpu_kernels && kernels::cpu_f32(&qkv) {
             // Fused kernel: every real token attends over its row's real tokens.
             let op = kernels::Attention {
@@ -478,7 +486,14 @@ impl Encoder {
         let b = lens.len();
         let n = flat_idx.dim(0)?;
         let xs = x.index_select(flat_idx, 0)?;
-        let kv = self.last_kv.forward(x)?;
+        let Projections::Split {
+            q: last_q,
+            kv: last_kv,
+        } = &layer.proj
+        else {
+            bail!("internal error: only the last layer runs on selected rows");
+        };
+        let kv = last_kv.forward(x)?;
         if self.cpu_kernels && kernels::cpu_f32(&kv) {
             let op = kernels::Attention {
                 heads: nh,
@@ -495,10 +510,10 @@ impl Encoder {
                 k_offset: 0,
                 v_offset: h,
             };
-            let ctx = self.last_q.forward(&xs)?.apply_op2_no_bwd(&kv, &op)?;
+            let ctx = last_q.forward(&xs)?.apply_op2_no_bwd(&kv, &op)?;
             return Ok(self.ffn(layer, &xs, &ctx)?);
         }
-        let q = (self.last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
+        let q = (last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
         let k = self
             .split_heads(&kv.narrow(1, 0, h)?, b, l)?
             .index_select(row_idx, 0)?;
