@@ -10,7 +10,7 @@ use pelt::contexts::mask_mention;
 use pelt::corpus::Corpus;
 use pelt::entities::load_entities;
 use pelt::model::{bundled_model_dir, Model};
-use pelt::progress::Phase;
+use pelt::progress::{Phase, Progress};
 use pelt::table::Table;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,25 +236,31 @@ fn cancelled_then_resumed_build_equals_uninterrupted() {
     let ckpt = dir.path().join("t.safetensors.ckpt");
     let corpus = Corpus::open(&c).unwrap();
     let entities = load_entities(&e).unwrap();
+    let run = |options: &BuildOptions,
+               resume: bool,
+               cancel: &AtomicBool,
+               progress: &mut dyn FnMut(&Progress)| {
+        build_table(
+            BuildInput {
+                model: &model,
+                corpus: &corpus,
+                entities: &entities,
+                options,
+                checkpoint: Some(ckpt.clone()),
+                resume,
+                cancel,
+            },
+            progress,
+        )
+    };
     let cancel = AtomicBool::new(false);
     let mut at = 0;
-    let out = build_table(
-        BuildInput {
-            model: &model,
-            corpus: &corpus,
-            entities: &entities,
-            options: &opts,
-            checkpoint: Some(ckpt.clone()),
-            resume: false,
-            cancel: &cancel,
-        },
-        &mut |p| {
-            if p.phase == Phase::Encoding && p.done * 2 >= p.total.unwrap() && at == 0 {
-                at = p.done;
-                cancel.store(true, Ordering::SeqCst);
-            }
-        },
-    )
+    let out = run(&opts, false, &cancel, &mut |p| {
+        if p.phase == Phase::Encoding && p.done * 2 >= p.total.unwrap() && at == 0 {
+            at = p.done;
+            cancel.store(true, Ordering::SeqCst);
+        }
+    })
     .unwrap();
     let BuildOutcome::Cancelled {
         done,
@@ -270,20 +276,7 @@ fn cancelled_then_resumed_build_equals_uninterrupted() {
     );
     assert_eq!(checkpoint.as_ref(), Some(&ckpt));
     assert!(ckpt.exists());
-    let cancel = AtomicBool::new(false);
-    let out = build_table(
-        BuildInput {
-            model: &model,
-            corpus: &corpus,
-            entities: &entities,
-            options: &opts,
-            checkpoint: Some(ckpt.clone()),
-            resume: true,
-            cancel: &cancel,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = run(&opts, true, &AtomicBool::new(false), &mut |_| {}).unwrap();
     let BuildOutcome::Finished(resumed, report) = out else {
         panic!("resume did not finish")
     };
@@ -291,19 +284,7 @@ fn cancelled_then_resumed_build_equals_uninterrupted() {
     assert_eq!(resumed.to_bytes().unwrap(), whole.to_bytes().unwrap());
     // A checkpoint from other options is refused.
     let other = BuildOptions { seed: 3, ..opts };
-    let cancel = AtomicBool::new(false);
-    let err = build_table(
-        BuildInput {
-            model: &model,
-            corpus: &corpus,
-            entities: &entities,
-            options: &other,
-            checkpoint: Some(ckpt.clone()),
-            resume: true,
-            cancel: &cancel,
-        },
-        &mut |_| {},
-    );
+    let err = run(&other, true, &AtomicBool::new(false), &mut |_| {});
     let err = format!(
         "{:#}",
         err.err().expect("mismatched checkpoint must be refused")

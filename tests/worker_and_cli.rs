@@ -118,21 +118,24 @@ fn worker_builds_inspects_previews_and_survives_errors() {
     assert_eq!(nb.vocab.len(), 5);
 
     let text = "treatment with apoptosis induced [MASK] in the cells .";
-    worker.send(Job::Preview {
-        table: table.clone(),
-        text: text.into(),
-        disabled: vec![],
-        norm_a: 1.0,
-        norm_b: 10.0,
-        top_k: 5,
-    });
-    let pv = wait_for(&worker, "preview", |e| {
-        if let Event::Previewed(p) = e {
-            Some(p)
-        } else {
-            None
-        }
-    });
+    let preview = |disabled: Vec<(usize, usize)>| {
+        worker.send(Job::Preview {
+            table: table.clone(),
+            text: text.into(),
+            disabled,
+            norm_a: 1.0,
+            norm_b: 10.0,
+            top_k: 5,
+        });
+        wait_for(&worker, "preview", |e| {
+            if let Event::Previewed(p) = e {
+                Some(p)
+            } else {
+                None
+            }
+        })
+    };
+    let pv = preview(vec![]);
     assert!(
         pv.rewritten.contains("apoptosis ( [[apoptosis]] )"),
         "{}",
@@ -155,21 +158,7 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         "norm changes the predictions"
     );
     // The same sentence with the mention switched off is not rewritten.
-    worker.send(Job::Preview {
-        table: table.clone(),
-        text: text.into(),
-        disabled: vec![(15, 24)],
-        norm_a: 1.0,
-        norm_b: 10.0,
-        top_k: 5,
-    });
-    let pv2 = wait_for(&worker, "preview", |e| {
-        if let Event::Previewed(p) = e {
-            Some(p)
-        } else {
-            None
-        }
-    });
+    let pv2 = preview(vec![(15, 24)]);
     assert_eq!(
         pv2.rewritten,
         "treatment with apoptosis induced [MASK] in the cells ( [[cells]] ) ."
@@ -178,21 +167,7 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         pv2.mentions.iter().map(|m| m.3).collect::<Vec<_>>(),
         vec![false, true]
     );
-    worker.send(Job::Preview {
-        table: table.clone(),
-        text: text.into(),
-        disabled: vec![(15, 24), (47, 52)],
-        norm_a: 1.0,
-        norm_b: 10.0,
-        top_k: 5,
-    });
-    let pv2 = wait_for(&worker, "preview", |e| {
-        if let Event::Previewed(p) = e {
-            Some(p)
-        } else {
-            None
-        }
-    });
+    let pv2 = preview(vec![(15, 24), (47, 52)]);
     assert_eq!(pv2.rewritten, text);
     assert_eq!(pv2.masks[0].without, pv2.masks[0].with_a);
 
