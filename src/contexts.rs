@@ -120,14 +120,6 @@ impl ContextRecord {
             .get(self.start as usize..self.end as usize)
             .unwrap_or("")
     }
-    /// The sentence with the mention replaced by `mask`.
-    pub fn masked_text(&self, mask: &str) -> String {
-        format!(
-            "{}{mask}{}",
-            &self.text[..self.start as usize],
-            &self.text[self.end as usize..]
-        )
-    }
     pub fn sort_key(&self) -> (u32, u32, u32, u32, u32) {
         (self.file, self.line, self.sentence, self.start, self.entity)
     }

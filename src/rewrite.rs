@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::contexts::{Mention, MentionFinder};
+use crate::contexts::Mention;
 use crate::model::{Injection, TextTokenizer};
 
 /// A sentence prepared for the model.
@@ -34,11 +34,6 @@ impl Rewritten {
             })
             .collect()
     }
-}
-
-/// Finds mentions of table entities in `text` (see [`MentionFinder::find`]).
-pub fn find_mentions(finder: &MentionFinder, text: &str) -> Vec<Mention> {
-    finder.find(text)
 }
 
 /// Rewrites `text`, appending ` ( X )` after each mention in `plug` (X becomes one position

@@ -88,10 +88,13 @@ impl Table {
             })
     }
 
-    pub fn contexts_of(&self, entity: usize) -> impl Iterator<Item = &ContextRecord> {
+    /// Indices (into `contexts`) of the supporting contexts of entity row `entity`.
+    pub fn contexts_of(&self, entity: usize) -> impl Iterator<Item = usize> + '_ {
         self.contexts
             .iter()
-            .filter(move |c| c.entity as usize == entity)
+            .enumerate()
+            .filter(move |(_, c)| c.entity as usize == entity)
+            .map(|(i, _)| i)
     }
 
     /// The table's entities as an entity list (to find their mentions in new text).

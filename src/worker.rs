@@ -371,14 +371,7 @@ impl State {
                 norms,
             } => {
                 let model = self.model_for(&table)?;
-                let which: Vec<usize> = table
-                    .contexts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.entity as usize == entity)
-                    .map(|(i, _)| i)
-                    .take(limit)
-                    .collect();
+                let which: Vec<usize> = table.contexts_of(entity).take(limit).collect();
                 let insights = analysis::inspect_contexts(model, &table, &which, top_k, 32)?;
                 let prediction_tokens = insights
                     .iter()

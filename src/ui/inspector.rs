@@ -70,13 +70,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         }
     });
     let inspection = app.inspection.as_ref().filter(|i| i.entity == e);
-    let contexts: Vec<usize> = table
-        .contexts
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.entity as usize == e)
-        .map(|(i, _)| i)
-        .collect();
+    let contexts: Vec<usize> = table.contexts_of(e).collect();
     let by_context: HashMap<usize, usize> = inspection
         .map(|ins| {
             ins.insights
