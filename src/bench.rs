@@ -197,7 +197,7 @@ pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let dense = crate::model::Dense {
-        w_t: b,
+        w: b,
         b: Tensor::zeros(n, candle_core::DType::F32, device)?,
     };
     let _ = dense.forward(&a)?; // warm-up

@@ -28,8 +28,9 @@ extern "C" {
 
 const ROW_MAJOR: i32 = 101;
 const NO_TRANS: i32 = 111;
+const TRANS: i32 = 112;
 
-/// `x [m,k] · w_t [k,n] + b [n]`, optionally followed by exact gelu (applied in place, so
+/// `x [m,k] · wᵀ + b [n]` with `w` `[n,k]`, optionally followed by exact gelu (applied in place, so
 /// the activation costs no extra tensor).
 struct Affine {
     gelu: bool,
@@ -50,10 +51,10 @@ impl CustomOp3 for Affine {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (m, k) = l1.shape().dims2()?;
-        let (k2, n) = l2.shape().dims2()?;
+        let (n, k2) = l2.shape().dims2()?;
         if k != k2 || l3.shape().dims1()? != n {
             candle_core::bail!(
-                "sgemm: shapes [{m},{k}] x [{k2},{n}] + [{}] do not fit",
+                "sgemm: shapes [{m},{k}] x [{n},{k2}]ᵀ + [{}] do not fit",
                 l3.shape().elem_count()
             );
         }
@@ -72,7 +73,7 @@ impl CustomOp3 for Affine {
                 cblas_sgemm(
                     ROW_MAJOR,
                     NO_TRANS,
-                    NO_TRANS,
+                    TRANS,
                     m as i32,
                     n as i32,
                     k as i32,
@@ -80,7 +81,7 @@ impl CustomOp3 for Affine {
                     x.as_ptr(),
                     k as i32,
                     w.as_ptr(),
-                    n as i32,
+                    k as i32,
                     1.0,
                     out.as_mut_ptr(),
                     n as i32,
@@ -94,14 +95,14 @@ impl CustomOp3 for Affine {
     }
 }
 
-/// `x · w_t + b` (then gelu when `gelu`) with OpenBLAS when all three are f32 on the CPU;
+/// `x · wᵀ + b` (then gelu when `gelu`) with OpenBLAS when all three are f32 on the CPU;
 /// `None` otherwise.
-pub fn affine(x: &Tensor, w_t: &Tensor, b: &Tensor, gelu: bool) -> Option<Result<Tensor>> {
+pub fn affine(x: &Tensor, w: &Tensor, b: &Tensor, gelu: bool) -> Option<Result<Tensor>> {
     if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 || x.rank() != 2 {
         return None;
     }
     Some(
         x.contiguous()
-            .and_then(|x| x.apply_op3_no_bwd(w_t, b, &Affine { gelu })),
+            .and_then(|x| x.apply_op3_no_bwd(w, b, &Affine { gelu })),
     )
 }

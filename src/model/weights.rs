@@ -9,10 +9,19 @@ use std::path::{Path, PathBuf};
 use super::config::Family;
 
 pub struct Weights {
-    map: HashMap<String, Tensor>,
+    source: Source,
+    /// Normalised name -> name in the file.
+    names: HashMap<String, String>,
     file: PathBuf,
     device: Device,
     dtype: DType,
+}
+
+/// Where tensors come from: a memory-mapped safetensors file (each tensor is copied once,
+/// straight to its device, when asked for) or a PyTorch checkpoint read whole.
+enum Source {
+    Mapped(candle_core::safetensors::MmapedSafetensors),
+    Loaded(HashMap<String, Tensor>),
 }
 
 /// Finds the weights file of a model directory: `model.safetensors`, else `pytorch_model.bin`.
@@ -31,24 +40,28 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
 
 impl Weights {
     pub fn load(file: &Path, family: Family, device: &Device, dtype: DType) -> Result<Self> {
-        let raw: Vec<(String, Tensor)> = if file.extension().and_then(|e| e.to_str())
-            == Some("safetensors")
-        {
-            candle_core::safetensors::load(file, &Device::Cpu)
-                .with_context(|| format!("{}: cannot read safetensors", file.display()))?
-                .into_iter()
-                .collect()
-        } else {
-            candle_core::pickle::read_all(file)
-                .with_context(|| format!("{}: cannot read PyTorch checkpoint", file.display()))?
-        };
+        let (source, raw_names): (Source, Vec<String>) =
+            if file.extension().and_then(|e| e.to_str()) == Some("safetensors") {
+                // SAFETY: the file is mapped read-only; like every reader of safetensors files,
+                // this assumes nobody truncates it while the model loads.
+                let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }
+                    .with_context(|| format!("{}: cannot read safetensors", file.display()))?;
+                let names = st.tensors().into_iter().map(|(n, _)| n).collect();
+                (Source::Mapped(st), names)
+            } else {
+                let all = candle_core::pickle::read_all(file).with_context(|| {
+                    format!("{}: cannot read PyTorch checkpoint", file.display())
+                })?;
+                let names = all.iter().map(|(n, _)| n.clone()).collect();
+                (Source::Loaded(all.into_iter().collect()), names)
+            };
         let prefix = family.name();
-        let has_prefix = raw
+        let has_prefix = raw_names
             .iter()
-            .any(|(k, _)| k.starts_with(&format!("{prefix}.")));
-        let mut map = HashMap::with_capacity(raw.len());
-        for (name, t) in raw {
-            let mut name = normalise_name(&name);
+            .any(|k| k.starts_with(&format!("{prefix}.")));
+        let mut names = HashMap::with_capacity(raw_names.len());
+        for raw in raw_names {
+            let mut name = normalise_name(&raw);
             // Checkpoints saved from the bare encoder (BertModel…) have no `bert.` prefix.
             if !has_prefix
                 && (name.starts_with("embeddings.")
@@ -57,10 +70,11 @@ impl Weights {
             {
                 name = format!("{prefix}.{name}");
             }
-            map.insert(name, t);
+            names.insert(name, raw);
         }
         Ok(Weights {
-            map,
+            source,
+            names,
             file: file.to_path_buf(),
             device: device.clone(),
             dtype,
@@ -72,31 +86,52 @@ impl Weights {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.map.contains_key(name)
+        self.names.contains_key(name)
     }
 
     /// The tensor `name`, checked to have `shape`, converted to the model dtype on the model device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self
-            .map
-            .get(name)
-            .with_context(|| format!("{}: missing tensor `{name}`", self.file.display()))?;
-        if t.dims() != shape {
+        let missing = || format!("{}: missing tensor `{name}`", self.file.display());
+        let raw = self.names.get(name).with_context(missing)?;
+        let (dims, dtype): (Vec<usize>, DType) = match &self.source {
+            Source::Mapped(st) => {
+                let v = st.get(raw).with_context(missing)?;
+                let dtype = DType::try_from(v.dtype()).map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: tensor `{name}` has unsupported dtype {:?}",
+                        self.file.display(),
+                        v.dtype()
+                    )
+                })?;
+                (v.shape().to_vec(), dtype)
+            }
+            Source::Loaded(m) => {
+                let t = m.get(raw).with_context(missing)?;
+                (t.dims().to_vec(), t.dtype())
+            }
+        };
+        if dims != shape {
             bail!(
                 "{}: tensor `{name}` has shape {:?}, expected {:?}",
                 self.file.display(),
-                t.dims(),
+                dims,
                 shape
             );
         }
-        if !t.dtype().is_float() {
+        if !dtype.is_float() {
             bail!(
                 "{}: tensor `{name}` has dtype {:?}, expected a floating-point type",
                 self.file.display(),
-                t.dtype()
+                dtype
             );
         }
-        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+        let t = match &self.source {
+            Source::Mapped(st) => st
+                .load(raw, &self.device)
+                .with_context(|| format!("{}: cannot read tensor `{name}`", self.file.display()))?,
+            Source::Loaded(m) => m[raw].to_device(&self.device)?,
+        };
+        Ok(t.to_dtype(self.dtype)?)
     }
 
     /// The first of `names` that exists (all checked against `shape`).
@@ -120,10 +155,7 @@ impl Weights {
 
     pub fn linear(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
         Ok(Linear {
-            w_t: self
-                .get(&format!("{prefix}.weight"), &[out_dim, in_dim])?
-                .t()?
-                .contiguous()?,
+            w: self.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
             b: self.get(&format!("{prefix}.bias"), &[out_dim])?,
         })
     }
@@ -148,26 +180,27 @@ fn normalise_name(name: &str) -> String {
     }
 }
 
-/// A dense layer on 2-D inputs `[rows, in] -> [rows, out]`, weight stored transposed.
+/// A dense layer on 2-D inputs `[rows, in] -> [rows, out]`, weight `[out, in]` as stored in
+/// checkpoints (the products read it transposed; no copy is made).
 #[derive(Clone)]
 pub struct Linear {
-    pub w_t: Tensor,
+    pub w: Tensor,
     pub b: Tensor,
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "openblas")]
-        if let Some(r) = super::blas::affine(x, &self.w_t, &self.b, false) {
+        if let Some(r) = super::blas::affine(x, &self.w, &self.b, false) {
             return r;
         }
-        x.matmul(&self.w_t)?.broadcast_add(&self.b)
+        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
 
-    /// `gelu(x · w_t + b)` with the fused f32 CPU kernels (the caller checks they apply).
+    /// `gelu(x · wᵀ + b)` with the fused f32 CPU kernels (the caller checks they apply).
     pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "openblas")]
-        if let Some(r) = super::blas::affine(x, &self.w_t, &self.b, true) {
+        if let Some(r) = super::blas::affine(x, &self.w, &self.b, true) {
             return r;
         }
         super::kernels::gelu_erf(&self.forward(x)?)
@@ -175,10 +208,10 @@ impl Linear {
 
     /// Concatenates several layers on the output dimension (fused Q/K/V projection).
     pub fn concat(parts: &[Linear]) -> candle_core::Result<Linear> {
-        let ws: Vec<&Tensor> = parts.iter().map(|l| &l.w_t).collect();
+        let ws: Vec<&Tensor> = parts.iter().map(|l| &l.w).collect();
         let bs: Vec<&Tensor> = parts.iter().map(|l| &l.b).collect();
         Ok(Linear {
-            w_t: Tensor::cat(&ws, 1)?.contiguous()?,
+            w: Tensor::cat(&ws, 0)?,
             b: Tensor::cat(&bs, 0)?,
         })
     }
