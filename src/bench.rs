@@ -191,7 +191,7 @@ impl RandomWeights {
 }
 
 /// Single-precision matmul throughput of this machine through the path the encoder's dense
-/// layers use (candle, or OpenBLAS with the `openblas` feature): `[n,n] x [n,n]`, best of
+/// layers use (OpenBLAS where the build found it, else candle): `[n,n] x [n,n]`, best of
 /// several runs, in GFLOP/s.
 pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;

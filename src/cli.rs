@@ -481,10 +481,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut report = serde_json::Map::new();
             writeln!(
                 out,
-                "device: {}, threads: {}",
+                "device: {}, threads: {}, CPU matmul: {}",
                 crate::model::describe_device(&dev),
-                candle_core::utils::get_num_threads()
+                candle_core::utils::get_num_threads(),
+                crate::model::cpu_matmul()
             )?;
+            report.insert("cpu_matmul".into(), crate::model::cpu_matmul().into());
             if matmul > 0 {
                 let peak = crate::bench::matmul_peak(&dev, matmul)?;
                 writeln!(

@@ -62,6 +62,18 @@ struct Layer {
     inter: Linear,
     out: Linear,
     out_ln: LayerNorm,
+    /// `[3, hidden]`: bias of `attn_out`, gamma and beta of `attn_ln` (for the fused kernel).
+    attn_post: Tensor,
+    /// The same for `out` and `out_ln`.
+    out_post: Tensor,
+}
+
+/// Stacks a dense layer's bias with the LayerNorm that follows it (`[3, n]`).
+fn post_params(dense: &Linear, ln: &LayerNorm) -> candle_core::Result<Tensor> {
+    let beta = ln
+        .bias()
+        .ok_or_else(|| candle_core::Error::Msg("LayerNorm without bias".into()))?;
+    Tensor::stack(&[&dense.b, ln.weight(), beta], 0)
 }
 
 pub struct Encoder {
@@ -148,6 +160,8 @@ impl Encoder {
             };
             layers.push(Layer {
                 proj,
+                attn_post: post_params(&ao, &aln)?,
+                out_post: post_params(&ot, &oln)?,
                 attn_out: ao,
                 attn_ln: aln,
                 inter: it,
@@ -405,6 +419,15 @@ impl Encoder {
     }
 
     fn ffn(&self, layer: &Layer, x: &Tensor, attn: &Tensor) -> candle_core::Result<Tensor> {
+        if self.cpu_kernels && self.cfg.activation == Activation::Gelu && kernels::cpu_f32(x) {
+            // Fused: bias + residual + LayerNorm in one pass; bias + gelu in one pass.
+            let eps = self.cfg.layer_norm_eps;
+            let a = layer
+                .attn_out
+                .forward_add_ln(attn, x, &layer.attn_post, eps)?;
+            let i = layer.inter.forward_gelu(&a)?;
+            return layer.out.forward_add_ln(&i, &a, &layer.out_post, eps);
+        }
         let a = layer
             .attn_ln
             .forward(&(layer.attn_out.forward(attn)? + x)?)?;

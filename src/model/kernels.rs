@@ -46,50 +46,199 @@ fn erf_f32(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// `gelu(x + bias)` in place over rows of `bias.len()` values (no bias when it is empty).
 #[inline(always)]
-fn gelu_body(v: &mut [f32]) {
-    for x in v.iter_mut() {
-        *x = 0.5 * *x * (1.0 + erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2));
+fn gelu_body(v: &mut [f32], bias: &[f32]) {
+    let gelu = |x: f32| 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+    if bias.is_empty() {
+        v.iter_mut().for_each(|x| *x = gelu(*x));
+    } else {
+        for row in v.chunks_exact_mut(bias.len()) {
+            for (x, &b) in row.iter_mut().zip(bias) {
+                *x = gelu(*x + b);
+            }
+        }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_avx512(v: &mut [f32], bias: &[f32]) {
+    gelu_body(v, bias)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(v: &mut [f32]) {
-    gelu_body(v)
+unsafe fn gelu_avx2(v: &mut [f32], bias: &[f32]) {
+    gelu_body(v, bias)
 }
 
-fn gelu_slice(v: &mut [f32]) {
+fn gelu_slice(v: &mut [f32], bias: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { gelu_avx2(v) };
+    match simd() {
+        // SAFETY: the CPU has these instruction sets (checked at run time).
+        Simd::Avx512 => return unsafe { gelu_avx512(v, bias) },
+        Simd::Avx2 => return unsafe { gelu_avx2(v, bias) },
+        Simd::None => {}
     }
-    gelu_body(v)
+    gelu_body(v, bias)
 }
 
-/// Exact gelu of every value, in place, split over the machine's cores.
-pub(super) fn gelu_in_place(v: &mut [f32]) {
+/// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
+/// and runs `f` on each run with the index of its first row.
+pub(super) fn par_rows(v: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    if threads > 1 && v.len() >= 1 << 16 {
-        let chunk = v.len().div_ceil(threads);
+    let rows = v.len() / row.max(1);
+    if threads > 1 && v.len() >= 1 << 16 && rows > 1 {
+        let per = rows.div_ceil(threads);
+        let f = &f;
         std::thread::scope(|s| {
-            for part in v.chunks_mut(chunk) {
-                s.spawn(move || gelu_slice(part));
+            for (i, part) in v.chunks_mut(per * row).enumerate() {
+                s.spawn(move || f(i * per, part));
             }
         });
     } else {
-        gelu_slice(v);
+        f(0, v);
+    }
+}
+
+/// Exact `gelu(x + bias)` of every value of `[rows, bias.len()]` `v`, in place, split over the
+/// machine's cores (an empty `bias` adds nothing).
+pub(super) fn gelu_in_place(v: &mut [f32], bias: &[f32]) {
+    let row = if bias.is_empty() { 1 << 12 } else { bias.len() };
+    par_rows(v, row, |_, part| gelu_slice(part, bias));
+}
+
+/// Sum of `v` in 16 independent lanes (so that it vectorises; float addition does not
+/// reassociate on its own).
+#[inline(always)]
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in chunks.by_ref() {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
+        }
+    }
+    chunks.remainder().iter().map(|&x| f(x)).sum::<f32>() + lanes.iter().sum::<f32>()
+}
+
+/// `LayerNorm(x + bias + residual)` of each row, in place in `x` (`p` = bias, gamma, beta).
+#[inline(always)]
+fn add_ln_body(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
+    let n = p.len() / 3;
+    let (bias, rest) = p.split_at(n);
+    let (gamma, beta) = rest.split_at(n);
+    for (row, res) in x.chunks_exact_mut(n).zip(residual.chunks_exact(n)) {
+        for ((v, &r), &b) in row.iter_mut().zip(res).zip(bias) {
+            *v += r + b;
+        }
+        let mean = lane_sum(row, |v| v) / n as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn add_ln_avx512(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
+    add_ln_body(x, residual, p, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_ln_avx2(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
+    add_ln_body(x, residual, p, eps)
+}
+
+/// The residual connection and LayerNorm after a dense layer whose product `x · wᵀ` was
+/// computed without its bias: `LayerNorm(product + bias + residual)`, one pass over the rows.
+/// `params` is `[3, n]`: the dense layer's bias, then the LayerNorm's gamma and beta.
+pub struct AddLayerNorm {
+    pub eps: f32,
+}
+
+/// The contiguous f32 data of an in-place op's destination.
+fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what} is not f32")
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what} is not contiguous")
+    };
+    Ok(&mut v[a..b])
+}
+
+impl candle_core::InplaceOp3 for AddLayerNorm {
+    fn name(&self) -> &'static str {
+        "add-layer-norm-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let (m, n) = l1.shape().dims2()?;
+        if l2.shape().dims2()? != (m, n) || l3.shape().dims2()? != (3, n) {
+            candle_core::bail!(
+                "add-layer-norm: shapes {:?}, {:?}, {:?} do not fit",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let out = f32_slice_mut(s1, l1, "layer-norm input")?;
+        let residual = f32_slice(s2, l2, "residual")?;
+        let p = f32_slice(s3, l3, "layer-norm parameters")?;
+        let eps = self.eps;
+        par_rows(out, n, |first, part| {
+            let res = &residual[first * n..first * n + part.len()];
+            #[cfg(target_arch = "x86_64")]
+            match simd() {
+                // SAFETY: the CPU has these instruction sets (checked at run time).
+                Simd::Avx512 => return unsafe { add_ln_avx512(part, res, p, eps) },
+                Simd::Avx2 => return unsafe { add_ln_avx2(part, res, p, eps) },
+                Simd::None => {}
+            }
+            add_ln_body(part, res, p, eps)
+        });
+        Ok(())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq)]
+enum Simd {
+    Avx512,
+    Avx2,
+    None,
+}
+
+/// The widest vector instruction set of this CPU that the kernels are compiled for.
+#[cfg(target_arch = "x86_64")]
+fn simd() -> Simd {
     use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    static HAS: OnceLock<Simd> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if avx2 && is_x86_feature_detected!("avx512f") {
+            Simd::Avx512
+        } else if avx2 {
+            Simd::Avx2
+        } else {
+            Simd::None
+        }
+    })
 }
 
 struct GeluErf;
@@ -101,9 +250,42 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let mut out = f32_slice(s, l, "gelu input")?.to_vec();
-        gelu_in_place(&mut out);
+        gelu_in_place(&mut out, &[]);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
+}
+
+/// `gelu(x + b)` over the rows of `[rows, n]` `x` (`b`: `[n]`).
+struct BiasGelu;
+
+impl candle_core::InplaceOp2 for BiasGelu {
+    fn name(&self) -> &'static str {
+        "bias-gelu-erf-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let (_, n) = l1.shape().dims2()?;
+        if l2.shape().dims1()? != n {
+            candle_core::bail!("bias-gelu: bias of {:?} for rows of {n}", l2.shape());
+        }
+        gelu_in_place(
+            f32_slice_mut(s1, l1, "gelu input")?,
+            f32_slice(s2, l2, "gelu bias")?,
+        );
+        Ok(())
+    }
+}
+
+/// `x ← gelu(x + b)`, exact, for a freshly computed f32 `[rows, n]` `x` on the CPU that
+/// nothing else refers to.
+pub fn bias_gelu_in_place(x: &Tensor, b: &Tensor) -> Result<()> {
+    x.inplace_op2(b, &BiasGelu)
 }
 
 /// Exact gelu; the fast kernel for f32 on the CPU, candle's own op elsewhere.
@@ -144,10 +326,25 @@ impl Attention {
         queries: &[(usize, usize, usize)],
     ) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            return unsafe { self.run_avx2(q, q_stride, kv, kv_stride, queries) };
+        match simd() {
+            // SAFETY: the CPU has these instruction sets (checked at run time).
+            Simd::Avx512 => return unsafe { self.run_avx512(q, q_stride, kv, kv_stride, queries) },
+            Simd::Avx2 => return unsafe { self.run_avx2(q, q_stride, kv, kv_stride, queries) },
+            Simd::None => {}
         }
+        self.run_body(q, q_stride, kv, kv_stride, queries)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run_avx512(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        kv: &[f32],
+        kv_stride: usize,
+        queries: &[(usize, usize, usize)],
+    ) -> Vec<f32> {
         self.run_body(q, q_stride, kv, kv_stride, queries)
     }
 
@@ -177,9 +374,11 @@ impl Attention {
         let h = nh * d;
         let scale = 1.0 / (d as f32).sqrt();
         let mut out = vec![0f32; queries.len() * h];
-        let mut scores = vec![0f32; l];
-        // Keys of one (batch row, head), transposed to [d, len] so that scores are axpys.
-        let mut kt = vec![0f32; d * l];
+        // Keys of one (batch row, head), transposed to [d, len] (rows padded to a multiple of
+        // 16) so that scores are axpys.
+        let kts = l.div_ceil(16) * 16;
+        let mut scores = vec![0f32; QUERY_BLOCK * kts];
+        let mut kt = vec![0f32; d * kts];
         let mut cached: Option<(usize, usize)> = None;
         // Queries of one batch row are adjacent: walk heads outermost to reuse the transposed keys.
         let mut start = 0;
@@ -196,10 +395,36 @@ impl Attention {
                     for j in 0..len {
                         let k = &kv[(base + j) * kv_stride + self.k_offset + head * d..][..d];
                         for (t, &x) in k.iter().enumerate() {
-                            kt[t * l + j] = x;
+                            kt[t * kts + j] = x;
                         }
                     }
                     cached = Some((b, head));
+                }
+                if d == 64 {
+                    for (blk, qs) in queries[start..end].chunks(QUERY_BLOCK).enumerate() {
+                        let first = start + blk * QUERY_BLOCK;
+                        self.attend_tiled::<64>(
+                            Rows {
+                                data: q,
+                                stride: q_stride,
+                                offset: self.q_offset + head * d,
+                            },
+                            qs,
+                            &kt,
+                            kts,
+                            len,
+                            Rows {
+                                data: &kv[base * kv_stride..],
+                                stride: kv_stride,
+                                offset: self.v_offset + head * d,
+                            },
+                            &mut scores,
+                            &mut out[first * h..],
+                            h,
+                            head * d,
+                        );
+                    }
+                    continue;
                 }
                 for (n, &(_, qi, _)) in queries[start..end].iter().enumerate() {
                     let qv = &q[qi * q_stride + self.q_offset + head * d..][..d];
@@ -207,7 +432,7 @@ impl Attention {
                     sc.fill(0.0);
                     for (t, &qt) in qv.iter().enumerate() {
                         let qt = qt * scale;
-                        for (s, &k) in sc.iter_mut().zip(&kt[t * l..t * l + len]) {
+                        for (s, &k) in sc.iter_mut().zip(&kt[t * kts..t * kts + len]) {
                             *s += qt * k;
                         }
                     }
@@ -237,6 +462,95 @@ impl Attention {
             start = end;
         }
         out
+    }
+}
+
+/// Queries attended together in `Attention::attend_tiled`.
+const QUERY_BLOCK: usize = 4;
+
+/// Vectors of `D` values at `offset` in rows of `stride` values.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    data: &'a [f32],
+    stride: usize,
+    offset: usize,
+}
+
+impl<'a> Rows<'a> {
+    #[inline(always)]
+    fn row<const D: usize>(&self, i: usize) -> &'a [f32; D] {
+        self.data[i * self.stride + self.offset..][..D]
+            .try_into()
+            .expect("D values")
+    }
+}
+
+impl Attention {
+    /// Up to `QUERY_BLOCK` queries (`qs`, rows of `q`) over the `len` keys of one batch row
+    /// and head, head dimension `D`: scores in tiles of 4 queries × 16 keys and the weighted
+    /// sum of values for 4 queries at once, each held in registers, so that every key and
+    /// value loaded serves four queries. Writes query `n`'s result to `out[n * h + col..][..D]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn attend_tiled<const D: usize>(
+        &self,
+        q: Rows,
+        qs: &[(usize, usize, usize)],
+        kt: &[f32],
+        kts: usize,
+        len: usize,
+        v: Rows,
+        scores: &mut [f32],
+        out: &mut [f32],
+        h: usize,
+        col: usize,
+    ) {
+        let scale = 1.0 / (D as f32).sqrt();
+        let mut qb = [[0f32; D]; QUERY_BLOCK];
+        for (row, &(_, qi, _)) in qb.iter_mut().zip(qs) {
+            for (a, &x) in row.iter_mut().zip(q.row::<D>(qi)) {
+                *a = x * scale;
+            }
+        }
+        for jb in 0..len.div_ceil(16) {
+            let mut acc = [[0f32; 16]; QUERY_BLOCK];
+            for (t, k) in kt.chunks_exact(kts).take(D).enumerate() {
+                let k: &[f32; 16] = k[jb * 16..][..16].try_into().expect("16 keys");
+                for (a, qr) in acc.iter_mut().zip(&qb) {
+                    let qt = qr[t];
+                    for (x, &kk) in a.iter_mut().zip(k) {
+                        *x += qt * kk;
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                scores[i * kts + jb * 16..][..16].copy_from_slice(a);
+            }
+        }
+        let mut inv = [0f32; QUERY_BLOCK];
+        for (i, inv) in inv.iter_mut().enumerate().take(qs.len()) {
+            let sc = &mut scores[i * kts..i * kts + len];
+            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            for s in sc.iter_mut() {
+                *s = exp_f32(*s - max);
+            }
+            *inv = 1.0 / sc.iter().sum::<f32>();
+        }
+        let mut acc = [[0f32; D]; QUERY_BLOCK];
+        for j in 0..len {
+            let vj = v.row::<D>(j);
+            for (i, a) in acc.iter_mut().enumerate() {
+                let p = scores[i * kts + j];
+                for (x, &vv) in a.iter_mut().zip(vj) {
+                    *x += p * vv;
+                }
+            }
+        }
+        for (n, (a, &inv)) in acc.iter().zip(&inv).take(qs.len()).enumerate() {
+            for (o, &x) in out[n * h + col..][..D].iter_mut().zip(a) {
+                *o = x * inv;
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The model half of the engine: a local Hugging Face checkpoint directory loaded into an
 //! encoder that PELT can drive (injections in, transform outputs and logits out).
 
-#[cfg(feature = "openblas")]
+#[cfg(pelt_blas)]
 mod blas;
 mod config;
 mod encoder;
@@ -19,6 +19,15 @@ use candle_core::{DType, Device};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// What the dense layers of f32 models on the CPU run on in this build.
+pub fn cpu_matmul() -> &'static str {
+    if cfg!(pelt_blas) {
+        "OpenBLAS sgemm"
+    } else {
+        "candle's built-in matmul (build with OpenBLAS installed for more speed)"
+    }
+}
 
 /// Directory of the model bundled with the project (SPLADE-tiny-msmarco, a BERT MLM).
 pub fn bundled_model_dir() -> PathBuf {

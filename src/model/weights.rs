@@ -190,20 +190,50 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg(feature = "openblas")]
-        if let Some(r) = super::blas::affine(x, &self.w, &self.b, false) {
+        #[cfg(pelt_blas)]
+        if let Some(r) = super::blas::affine(x, &self.w, &self.b, super::blas::Epilogue::Bias) {
             return r;
         }
         x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
 
-    /// `gelu(x · wᵀ + b)` with the fused f32 CPU kernels (the caller checks they apply).
-    pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg(feature = "openblas")]
-        if let Some(r) = super::blas::affine(x, &self.w, &self.b, true) {
+    /// `x · wᵀ` without the bias, for the fused kernels that add it (f32 on the CPU).
+    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(pelt_blas)]
+        if let Some(r) = super::blas::affine(x, &self.w, &self.b, super::blas::Epilogue::None) {
             return r;
         }
-        super::kernels::gelu_erf(&self.forward(x)?)
+        x.matmul(&self.w.t()?)
+    }
+
+    /// `gelu(x · wᵀ + b)` with the fused f32 CPU kernels (the caller checks they apply).
+    pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(pelt_blas)]
+        if let Some(r) = super::blas::affine(x, &self.w, &self.b, super::blas::Epilogue::BiasGelu) {
+            return r;
+        }
+        let p = self.product(x)?;
+        super::kernels::bias_gelu_in_place(&p, &self.b)?;
+        Ok(p)
+    }
+
+    /// `LayerNorm(x · wᵀ + b + residual)` with the fused f32 CPU kernels (the caller checks
+    /// they apply); `post` is `[3, out]`: this layer's bias, the LayerNorm's gamma and beta.
+    pub fn forward_add_ln(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        post: &Tensor,
+        eps: f64,
+    ) -> candle_core::Result<Tensor> {
+        // The product is a fresh tensor that nothing else refers to: normalised in place.
+        let p = self.product(x)?;
+        p.inplace_op3(
+            &residual.contiguous()?,
+            post,
+            &super::kernels::AddLayerNorm { eps: eps as f32 },
+        )?;
+        Ok(p)
     }
 
     /// Concatenates several layers on the output dimension (fused Q/K/V projection).
