@@ -335,7 +335,8 @@ pub struct EncodeState {
     /// Records whose mention no token covered.
     pub skipped: Vec<usize>,
     pub done: u64,
-    /// Statistics of this run: real tokens, padded tokens, matmul FLOPs of the encoder.
+    /// Statistics of this run: real tokens, token rows the encoder processed (padding
+    /// included where rows are padded), matmul FLOPs of the encoder.
     pub tokens: u64,
     pub padded_tokens: u64,
     pub flops: f64,
@@ -440,12 +441,10 @@ pub fn encode_records(
                     .map(|(row, (_, m))| (row, m.mask_position))
                     .collect();
                 let out = model.encoder.forward(&seqs, &[], &positions, false)?;
-                let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
-                state.tokens += seqs.iter().map(|s| s.len() as u64).sum::<u64>();
-                state.padded_tokens += (seqs.len() * longest) as u64;
-                state.flops += model
-                    .encoder
-                    .matmul_flops(seqs.len(), longest, positions.len());
+                let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
+                state.tokens += lens.iter().sum::<usize>() as u64;
+                state.padded_tokens += model.encoder.rows_processed(&lens) as u64;
+                state.flops += model.encoder.matmul_flops(&lens, positions.len());
                 for (row, (ri, _)) in batch.iter().enumerate() {
                     let e = records_ref[*ri].entity as usize;
                     let acc = &mut state.sums[e * h..(e + 1) * h];

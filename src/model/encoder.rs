@@ -55,6 +55,15 @@ enum Projections {
     Split { q: Linear, kv: Linear },
 }
 
+/// Where the rows of a batch are: row r's `lens[r]` tokens start at `starts[r]`. `mask`
+/// (`[b, 1, 1, seq_len]`) is present when rows are padded to `seq_len` for the generic path.
+struct BatchLayout {
+    lens: Vec<usize>,
+    starts: Vec<usize>,
+    seq_len: usize,
+    mask: Option<Tensor>,
+}
+
 struct Layer {
     proj: Projections,
     attn_out: Linear,
@@ -236,6 +245,12 @@ impl Encoder {
         self.dtype
     }
 
+    /// Whether batches run packed (rows one after another, no padding): with the fused f32
+    /// CPU kernels. Otherwise rows are padded to the longest.
+    pub fn packs_tokens(&self) -> bool {
+        self.cpu_kernels && self.device.is_cpu() && self.dtype == DType::F32
+    }
+
     /// The input word-embedding matrix `[vocab, hidden]` as f32 on the CPU.
     pub fn word_embeddings(&self) -> Result<Vec<f32>> {
         Ok(self
@@ -273,15 +288,31 @@ impl Encoder {
             );
         }
         let pad = cfg.pad_token_id;
-        let mut ids = vec![pad; b * l];
-        let mut valid = vec![0f32; b * l];
+        let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
+        // Row r's tokens start at starts[r]. The fused CPU kernels take the rows packed one
+        // after another (no padding, so no work on padding in any layer); the generic path
+        // takes them padded to l.
+        let packed = self.packs_tokens();
+        let starts: Vec<usize> = if packed {
+            lens.iter()
+                .scan(0, |acc, &n| {
+                    let s = *acc;
+                    *acc += n;
+                    Some(s)
+                })
+                .collect()
+        } else {
+            (0..b).map(|r| r * l).collect()
+        };
+        let rows = if packed { lens.iter().sum() } else { b * l };
+        let span = |r: usize| if packed { lens[r] } else { l };
+        let mut ids = vec![pad; rows];
         for (r, s) in seqs.iter().enumerate() {
             for (p, &t) in s.iter().enumerate() {
                 if t as usize >= vocab {
                     bail!("token id {t} (row {r}, position {p}) is outside the model vocabulary of {vocab}");
                 }
-                ids[r * l + p] = t;
-                valid[r * l + p] = 1.0;
+                ids[starts[r] + p] = t;
             }
         }
         for &(r, p) in positions {
@@ -289,23 +320,27 @@ impl Encoder {
                 bail!("requested position ({r}, {p}) is outside the batch");
             }
         }
-        let pos_ids: Vec<u32> = match cfg.family {
-            // HF: positions count non-pad tokens, starting after padding_idx.
-            Family::Roberta => {
-                let mut out = vec![pad; b * l];
-                for r in 0..b {
+        let mut pos_ids = vec![pad; rows];
+        for r in 0..b {
+            let (lo, hi) = (starts[r], starts[r] + span(r));
+            match cfg.family {
+                // HF: positions count non-pad tokens, starting after padding_idx.
+                Family::Roberta => {
                     let mut c = 0u32;
-                    for p in 0..l {
-                        if ids[r * l + p] != pad {
+                    for i in lo..hi {
+                        if ids[i] != pad {
                             c += 1;
-                            out[r * l + p] = pad + c;
+                            pos_ids[i] = pad + c;
                         }
                     }
                 }
-                out
+                _ => {
+                    for (p, i) in (lo..hi).enumerate() {
+                        pos_ids[i] = p as u32;
+                    }
+                }
             }
-            _ => (0..b).flat_map(|_| 0..l as u32).collect(),
-        };
+        }
         let dev = &self.device;
         let mut word_ids = ids.clone();
         let mut perm: Option<Vec<u32>> = None;
@@ -324,41 +359,53 @@ impl Encoder {
                     inj.vector.len()
                 );
             }
-            let flat = inj.row * l + inj.position;
+            let flat = starts[inj.row] + inj.position;
             word_ids[flat] = pad;
-            perm.get_or_insert_with(|| (0..(b * l) as u32).collect())[flat] = (b * l + k) as u32;
+            perm.get_or_insert_with(|| (0..rows as u32).collect())[flat] = (rows + k) as u32;
             inj_data.extend_from_slice(&inj.vector);
         }
         let mut word = self
             .word
-            .index_select(&Tensor::from_vec(word_ids, b * l, dev)?, 0)?;
+            .index_select(&Tensor::from_vec(word_ids, rows, dev)?, 0)?;
         if let Some(perm) = perm {
             let inj =
                 Tensor::from_vec(inj_data, (injections.len(), h), dev)?.to_dtype(self.dtype)?;
             word = Tensor::cat(&[&word, &inj], 0)?
-                .index_select(&Tensor::from_vec(perm, b * l, dev)?, 0)?;
+                .index_select(&Tensor::from_vec(perm, rows, dev)?, 0)?;
         }
         let mut x = (word
             + self
                 .position
-                .index_select(&Tensor::from_vec(pos_ids, b * l, dev)?, 0)?)?;
+                .index_select(&Tensor::from_vec(pos_ids, rows, dev)?, 0)?)?;
         if let Some(tt) = &self.token_type0 {
             x = x.broadcast_add(tt)?;
         }
         let x0 = self.emb_ln.forward(&x)?;
-        // Additive attention mask [b, 1, 1, l]: 0 on tokens, a large negative number on padding.
-        let neg: Vec<f32> = valid
-            .iter()
-            .map(|&m| if m > 0.0 { 0.0 } else { -1e9 })
-            .collect();
-        let mask = Tensor::from_vec(neg, (b, 1, 1, l), dev)?.to_dtype(self.dtype)?;
+        // Additive attention mask [b, 1, 1, l] for the generic path: 0 on tokens, a large
+        // negative number on padding.
+        let mask = if packed {
+            None
+        } else {
+            let neg: Vec<f32> = (0..b * l)
+                .map(|i| if i % l < lens[i / l] { 0.0 } else { -1e9 })
+                .collect();
+            Some(Tensor::from_vec(neg, (b, 1, 1, l), dev)?.to_dtype(self.dtype)?)
+        };
+        let batch = BatchLayout {
+            lens,
+            starts,
+            seq_len: l,
+            mask,
+        };
         let mut x = x0;
         let n_layers = self.layers.len();
-        let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
         for layer in &self.layers[..n_layers - 1] {
-            x = self.layer_full(layer, &x, &lens, l, &mask)?;
+            x = self.layer_full(layer, &x, &batch)?;
         }
-        let flat_idx: Vec<u32> = positions.iter().map(|&(r, p)| (r * l + p) as u32).collect();
+        let flat_idx: Vec<u32> = positions
+            .iter()
+            .map(|&(r, p)| (batch.starts[r] + p) as u32)
+            .collect();
         let row_idx: Vec<u32> = positions.iter().map(|&(r, _)| r as u32).collect();
         let n = positions.len();
         let sel = self.layer_selected(
@@ -366,9 +413,7 @@ impl Encoder {
             &x,
             &Tensor::from_vec(flat_idx, n, dev)?,
             &Tensor::from_vec(row_idx, n, dev)?,
-            &lens,
-            l,
-            &mask,
+            &batch,
             positions,
         )?;
         let t = self.head_ln.forward(&activate(
@@ -392,17 +437,35 @@ impl Encoder {
         })
     }
 
-    /// Multiply-add FLOPs (×2) of the matrix products of one `forward` call on `b` rows padded
-    /// to `l` tokens with `n` requested positions (the last layer only computes those rows).
-    pub fn matmul_flops(&self, b: usize, l: usize, n: usize) -> f64 {
+    /// Token rows one `forward` call processes for sequences of `lens` tokens: their sum when
+    /// packed, rows × longest when padded.
+    pub fn rows_processed(&self, lens: &[usize]) -> usize {
+        if self.packs_tokens() {
+            lens.iter().sum()
+        } else {
+            lens.len() * lens.iter().copied().max().unwrap_or(0)
+        }
+    }
+
+    /// Multiply-add FLOPs (×2) of the matrix products of one `forward` call on sequences of
+    /// `lens` tokens with `n` requested positions (the last layer only computes those rows).
+    pub fn matmul_flops(&self, lens: &[usize], n: usize) -> f64 {
         let (h, i) = (
             self.cfg.hidden_size as f64,
             self.cfg.intermediate_size as f64,
         );
-        let (b, l, n) = (b as f64, l as f64, n as f64);
-        let full = 2.0 * b * l * (4.0 * h * h + 2.0 * h * i) + 4.0 * b * l * l * h;
+        let l = lens.iter().copied().max().unwrap_or(0) as f64;
+        let rows = self.rows_processed(lens) as f64;
+        // Query-key pairs of the attention products.
+        let pairs = if self.packs_tokens() {
+            lens.iter().map(|&n| (n * n) as f64).sum()
+        } else {
+            lens.len() as f64 * l * l
+        };
+        let n = n as f64;
+        let full = 2.0 * rows * (4.0 * h * h + 2.0 * h * i) + 4.0 * pairs * h;
         let last =
-            2.0 * b * l * 2.0 * h * h + 2.0 * n * (2.0 * h * h + 2.0 * h * i) + 4.0 * n * l * h;
+            2.0 * rows * 2.0 * h * h + 2.0 * n * (2.0 * h * h + 2.0 * h * i) + 4.0 * n * l * h;
         let head = 2.0 * n * h * h;
         (self.layers.len() as f64 - 1.0) * full + last + head
     }
@@ -446,39 +509,36 @@ impl Encoder {
         layer.out_ln.forward(&(layer.out.forward(&i)? + a)?)
     }
 
-    fn layer_full(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        lens: &[usize],
-        l: usize,
-        mask: &Tensor,
-    ) -> Result<Tensor> {
+    fn layer_full(&self, layer: &Layer, x: &Tensor, batch: &BatchLayout) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
         let (nh, d) = self.heads();
+        let (lens, l) = (&batch.lens, batch.seq_len);
         let b = lens.len();
         let Projections::Fused(qkv) = &layer.proj else {
             bail!("internal error: the last layer runs on selected rows only");
         };
         let qkv = qkv.forward(x)?;
-        if self.cpu_kernels && kernels::cpu_f32(&qkv) {
-            // Fused kernel: every real token attends over its row's real tokens.
+        let Some(mask) = &batch.mask else {
+            // Fused kernel: every token attends over its row's tokens.
             let op = kernels::Attention {
                 heads: nh,
                 head_dim: d,
-                seq_len: l,
-                lens: lens.to_vec(),
+                lens: lens.clone(),
+                starts: batch.starts.clone(),
                 queries: (0..b)
-                    .flat_map(|r| (0..lens[r]).map(move |i| (r, r * l + i, r * l + i)))
+                    .flat_map(|r| {
+                        let s = batch.starts[r];
+                        (s..s + lens[r]).map(move |i| (r, i, i))
+                    })
                     .collect(),
-                out_rows: b * l,
+                out_rows: x.dim(0)?,
                 q_offset: 0,
                 k_offset: h,
                 v_offset: 2 * h,
             };
             let ctx = qkv.apply_op2_no_bwd(&qkv, &op)?;
             return Ok(self.ffn(layer, x, &ctx)?);
-        }
+        };
         let q = (self.split_heads(&qkv.narrow(1, 0, h)?, b, l)? * (1.0 / (d as f64).sqrt()))?;
         let k = self.split_heads(&qkv.narrow(1, h, h)?, b, l)?;
         let v = self.split_heads(&qkv.narrow(1, 2 * h, h)?, b, l)?;
@@ -492,21 +552,18 @@ impl Encoder {
         Ok(self.ffn(layer, x, &ctx)?)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn layer_selected(
         &self,
         layer: &Layer,
         x: &Tensor,
         flat_idx: &Tensor,
         row_idx: &Tensor,
-        lens: &[usize],
-        l: usize,
-        mask: &Tensor,
+        batch: &BatchLayout,
         positions: &[(usize, usize)],
     ) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
         let (nh, d) = self.heads();
-        let b = lens.len();
+        let b = batch.lens.len();
         let n = flat_idx.dim(0)?;
         let xs = x.index_select(flat_idx, 0)?;
         let Projections::Split {
@@ -517,12 +574,13 @@ impl Encoder {
             bail!("internal error: only the last layer runs on selected rows");
         };
         let kv = last_kv.forward(x)?;
-        if self.cpu_kernels && kernels::cpu_f32(&kv) {
+        let (lens, l) = (&batch.lens, batch.seq_len);
+        let Some(mask) = &batch.mask else {
             let op = kernels::Attention {
                 heads: nh,
                 head_dim: d,
-                seq_len: l,
-                lens: lens.to_vec(),
+                lens: lens.clone(),
+                starts: batch.starts.clone(),
                 queries: positions
                     .iter()
                     .enumerate()
@@ -535,7 +593,7 @@ impl Encoder {
             };
             let ctx = last_q.forward(&xs)?.apply_op2_no_bwd(&kv, &op)?;
             return Ok(self.ffn(layer, &xs, &ctx)?);
-        }
+        };
         let q = (last_q.forward(&xs)?.reshape((n, nh, 1, d))? * (1.0 / (d as f64).sqrt()))?;
         let k = self
             .split_heads(&kv.narrow(1, 0, h)?, b, l)?

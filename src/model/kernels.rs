@@ -297,17 +297,18 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Scaled dot-product attention for right-padded sequences, reading queries, keys and values
-/// in place from the projection outputs (no head split/merge copies) and skipping padding.
+/// Scaled dot-product attention over variable-length sequences, reading queries, keys and
+/// values in place from the projection outputs (no head split/merge copies).
 ///
-/// Inputs: `q` `[rows_q, q_stride]`, `kv` `[batch * seq_len, kv_stride]`. Query `n` is row
-/// `queries[n].1` of `q` and attends over the first `lens[b]` rows of batch row `b =
-/// queries[n].0` in `kv`; its result goes to row `queries[n].2` of the `[out_rows, heads *
-/// head_dim]` output (rows no query writes stay zero).
+/// Inputs: `q` `[rows_q, q_stride]`, `kv` `[rows_kv, kv_stride]`. Sequence `b` is the
+/// `lens[b]` rows of `kv` from `starts[b]` (packed one after another, or padded: any layout).
+/// Query `n` is row `queries[n].1` of `q` and attends over sequence `b = queries[n].0`; its
+/// result goes to row `queries[n].2` of the `[out_rows, heads * head_dim]` output (rows no
+/// query writes stay zero).
 pub struct Attention {
     pub heads: usize,
     pub head_dim: usize,
-    pub seq_len: usize,
+    pub starts: Vec<usize>,
     pub lens: Vec<usize>,
     pub queries: Vec<(usize, usize, usize)>,
     pub out_rows: usize,
@@ -370,7 +371,8 @@ impl Attention {
         kv_stride: usize,
         queries: &[(usize, usize, usize)],
     ) -> Vec<f32> {
-        let (nh, d, l) = (self.heads, self.head_dim, self.seq_len);
+        let (nh, d) = (self.heads, self.head_dim);
+        let l = self.lens.iter().copied().max().unwrap_or(0);
         let h = nh * d;
         let scale = 1.0 / (d as f32).sqrt();
         let mut out = vec![0f32; queries.len() * h];
@@ -389,7 +391,7 @@ impl Attention {
                 end += 1;
             }
             let len = self.lens[b];
-            let base = b * l;
+            let base = self.starts[b];
             for head in 0..nh {
                 if cached != Some((b, head)) {
                     for j in 0..len {
@@ -573,13 +575,17 @@ impl candle_core::CustomOp2 for Attention {
         let (_, q_stride) = l1.shape().dims2()?;
         let (kv_rows, kv_stride) = l2.shape().dims2()?;
         let h = self.heads * self.head_dim;
-        if kv_rows != self.lens.len() * self.seq_len || self.lens.iter().any(|&n| n > self.seq_len)
+        if self.starts.len() != self.lens.len()
+            || self
+                .starts
+                .iter()
+                .zip(&self.lens)
+                .any(|(&s, &n)| s + n > kv_rows)
         {
             candle_core::bail!(
-                "attention: {} key rows do not fit {} sequences of {}",
+                "attention: {} key rows do not hold the {} sequences",
                 kv_rows,
-                self.lens.len(),
-                self.seq_len
+                self.lens.len()
             );
         }
         let threads = std::thread::available_parallelism()
