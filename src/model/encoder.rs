@@ -321,8 +321,8 @@ impl Encoder {
             }
         }
         let mut pos_ids = vec![pad; rows];
-        for r in 0..b {
-            let (lo, hi) = (starts[r], starts[r] + span(r));
+        for (r, &lo) in starts.iter().enumerate() {
+            let hi = lo + span(r);
             match cfg.family {
                 // HF: positions count non-pad tokens, starting after padding_idx.
                 Family::Roberta => {
