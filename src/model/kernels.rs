@@ -642,4 +642,36 @@ mod tests {
             .fold(0.0, f32::max);
         assert!(worst < 2e-6, "max |diff| {worst}");
     }
+
+    #[test]
+    fn add_layer_norm_matches_candle() {
+        let dev = candle_core::Device::Cpu;
+        let (m, n) = (37, 200); // rows not a multiple of the lanes, enough rows to split
+        let x = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
+        let p = Tensor::randn(0f32, 1.0, (3, n), &dev).unwrap();
+        let ln = candle_nn::LayerNorm::new(p.get(1).unwrap(), p.get(2).unwrap(), 1e-12);
+        let sum = x
+            .broadcast_add(&p.get(0).unwrap())
+            .unwrap()
+            .add(&r)
+            .unwrap();
+        let want: Vec<f32> = candle_nn::Module::forward(&ln, &sum)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let fused = x.copy().unwrap();
+        fused
+            .inplace_op3(&r, &p, &AddLayerNorm { eps: 1e-12 })
+            .unwrap();
+        let got: Vec<f32> = fused.flatten_all().unwrap().to_vec1().unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "max |diff| {worst}");
+    }
 }
