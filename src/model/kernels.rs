@@ -14,6 +14,33 @@ pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     Ok(&v[a..b])
 }
 
+/// Defines `fn $name(args)` that runs `$body(args)` compiled for AVX-512, for AVX2 or for the
+/// baseline, whichever this CPU has (`$body` should be `#[inline(always)]`).
+macro_rules! simd_dispatch {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:path) => {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match simd() {
+                    // SAFETY: the CPU has these instruction sets (checked at run time).
+                    Simd::Avx512 => return unsafe { avx512($($arg),*) },
+                    Simd::Avx2 => return unsafe { avx2($($arg),*) },
+                    Simd::None => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// e^x for x in about [-87, 88]: range reduction to 2^n · e^r, |r| ≤ ln2/2, degree-6
 /// polynomial (relative error ~2e-7). Only float arithmetic and bit operations, so loops over
 /// it vectorise.
@@ -61,28 +88,7 @@ fn gelu_body(v: &mut [f32], bias: &[f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gelu_avx512(v: &mut [f32], bias: &[f32]) {
-    gelu_body(v, bias)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(v: &mut [f32], bias: &[f32]) {
-    gelu_body(v, bias)
-}
-
-fn gelu_slice(v: &mut [f32], bias: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match simd() {
-        // SAFETY: the CPU has these instruction sets (checked at run time).
-        Simd::Avx512 => return unsafe { gelu_avx512(v, bias) },
-        Simd::Avx2 => return unsafe { gelu_avx2(v, bias) },
-        Simd::None => {}
-    }
-    gelu_body(v, bias)
-}
+simd_dispatch!(fn gelu_slice(v: &mut [f32], bias: &[f32]) => gelu_body);
 
 /// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
 /// and runs `f` on each run with the index of its first row.
@@ -144,17 +150,7 @@ fn add_ln_body(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn add_ln_avx512(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
-    add_ln_body(x, residual, p, eps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn add_ln_avx2(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
-    add_ln_body(x, residual, p, eps)
-}
+simd_dispatch!(fn add_ln(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) => add_ln_body);
 
 /// The residual connection and LayerNorm after a dense layer whose product `x · wᵀ` was
 /// computed without its bias: `LayerNorm(product + bias + residual)`, one pass over the rows.
@@ -202,15 +198,7 @@ impl candle_core::InplaceOp3 for AddLayerNorm {
         let p = f32_slice(s3, l3, "layer-norm parameters")?;
         let eps = self.eps;
         par_rows(out, n, |first, part| {
-            let res = &residual[first * n..first * n + part.len()];
-            #[cfg(target_arch = "x86_64")]
-            match simd() {
-                // SAFETY: the CPU has these instruction sets (checked at run time).
-                Simd::Avx512 => return unsafe { add_ln_avx512(part, res, p, eps) },
-                Simd::Avx2 => return unsafe { add_ln_avx2(part, res, p, eps) },
-                Simd::None => {}
-            }
-            add_ln_body(part, res, p, eps)
+            add_ln(part, &residual[first * n..first * n + part.len()], p, eps)
         });
         Ok(())
     }
@@ -317,51 +305,16 @@ pub struct Attention {
     pub v_offset: usize,
 }
 
+simd_dispatch!(fn attend(
+    op: &Attention,
+    q: &[f32],
+    q_stride: usize,
+    kv: &[f32],
+    kv_stride: usize,
+    queries: &[(usize, usize, usize)]
+) -> Vec<f32> => Attention::run_body);
+
 impl Attention {
-    fn run(
-        &self,
-        q: &[f32],
-        q_stride: usize,
-        kv: &[f32],
-        kv_stride: usize,
-        queries: &[(usize, usize, usize)],
-    ) -> Vec<f32> {
-        #[cfg(target_arch = "x86_64")]
-        match simd() {
-            // SAFETY: the CPU has these instruction sets (checked at run time).
-            Simd::Avx512 => return unsafe { self.run_avx512(q, q_stride, kv, kv_stride, queries) },
-            Simd::Avx2 => return unsafe { self.run_avx2(q, q_stride, kv, kv_stride, queries) },
-            Simd::None => {}
-        }
-        self.run_body(q, q_stride, kv, kv_stride, queries)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn run_avx512(
-        &self,
-        q: &[f32],
-        q_stride: usize,
-        kv: &[f32],
-        kv_stride: usize,
-        queries: &[(usize, usize, usize)],
-    ) -> Vec<f32> {
-        self.run_body(q, q_stride, kv, kv_stride, queries)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2(
-        &self,
-        q: &[f32],
-        q_stride: usize,
-        kv: &[f32],
-        kv_stride: usize,
-        queries: &[(usize, usize, usize)],
-    ) -> Vec<f32> {
-        self.run_body(q, q_stride, kv, kv_stride, queries)
-    }
-
     #[inline(always)]
     fn run_body(
         &self,
@@ -597,7 +550,7 @@ impl candle_core::CustomOp2 for Attention {
                 let handles: Vec<_> = self
                     .queries
                     .chunks(chunk)
-                    .map(|qs| s.spawn(move || self.run(q, q_stride, kv, kv_stride, qs)))
+                    .map(|qs| s.spawn(move || attend(self, q, q_stride, kv, kv_stride, qs)))
                     .collect();
                 handles
                     .into_iter()
@@ -605,7 +558,7 @@ impl candle_core::CustomOp2 for Attention {
                     .collect()
             })
         } else {
-            vec![self.run(q, q_stride, kv, kv_stride, &self.queries)]
+            vec![attend(self, q, q_stride, kv, kv_stride, &self.queries)]
         };
         let mut out = vec![0f32; self.out_rows * h];
         for (qs, part) in self.queries.chunks(chunk).zip(&parts) {
@@ -626,6 +579,13 @@ pub fn cpu_f32(x: &Tensor) -> bool {
 mod tests {
     use super::*;
 
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
     #[test]
     fn matches_exact_gelu() {
         let xs: Vec<f32> = (-2000..=2000)
@@ -635,18 +595,14 @@ mod tests {
         let t = Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap();
         let fast: Vec<f32> = gelu_erf(&t).unwrap().to_vec1().unwrap();
         let exact: Vec<f32> = t.gelu_erf().unwrap().to_vec1().unwrap();
-        let worst = fast
-            .iter()
-            .zip(&exact)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = max_abs_diff(&fast, &exact);
         assert!(worst < 2e-6, "max |diff| {worst}");
     }
 
     #[test]
     fn add_layer_norm_matches_candle() {
         let dev = candle_core::Device::Cpu;
-        let (m, n) = (37, 200); // rows not a multiple of the lanes, enough rows to split
+        let (m, n) = (37, 200); // rows of 200: not a multiple of the 16 lanes
         let x = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
         let r = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
         let p = Tensor::randn(0f32, 1.0, (3, n), &dev).unwrap();
@@ -667,11 +623,7 @@ mod tests {
             .inplace_op3(&r, &p, &AddLayerNorm { eps: 1e-12 })
             .unwrap();
         let got: Vec<f32> = fused.flatten_all().unwrap().to_vec1().unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let worst = max_abs_diff(&got, &want);
         assert!(worst < 1e-5, "max |diff| {worst}");
     }
 }
