@@ -487,13 +487,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::model::cpu_matmul()
             )?;
             report.insert("cpu_matmul".into(), crate::model::cpu_matmul().into());
+            let mut peak = None;
             if matmul > 0 {
-                let peak = crate::bench::matmul_peak(&dev, matmul)?;
-                writeln!(
-                    out,
-                    "matmul peak ({matmul}x{matmul} f32): {peak:.1} GFLOP/s"
-                )?;
-                report.insert("matmul_peak_gflops".into(), peak.into());
+                let p = crate::bench::matmul_peak(&dev, matmul)?;
+                writeln!(out, "matmul peak ({matmul}x{matmul} f32): {p:.1} GFLOP/s")?;
+                report.insert("matmul_peak_gflops".into(), p.into());
+                peak = Some(p);
             }
             let dirs: Vec<(String, PathBuf)> = match model.as_str() {
                 "bundled" => vec![("bundled".into(), bundled_model_dir())],
@@ -512,9 +511,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 let r = crate::bench::run(&dir, &dev, dtype.dtype(), &contexts, batch)?;
                 writeln!(
                     out,
-                    "{label}: {} contexts ({} entities), batch {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} with padding); encoder matmuls {:.1} GFLOP/s; peak memory {:.0} MiB",
+                    "{label}: {} contexts ({} entities), batch {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} rows processed); encoder matmuls {:.1} GFLOP/s{}; peak memory {:.0} MiB",
                     r.contexts, r.entities, r.batch, r.contexts_per_sec, r.contexts_per_sec_total, r.load_secs, r.tokens_per_sec,
-                    r.tokens, r.padded_tokens, r.gflops, r.peak_rss_mb
+                    r.tokens, r.padded_tokens, r.gflops,
+                    peak.map(|p| format!(" ({:.0} % of the peak)", 100.0 * r.gflops / p)).unwrap_or_default(),
+                    r.peak_rss_mb
                 )?;
                 let mut v = serde_json::to_value(&r)?;
                 v["dir"] = dir.display().to_string().into();

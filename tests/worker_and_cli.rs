@@ -314,3 +314,62 @@ fn cli_fill_build_neighbors_merge_renorm_export() {
     let (ok, _, err) = pelt(&["fill", "--model", "/no/model", "x [MASK]"]);
     assert!(!ok && err.contains("/no/model does not exist"), "{err}");
 }
+
+#[test]
+fn cli_bench_reports_the_committed_contexts() {
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("bench.json");
+    let (ok, out, err) = pelt(&[
+        "bench",
+        "--model",
+        "bundled",
+        "--matmul",
+        "64",
+        "--json",
+        &json.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("bundled: 256 contexts (248 entities)"),
+        "{out}"
+    );
+    assert!(out.contains("% of the peak"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let b = &v["bundled"];
+    assert_eq!(b["contexts"], 256);
+    // 10,453 model tokens once every mention is one mask token (bench/nyt-contexts.jsonl).
+    assert_eq!(b["tokens"], 10453);
+    assert!(b["padded_tokens"].as_u64().unwrap() >= 10453);
+    assert!(b["gflops"].as_f64().unwrap() > 0.0);
+    let vectors = b["vectors"].as_object().unwrap();
+    assert_eq!(vectors.len(), 248);
+    for (e, x) in vectors {
+        let norm: f64 = x
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap().powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((norm - 7.0).abs() < 1e-3, "{e}: norm {norm}");
+    }
+    let bad = d.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"entity\": \"Q1\", \"text\": \"ab\", \"start\": 1, \"end\": 9}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = pelt(&[
+        "bench",
+        "--model",
+        "bundled",
+        "--matmul",
+        "0",
+        "--contexts",
+        &bad.display().to_string(),
+    ]);
+    assert!(
+        !ok && err.contains("bad.jsonl:1: span 1..9 is not inside the text"),
+        "{err}"
+    );
+}
