@@ -482,7 +482,7 @@ impl Encoder {
     }
 
     fn ffn(&self, layer: &Layer, x: &Tensor, attn: &Tensor) -> candle_core::Result<Tensor> {
-        if self.cpu_kernels && self.cfg.activation == Activation::Gelu && kernels::cpu_f32(x) {
+        if self.packs_tokens() && self.cfg.activation == Activation::Gelu {
             // Fused: bias + residual + LayerNorm in one pass; bias + gelu in one pass.
             let eps = self.cfg.layer_norm_eps;
             let a = layer
@@ -494,24 +494,42 @@ impl Encoder {
         let a = layer
             .attn_ln
             .forward(&(layer.attn_out.forward(attn)? + x)?)?;
-        let i = if self.cpu_kernels
-            && self.cfg.activation == Activation::Gelu
-            && kernels::cpu_f32(&a)
-        {
-            layer.inter.forward_gelu(&a)?
-        } else {
-            activate(
-                self.cfg.activation,
-                &layer.inter.forward(&a)?,
-                self.cpu_kernels,
-            )?
-        };
+        let i = activate(
+            self.cfg.activation,
+            &layer.inter.forward(&a)?,
+            self.cpu_kernels,
+        )?;
         layer.out_ln.forward(&(layer.out.forward(&i)? + a)?)
+    }
+
+    /// The fused attention kernel over the sequences of `batch` for `queries` (see
+    /// [`kernels::Attention`]); queries are read at column 0 of their rows, keys and values
+    /// at `k_offset` and `v_offset`.
+    fn fused_attention(
+        &self,
+        batch: &BatchLayout,
+        queries: Vec<(usize, usize, usize)>,
+        out_rows: usize,
+        k_offset: usize,
+        v_offset: usize,
+    ) -> kernels::Attention {
+        let (heads, head_dim) = self.heads();
+        kernels::Attention {
+            heads,
+            head_dim,
+            lens: batch.lens.clone(),
+            starts: batch.starts.clone(),
+            queries,
+            out_rows,
+            q_offset: 0,
+            k_offset,
+            v_offset,
+        }
     }
 
     fn layer_full(&self, layer: &Layer, x: &Tensor, batch: &BatchLayout) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
-        let (nh, d) = self.heads();
+        let (_, d) = self.heads();
         let (lens, l) = (&batch.lens, batch.seq_len);
         let b = lens.len();
         let Projections::Fused(qkv) = &layer.proj else {
@@ -520,22 +538,13 @@ impl Encoder {
         let qkv = qkv.forward(x)?;
         let Some(mask) = &batch.mask else {
             // Fused kernel: every token attends over its row's tokens.
-            let op = kernels::Attention {
-                heads: nh,
-                head_dim: d,
-                lens: lens.clone(),
-                starts: batch.starts.clone(),
-                queries: (0..b)
-                    .flat_map(|r| {
-                        let s = batch.starts[r];
-                        (s..s + lens[r]).map(move |i| (r, i, i))
-                    })
-                    .collect(),
-                out_rows: x.dim(0)?,
-                q_offset: 0,
-                k_offset: h,
-                v_offset: 2 * h,
-            };
+            let queries = (0..b)
+                .flat_map(|r| {
+                    let s = batch.starts[r];
+                    (s..s + lens[r]).map(move |i| (r, i, i))
+                })
+                .collect();
+            let op = self.fused_attention(batch, queries, x.dim(0)?, h, 2 * h);
             let ctx = qkv.apply_op2_no_bwd(&qkv, &op)?;
             return Ok(self.ffn(layer, x, &ctx)?);
         };
@@ -574,23 +583,14 @@ impl Encoder {
             bail!("internal error: only the last layer runs on selected rows");
         };
         let kv = last_kv.forward(x)?;
-        let (lens, l) = (&batch.lens, batch.seq_len);
+        let l = batch.seq_len;
         let Some(mask) = &batch.mask else {
-            let op = kernels::Attention {
-                heads: nh,
-                head_dim: d,
-                lens: lens.clone(),
-                starts: batch.starts.clone(),
-                queries: positions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(r, _))| (r, i, i))
-                    .collect(),
-                out_rows: n,
-                q_offset: 0,
-                k_offset: 0,
-                v_offset: h,
-            };
+            let queries = positions
+                .iter()
+                .enumerate()
+                .map(|(i, &(r, _))| (r, i, i))
+                .collect();
+            let op = self.fused_attention(batch, queries, n, 0, h);
             let ctx = last_q.forward(&xs)?.apply_op2_no_bwd(&kv, &op)?;
             return Ok(self.ffn(layer, &xs, &ctx)?);
         };

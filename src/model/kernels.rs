@@ -3,15 +3,39 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
+/// Where a custom op's operand lies in its storage; `what` names it in errors.
+fn contiguous_range(l: &Layout, what: &str) -> Result<std::ops::Range<usize>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(a..b),
+        None => candle_core::bail!("{what} is not contiguous"),
+    }
+}
+
 /// The contiguous f32 data of a custom op's input; `what` names it in errors.
 pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         candle_core::bail!("{what} is not f32")
     };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("{what} is not contiguous")
+    Ok(&v[contiguous_range(l, what)?])
+}
+
+/// The contiguous f32 data of an in-place op's destination.
+fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what} is not f32")
     };
-    Ok(&v[a..b])
+    Ok(&mut v[contiguous_range(l, what)?])
+}
+
+/// The number of cores the kernels split their work over.
+fn cores() -> usize {
+    use std::sync::OnceLock;
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 /// Defines `fn $name(args)` that runs `$body(args)` compiled for AVX-512, for AVX2 or for the
@@ -93,9 +117,7 @@ simd_dispatch!(fn gelu_slice(v: &mut [f32], bias: &[f32]) => gelu_body);
 /// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
 /// and runs `f` on each run with the index of its first row.
 pub(super) fn par_rows(v: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = cores();
     let rows = v.len() / row.max(1);
     if threads > 1 && v.len() >= 1 << 16 && rows > 1 {
         let per = rows.div_ceil(threads);
@@ -157,17 +179,6 @@ simd_dispatch!(fn add_ln(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) =
 /// `params` is `[3, n]`: the dense layer's bias, then the LayerNorm's gamma and beta.
 pub struct AddLayerNorm {
     pub eps: f32,
-}
-
-/// The contiguous f32 data of an in-place op's destination.
-fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("{what} is not f32")
-    };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("{what} is not contiguous")
-    };
-    Ok(&mut v[a..b])
 }
 
 impl candle_core::InplaceOp3 for AddLayerNorm {
@@ -541,9 +552,7 @@ impl candle_core::CustomOp2 for Attention {
                 self.lens.len()
             );
         }
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let threads = cores();
         let chunk = self.queries.len().div_ceil(threads).max(1);
         let parts: Vec<Vec<f32>> = if threads > 1 && self.queries.len() > 1 {
             std::thread::scope(|s| {
@@ -568,11 +577,6 @@ impl candle_core::CustomOp2 for Attention {
         }
         Ok((CpuStorage::F32(out), Shape::from((self.out_rows, h))))
     }
-}
-
-/// Whether the fused CPU kernels apply to tensors like `x`.
-pub fn cpu_f32(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 #[cfg(test)]

@@ -91,9 +91,10 @@ impl Weights {
 
     /// The tensor `name`, checked to have `shape`, converted to the model dtype on the model device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        use candle_core::safetensors::Load;
         let missing = || format!("{}: missing tensor `{name}`", self.file.display());
         let raw = self.names.get(name).with_context(missing)?;
-        let (dims, dtype): (Vec<usize>, DType) = match &self.source {
+        let t = match &self.source {
             Source::Mapped(st) => {
                 let v = st.get(raw).with_context(missing)?;
                 let dtype = DType::try_from(v.dtype()).map_err(|_| {
@@ -103,13 +104,22 @@ impl Weights {
                         v.dtype()
                     )
                 })?;
-                (v.shape().to_vec(), dtype)
+                self.check(name, v.shape(), dtype, shape)?;
+                v.load(&self.device).with_context(|| {
+                    format!("{}: cannot read tensor `{name}`", self.file.display())
+                })?
             }
             Source::Loaded(m) => {
                 let t = m.get(raw).with_context(missing)?;
-                (t.dims().to_vec(), t.dtype())
+                self.check(name, t.dims(), t.dtype(), shape)?;
+                t.to_device(&self.device)?
             }
         };
+        Ok(t.to_dtype(self.dtype)?)
+    }
+
+    /// Checks that tensor `name`, of `dims` and `dtype` in the file, is a float of `shape`.
+    fn check(&self, name: &str, dims: &[usize], dtype: DType, shape: &[usize]) -> Result<()> {
         if dims != shape {
             bail!(
                 "{}: tensor `{name}` has shape {:?}, expected {:?}",
@@ -125,13 +135,7 @@ impl Weights {
                 dtype
             );
         }
-        let t = match &self.source {
-            Source::Mapped(st) => st
-                .load(raw, &self.device)
-                .with_context(|| format!("{}: cannot read tensor `{name}`", self.file.display()))?,
-            Source::Loaded(m) => m[raw].to_device(&self.device)?,
-        };
-        Ok(t.to_dtype(self.dtype)?)
+        Ok(())
     }
 
     /// The first of `names` that exists (all checked against `shape`).
