@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use crate::build::{
-    build_table, checkpoint_path, parse_shard, BuildInput, BuildOptions, BuildOutcome,
+    build_table, checkpoint_path, entity_list_for, parse_shard, BuildInput, BuildOptions,
+    BuildOutcome,
 };
+use crate::contexts::MentionMode;
 use crate::corpus::Corpus;
-use crate::entities::{load_entities, EntityList};
+use crate::entities::EntityList;
 use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
 use crate::progress::Progress;
 use crate::table::Table;
@@ -40,13 +42,28 @@ pub enum Command {
         device: DeviceChoice,
     },
     /// Build a PELT table from a corpus and an entity list.
+    ///
+    /// Corpus formats: .txt (a passage per line), .jsonl ({"text": …}, optionally with
+    /// "links": [{"start", "end", "id"}] in code points), FewRel-style .json (h/t spans become
+    /// links), PubTator (.pubtator, .pubtator.txt), WikiExtractor --links output (wiki_NN,
+    /// .wiki); folders of these and .gz of any.
     Build {
-        /// Corpus files or folders (.txt, .jsonl, FewRel .json, optionally .gz).
+        /// Corpus files or folders.
         #[arg(long, required = true, num_args = 1..)]
         corpus: Vec<PathBuf>,
-        /// Entity list (.txt one name per line, or .tsv id<TAB>name<TAB>alias|alias).
+        /// Entity list (.txt one name per line, or .tsv id<TAB>name<TAB>alias|alias). Optional
+        /// for an entity-linked corpus: then the ids of its links, named by their most frequent
+        /// anchor text.
         #[arg(long)]
-        entities: PathBuf,
+        entities: Option<PathBuf>,
+        /// Which spans are mentions: `links` (linked spans only, as PELT did), `names` (match
+        /// names and aliases), `both` (links, plus name matches that overlap no link), `auto`
+        /// (links when the corpus carries links, else names).
+        #[arg(long, default_value = "auto", value_parser = parse_mentions)]
+        mentions: MentionMode,
+        /// With no --entities: leave out ids linked fewer than this many times.
+        #[arg(long, default_value_t = 1)]
+        min_count: usize,
         /// Output table (.safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -146,6 +163,24 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Write an entity list (id, name, aliases) from the links of an entity-linked corpus: the
+    /// most frequent anchor text is the name, the others are aliases.
+    EntitiesFromLinks {
+        /// Corpus files or folders (any linked format: .jsonl with links, FewRel .json,
+        /// PubTator, WikiExtractor).
+        #[arg(required = true, num_args = 1..)]
+        corpus: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out ids linked fewer than this many times.
+        #[arg(long, default_value_t = 1)]
+        min_count: usize,
+    },
+    /// Evaluate a table (entity typing by k-NN).
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
     /// Write an entity list (id, name, aliases) from FewRel-style files.
     EntitiesFromFewrel {
         #[arg(required = true, num_args = 1..)]
@@ -156,6 +191,38 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         min_count: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// k-NN leave-one-out entity typing on cosine: the table's vectors against the mean
+    /// word-piece embedding of each entity's name and the majority label.
+    Typing {
+        #[arg(long)]
+        table: PathBuf,
+        /// Labels: id<TAB>label lines.
+        #[arg(long, conflicts_with = "from_fewrel")]
+        labels: Option<PathBuf>,
+        /// Labels from FewRel-style files (relation → examples): the relation slot
+        /// (relation/head or relation/tail) each entity fills most often.
+        #[arg(long, num_args = 1..)]
+        from_fewrel: Vec<PathBuf>,
+        /// With --from-fewrel: keep entities with at least this many linked mentions.
+        #[arg(long, default_value_t = 3)]
+        min_mentions: usize,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// The table's model, for the name baseline (default: the bundled model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
+    MentionMode::parse(s).ok_or_else(|| format!("`{s}`: expected auto, links, names or both"))
 }
 
 fn load_model(dir: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
@@ -247,6 +314,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build {
             corpus,
             entities,
+            mentions,
+            min_count,
             out: out_path,
             model,
             k,
@@ -263,8 +332,16 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let model = load_model(model, device, dtype)?;
             let corpus = Corpus::open(&corpus)?;
-            let entities = load_entities(&entities)?;
+            let entities_from_links = entities.is_none();
+            let entities = entity_list_for(&corpus, entities.as_deref(), min_count)?;
+            if entities_from_links {
+                eprintln!(
+                    "entities: {} ids from the corpus's links (linked at least {min_count} times)",
+                    entities.len()
+                );
+            }
             let options = BuildOptions {
+                mentions,
                 k,
                 norm,
                 max_len,
@@ -312,15 +389,24 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             table.save(&out_path)?;
             let _ = std::fs::remove_file(&ckpt);
-            for w in &report.read.warnings {
+            for w in report.read.summary_lines() {
                 eprintln!("warning: skipped {w}");
             }
-            if report.read.skipped_lines > report.read.warnings.len() {
-                eprintln!(
-                    "warning: {} lines skipped in all",
-                    report.read.skipped_lines
+            let mut why = format!("mentions: {} ({})", report.mentions.as_str(), report.mentions_why);
+            if report.mentions.uses_links() {
+                why += &format!(
+                    "; {} links read, {} contexts from links",
+                    report.read.links, report.linked_contexts
                 );
+                if report.unknown_links > 0 {
+                    why += &format!(
+                        "; {} links point to ids not on the entity list (ignored; e.g. {})",
+                        report.unknown_links,
+                        report.unknown_examples.join(", ")
+                    );
+                }
             }
+            writeln!(out, "{why}")?;
             for c in &report.collisions {
                 eprintln!("warning: {c}");
             }
@@ -529,6 +615,70 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if let Some(p) = json {
                 crate::table::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
+            }
+        }
+        Command::EntitiesFromLinks {
+            corpus,
+            out: out_path,
+            min_count,
+        } => {
+            let corpus = Corpus::open(&corpus)?;
+            if !corpus.has_links()? {
+                bail!("the corpus carries no entity links (plain .txt, or .jsonl without a `links` field)");
+            }
+            let list = EntityList::from_links(&corpus, min_count)?;
+            list.write_tsv(&out_path)?;
+            writeln!(
+                out,
+                "wrote {} ({} entities)",
+                out_path.display(),
+                list.len()
+            )?;
+        }
+        Command::Eval {
+            what:
+                EvalCommand::Typing {
+                    table,
+                    labels,
+                    from_fewrel,
+                    min_mentions,
+                    k,
+                    model,
+                    json,
+                },
+        } => {
+            let table = Table::load(&table)?;
+            let labels = match (labels, from_fewrel.is_empty()) {
+                (Some(p), _) => crate::eval::labels_from_tsv(&p)?,
+                (None, false) => crate::eval::labels_from_fewrel(&from_fewrel, min_mentions)?,
+                (None, true) => bail!("give --labels FILE or --from-fewrel FILE…"),
+            };
+            let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
+            table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
+            let names = crate::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
+            let r = crate::eval::eval_typing(&table, &labels, Some(&names), k)?;
+            writeln!(
+                out,
+                "entity typing, {k}-NN leave-one-out on cosine: {} labelled entities of the table ({} found in the corpus), {} labels{}",
+                r.entities,
+                r.found,
+                r.labels,
+                if r.unknown_ids > 0 {
+                    format!("; {} labelled ids are not in the table (ignored)", r.unknown_ids)
+                } else {
+                    String::new()
+                }
+            )?;
+            writeln!(out, "{:<10} {:>16} {:>16}", "method", "all entities", "found only")?;
+            for (a, f) in r.all.iter().zip(&r.found_only) {
+                writeln!(
+                    out,
+                    "{:<10} {:>8.3} ({:>5}) {:>8.3} ({:>5})",
+                    a.method, a.accuracy, a.total, f.accuracy, f.total
+                )?;
+            }
+            if let Some(p) = json {
+                crate::table::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
             }
         }
         Command::EntitiesFromFewrel {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod contexts;
 pub mod corpus;
 pub mod entities;
+pub mod eval;
 pub mod model;
 pub mod progress;
 pub mod project;

@@ -4,7 +4,8 @@
 //! `counts` I64 [N] and `contexts` U8 [bytes] (JSON Lines, one supporting context per line);
 //! string metadata `format`, `entity_ids`, `entity_names` (JSON arrays in row order), `norm`,
 //! `k`, `seed`, `max_len`, `model`, `model_sha256`, `hidden_size`, `corpus`, `corpus_sha256`,
-//! `shard`, `case_sensitive`, `found` (JSON array: mentions seen per entity before sampling).
+//! `shard`, `case_sensitive`, `found` (JSON array: mentions seen per entity before sampling),
+//! `mentions` (`links`, `names` or `both`: which spans were mentions).
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -31,6 +32,8 @@ pub struct TableMeta {
     /// `i/n` for a shard, `all` for a whole build or a complete merge.
     pub shard: String,
     pub case_sensitive: bool,
+    /// `links`, `names` or `both` (tables from before linked mentions say `names`).
+    pub mentions: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +146,7 @@ impl Table {
         meta.insert("corpus_sha256", self.meta.corpus_sha256.clone());
         meta.insert("shard", self.meta.shard.clone());
         meta.insert("case_sensitive", self.meta.case_sensitive.to_string());
+        meta.insert("mentions", self.meta.mentions.clone());
         let emb = self.embeddings(self.norm);
         let tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
             ("contexts", "U8", vec![ctx_bytes.len()], ctx_bytes),
@@ -276,6 +280,13 @@ impl Table {
                     .get("case_sensitive")
                     .map(|s| s == "true")
                     .unwrap_or(false),
+                mentions: match meta.get("mentions").map(String::as_str) {
+                    None => "names".into(),
+                    Some(m @ ("links" | "names" | "both")) => m.into(),
+                    Some(other) => bail!(
+                        "metadata `mentions` is `{other}`, expected `links`, `names` or `both`"
+                    ),
+                },
             },
             entity_ids,
             entity_names,
@@ -334,6 +345,7 @@ impl Table {
                     "case sensitivity",
                     t.meta.case_sensitive == first.meta.case_sensitive,
                 ),
+                ("mention mode", t.meta.mentions == first.meta.mentions),
             ] {
                 if !same {
                     bail!(what(field));

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::analysis::{self, ContextInsight};
-use crate::build::{build_table, checkpoint_path, BuildInput, BuildOutcome, BuildReport};
+use crate::build::{
+    build_table, checkpoint_path, entity_list_for, BuildInput, BuildOutcome, BuildReport,
+};
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
-use crate::entities::load_entities;
 use crate::model::{describe_device, softmax, top_k, DeviceChoice, Model};
 use crate::progress::Progress;
 use crate::project::Project;
@@ -299,12 +300,7 @@ impl State {
                 let cancel = self.cancel.clone();
                 let model = self.model(&project.model_dir(), project.device, send)?;
                 let corpus = Corpus::open(&project.corpus)?;
-                let entities = load_entities(
-                    project
-                        .entities
-                        .as_deref()
-                        .context("the project has no entity list")?,
-                )?;
+                let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
                 let outcome = build_table(
                     BuildInput {
