@@ -296,8 +296,21 @@ fn bad_links_are_skipped_with_file_and_line_and_the_build_goes_on() {
     // names the page `France`, an id not on this list.
     assert_eq!(t.counts, vec![3, 0]);
     assert_eq!((r.unknown_links, r.unknown_examples.clone()), (1, vec!["France".to_string()]));
-    // The unlinked "Paris" of the wiki line kept its text.
-    assert!(t.contexts.iter().any(|c| c.text == "In Paris, France."));
+    // The anchor without href kept its text, unlinked; the France anchor is a link.
+    let mut wiki_sentences = Vec::new();
+    Corpus::open(&[d.path().join("wiki_00")])
+        .unwrap()
+        .for_each_sentence(|s| {
+            wiki_sentences.push((s.text.clone(), s.links.clone()));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+    assert_eq!(wiki_sentences.len(), 1);
+    assert_eq!(wiki_sentences[0].0, "In Paris, France.");
+    assert_eq!(
+        wiki_sentences[0].1,
+        vec![pelt::corpus::Link { start: 10, end: 16, id: "France".into() }]
+    );
 }
 
 #[test]
