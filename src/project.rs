@@ -146,7 +146,7 @@ mod tests {
     fn bundled_demo_loads_with_resolved_paths() {
         let p = Project::load(&bundled_demo()).unwrap();
         assert!(
-            p.corpus[0].ends_with("assets/sample/pubmed.txt") && p.corpus[0].is_file(),
+            p.corpus[0].ends_with("assets/sample/pubmed-linked.jsonl") && p.corpus[0].is_file(),
             "{:?}",
             p.corpus
         );
