@@ -452,3 +452,35 @@ fn cli_builds_from_links_without_an_entity_list() {
     assert!(!ok);
     assert!(text.contains("expected auto, links, names or both"), "{text}");
 }
+
+#[test]
+fn eval_typing_reports_table_name_and_majority_and_refuses_unknown_ids() {
+    let model = tiny();
+    let corpus = Corpus::open(&[linked_dir()]).unwrap();
+    let ents = EntityList::from_links(&corpus, 1).unwrap();
+    let (t, _) = try_build(&model, &[linked_dir()], &ents, &BuildOptions::default()).unwrap();
+    let labels = pelt::eval::labels_from_fewrel(&[linked_dir().join("fewrel.json")], 1).unwrap();
+    // P17: Paris (Q90, head once and tail once: the first wins), France, Eiffel Tower; P131: Zurich, Switzerland.
+    assert_eq!(labels.get("Q90").map(String::as_str), Some("P17/head"));
+    assert_eq!(labels.get("Q39").map(String::as_str), Some("P131/tail"));
+    let emb = model.encoder.word_embeddings().unwrap();
+    let names = pelt::eval::name_vectors(&t, &model.tokenizer, &emb).unwrap();
+    let r = pelt::eval::eval_typing(&t, &labels, Some(&names), 1).unwrap();
+    assert_eq!((r.entities, r.found, r.labels, r.unknown_ids), (5, 5, 4, 0));
+    let methods: Vec<&str> = r.all.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(methods, vec!["table", "name", "majority"]);
+    for m in r.all.iter().chain(&r.found_only) {
+        assert_eq!(m.total, 5);
+        assert_eq!(m.per_label.values().map(|v| v.1).sum::<usize>(), 5);
+        assert!((m.accuracy - m.correct as f64 / 5.0).abs() < 1e-12);
+    }
+    let mut unknown = pelt::eval::Labels::new();
+    unknown.insert("Q999".into(), "x".into());
+    let e = format!("{:#}", pelt::eval::eval_typing(&t, &unknown, None, 5).unwrap_err());
+    assert!(e.contains("none of the 1 labelled ids is an entity of the table"), "{e}");
+    let e = format!(
+        "{:#}",
+        pelt::eval::labels_from_fewrel(&[linked_dir().join("fewrel.json")], 50).unwrap_err()
+    );
+    assert!(e.contains("no entity has at least 50 linked mentions"), "{e}");
+}
