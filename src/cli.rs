@@ -219,6 +219,32 @@ pub enum EvalCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Cloze probes: mask a one-piece mention, plug the other entity with `X ( X )`, and measure
+    /// P@1, P@10 and MRR of the gold piece without the table and with it at each norm.
+    Cloze {
+        #[arg(long)]
+        table: PathBuf,
+        /// Probes from FewRel-style files (the tail masked where it is one word piece, else
+        /// the head; the other entity plugged).
+        #[arg(long, num_args = 1.., conflicts_with = "probes")]
+        from_fewrel: Vec<PathBuf>,
+        /// Probes as `sentence with [MASK]<TAB>gold<TAB>entity id` lines.
+        #[arg(long)]
+        probes: Option<PathBuf>,
+        /// Norms to try, comma-separated (default 1,2,…,10 and the table's own).
+        #[arg(long, value_delimiter = ',')]
+        norms: Vec<f32>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// The table's model (default: the bundled model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
@@ -676,6 +702,75 @@ pub fn run(cli: Cli) -> Result<()> {
                     "{:<10} {:>8.3} ({:>5}) {:>8.3} ({:>5})",
                     a.method, a.accuracy, a.total, f.accuracy, f.total
                 )?;
+            }
+            if let Some(p) = json {
+                crate::table::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+            }
+        }
+        Command::Eval {
+            what:
+                EvalCommand::Cloze {
+                    table,
+                    from_fewrel,
+                    probes,
+                    norms,
+                    batch,
+                    model,
+                    device,
+                    json,
+                },
+        } => {
+            let table = Table::load(&table)?;
+            let m = load_model(model, device, Precision::F32)?;
+            table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
+            let (probes, rep) = match (probes, from_fewrel.is_empty()) {
+                (Some(p), _) => crate::eval::probes_from_tsv(&p, &table, &m.tokenizer)?,
+                (None, false) => crate::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?,
+                (None, true) => bail!("give --probes FILE or --from-fewrel FILE…"),
+            };
+            let mut norms = norms;
+            if norms.is_empty() {
+                norms = (1..=10).map(|n| n as f32).collect();
+                if !norms.contains(&table.norm) {
+                    norms.push(table.norm);
+                }
+                norms.sort_by(f32::total_cmp);
+            }
+            for w in &rep.warnings {
+                eprintln!("note: skipped {w}");
+            }
+            let cancel = AtomicBool::new(false);
+            let r = crate::eval::eval_cloze(&m, &table, probes, rep, &norms, batch, &cancel)?;
+            writeln!(
+                out,
+                "cloze: {} probes ({} without a one-piece gold word, {} whose entity has no vector, {} without a mention)",
+                r.probes.made, r.probes.no_one_piece_gold, r.probes.entity_not_in_table, r.probes.mention_not_found
+            )?;
+            writeln!(out, "{:<16} {:>6} {:>6} {:>6}", "", "P@1", "P@10", "MRR")?;
+            let row = |label: String, s: &crate::eval::ClozeScore| {
+                format!("{label:<16} {:>6.3} {:>6.3} {:>6.3}", s.p_at_1, s.p_at_10, s.mrr)
+            };
+            writeln!(out, "{}", row("without table".into(), &r.without))?;
+            let best = r
+                .with
+                .iter()
+                .max_by(|a, b| a.1.p_at_1.total_cmp(&b.1.p_at_1).then(b.0.total_cmp(&a.0)))
+                .map(|x| x.0);
+            for (n, s) in &r.with {
+                let mark = match (Some(*n) == best, *n == table.norm) {
+                    (true, true) => "  <- best, table's norm",
+                    (true, false) => "  <- best",
+                    (false, true) => "  <- table's norm",
+                    _ => "",
+                };
+                writeln!(out, "{}{mark}", row(format!("with, norm {n}"), s))?;
+            }
+            if r.per_relation.len() > 1 {
+                let ti = r.with.iter().position(|(n, _)| *n == best.unwrap_or(table.norm)).unwrap_or(0);
+                writeln!(out, "per relation, P@1 without / with at norm {}:", r.with[ti].0)?;
+                for (rel, (w, ws)) in &r.per_relation {
+                    writeln!(out, "  {rel:<14} {:>5} probes  {:.3} / {:.3}", w.probes, w.p_at_1, ws[ti].p_at_1)?;
+                }
             }
             if let Some(p) = json {
                 crate::table::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;

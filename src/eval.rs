@@ -1,10 +1,15 @@
-//! Evaluating a table: entity typing by k-nearest neighbours.
+//! Evaluating a table: entity typing by k-nearest neighbours, and cloze probes.
 //!
-//! Each labelled entity of the table is classified by the labels of its `k` nearest other
+//! **Typing.** Each labelled entity of the table is classified by the labels of its `k` nearest other
 //! labelled entities (cosine; leave-one-out), once with the table's vectors and once with the
 //! mean input word-piece embedding of its name (what the model knows without the table), next
 //! to a majority-label baseline. The vote is a plurality; a tie goes to the tied label whose
 //! nearest member is closest.
+//!
+//! **Cloze.** A probe is a sentence with one mention masked (a single word piece, the gold
+//! token) and another entity's mention that is plugged with the `X ( X )` rewrite. The gold
+//! token's rank at the mask gives P@1, P@10 and the reciprocal rank, without the table (the
+//! plain masked sentence) and with it at each norm.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -332,6 +337,313 @@ pub fn name_vectors(
         .collect()
 }
 
+/// One cloze probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// The sentence with the mask token in place of the gold word.
+    pub text: String,
+    /// Byte span in `text` of the mention to plug.
+    pub mention: (usize, usize),
+    /// Table row of the plugged entity.
+    pub entity: usize,
+    pub gold: u32,
+    /// Relation (FewRel) or `probes` (TSV), for the per-relation scores.
+    pub relation: String,
+}
+
+/// Probes that could not be made, and why (a count per reason, a few locations).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ProbeReport {
+    pub made: usize,
+    pub no_one_piece_gold: usize,
+    pub entity_not_in_table: usize,
+    pub mention_not_found: usize,
+    pub warnings: Vec<String>,
+}
+
+impl ProbeReport {
+    fn warn(&mut self, w: String) {
+        if self.warnings.len() < 20 {
+            self.warnings.push(w);
+        }
+    }
+}
+
+/// The id of the single non-special token covering `text[a..b]`, if it is exactly one.
+fn one_piece(tok: &crate::model::TextTokenizer, text: &str, a: usize, b: usize) -> Result<Option<u32>> {
+    let enc = tok.encode(text)?;
+    let hit: Vec<u32> = enc
+        .ids
+        .iter()
+        .zip(&enc.offsets)
+        .zip(&enc.special)
+        .filter(|((_, &(x, y)), &sp)| !sp && x < b && y > a)
+        .map(|((&id, _), _)| id)
+        .collect();
+    Ok((hit.len() == 1).then(|| hit[0]))
+}
+
+/// `text` with `text[a..b]` replaced by `mask`, and where byte offset `p` lands.
+fn masked(text: &str, a: usize, b: usize, mask: &str) -> (String, impl Fn(usize) -> usize) {
+    let t = format!("{}{mask}{}", &text[..a], &text[b..]);
+    let shift = mask.len() as isize - (b - a) as isize;
+    (t, move |p: usize| if p >= b { (p as isize + shift) as usize } else { p })
+}
+
+/// Probes from FewRel-style files (relation → examples): in each example the tail is masked
+/// when it is one word piece (else the head, when it is), and the other entity is plugged.
+/// Only examples whose plugged entity has a vector in the table are kept.
+pub fn probes_from_fewrel(
+    paths: &[impl AsRef<Path>],
+    table: &Table,
+    tok: &crate::model::TextTokenizer,
+) -> Result<(Vec<Probe>, ProbeReport)> {
+    let mut probes = Vec::new();
+    let mut rep = ProbeReport::default();
+    for p in paths {
+        let p = p.as_ref();
+        crate::corpus::for_each_fewrel_example(p, crate::corpus::DEFAULT_MAX_LINE_BYTES, |i, ex| {
+            let text = ex.tokens.join(" ");
+            let mut starts = Vec::with_capacity(ex.tokens.len());
+            let mut pos = 0usize;
+            for t in &ex.tokens {
+                starts.push(pos);
+                pos += t.len() + 1;
+            }
+            let span = |e: &crate::corpus::FewRelEntity| -> Option<(usize, usize)> {
+                let g = e.positions.first()?;
+                let (lo, hi) = (*g.iter().min()?, *g.iter().max()?);
+                (hi < ex.tokens.len()).then(|| (starts[lo], starts[hi] + ex.tokens[hi].len()))
+            };
+            let (Some(h), Some(t)) = (&ex.head, &ex.tail) else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let (Some(hs), Some(ts)) = (span(h), span(t)) else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let mut made = false;
+            for (ts_, other, os) in [(ts, h, hs), (hs, t, ts)] {
+                let Some(gold) = one_piece(tok, &text, ts_.0, ts_.1)? else {
+                    continue;
+                };
+                let Some(row) = table.index_of_id(&other.id).filter(|&r| table.counts[r] > 0) else {
+                    rep.entity_not_in_table += 1;
+                    made = true; // counted; no other direction tried
+                    break;
+                };
+                let (mtext, at) = masked(&text, ts_.0, ts_.1, tok.mask_token());
+                probes.push(Probe {
+                    text: mtext,
+                    mention: (at(os.0), at(os.1)),
+                    entity: row,
+                    gold,
+                    relation: ex.relation.clone().unwrap_or_else(|| "all".into()),
+                });
+                rep.made += 1;
+                made = true;
+                break;
+            }
+            if !made {
+                rep.no_one_piece_gold += 1;
+                rep.warn(format!("{}:{}: neither mention is one word piece", p.display(), i + 1));
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
+    Ok((probes, rep))
+}
+
+/// Probes from `sentence with [MASK]<TAB>gold<TAB>entity id` lines: the entity's first name or
+/// alias match in the sentence is plugged; the mask token is the model's (`[MASK]` or
+/// `<mask>` is accepted either way).
+pub fn probes_from_tsv(
+    path: &Path,
+    table: &Table,
+    tok: &crate::model::TextTokenizer,
+) -> Result<(Vec<Probe>, ProbeReport)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read probes {}", path.display()))?;
+    let mut probes = Vec::new();
+    let mut rep = ProbeReport::default();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() != 3 {
+            bail!("{at}: expected sentence<TAB>gold<TAB>entity id, got {} columns", cols.len());
+        }
+        let sentence = cols[0].replace("[MASK]", tok.mask_token()).replace("<mask>", tok.mask_token());
+        let Some(m) = sentence.find(tok.mask_token()) else {
+            bail!("{at}: the sentence has no {} token", tok.mask_token());
+        };
+        let Some(row) = table.index_of_id(cols[2].trim()).filter(|&r| table.counts[r] > 0) else {
+            rep.entity_not_in_table += 1;
+            rep.warn(format!("{at}: entity `{}` has no vector in the table", cols[2].trim()));
+            continue;
+        };
+        // The gold word, in place of the mask, must be one word piece.
+        let filled = format!("{}{}{}", &sentence[..m], cols[1].trim(), &sentence[m + tok.mask_token().len()..]);
+        let Some(gold) = one_piece(tok, &filled, m, m + cols[1].trim().len())? else {
+            rep.no_one_piece_gold += 1;
+            rep.warn(format!("{at}: gold `{}` is not one word piece", cols[1].trim()));
+            continue;
+        };
+        let mut one = crate::entities::EntityList {
+            entities: vec![table.entity_list().entities[row].clone()],
+        };
+        one.entities[0].id = "x".into();
+        let finder = crate::contexts::MentionFinder::new(&one, table.meta.case_sensitive)?;
+        let Some(mention) = finder.find(&sentence).into_iter().find(|x| x.end <= m || x.start >= m + tok.mask_token().len()) else {
+            rep.mention_not_found += 1;
+            rep.warn(format!("{at}: no mention of `{}` in the sentence", table.entity_names[row]));
+            continue;
+        };
+        probes.push(Probe {
+            text: sentence,
+            mention: (mention.start, mention.end),
+            entity: row,
+            gold,
+            relation: "probes".into(),
+        });
+        rep.made += 1;
+    }
+    Ok((probes, rep))
+}
+
+/// P@1, P@10 and mean reciprocal rank over a set of probes.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ClozeScore {
+    pub probes: usize,
+    pub p_at_1: f64,
+    pub p_at_10: f64,
+    pub mrr: f64,
+}
+
+impl ClozeScore {
+    fn of(ranks: &[usize]) -> Self {
+        let n = ranks.len().max(1) as f64;
+        ClozeScore {
+            probes: ranks.len(),
+            p_at_1: ranks.iter().filter(|&&r| r == 1).count() as f64 / n,
+            p_at_10: ranks.iter().filter(|&&r| r <= 10).count() as f64 / n,
+            mrr: ranks.iter().map(|&r| 1.0 / r as f64).sum::<f64>() / n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClozeReport {
+    pub probes: ProbeReport,
+    pub without: ClozeScore,
+    /// (norm, score with the table at that norm).
+    pub with: Vec<(f32, ClozeScore)>,
+    /// relation → (without, with at each norm).
+    pub per_relation: BTreeMap<String, (ClozeScore, Vec<ClozeScore>)>,
+}
+
+/// 1-based rank of `gold` in `logits`.
+fn rank(logits: &[f32], gold: u32) -> usize {
+    let g = logits[gold as usize];
+    1 + logits.iter().filter(|&&x| x > g).count()
+}
+
+/// Runs the probes without the table and with it at each norm (batches of `batch`).
+pub fn eval_cloze(
+    model: &crate::model::Model,
+    table: &Table,
+    probes: Vec<Probe>,
+    report: ProbeReport,
+    norms: &[f32],
+    batch: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<ClozeReport> {
+    if probes.is_empty() {
+        bail!(
+            "no usable probes ({} without a one-piece gold word, {} whose entity has no vector in the table, {} without a mention of the entity)",
+            report.no_one_piece_gold,
+            report.entity_not_in_table,
+            report.mention_not_found
+        );
+    }
+    if let Some(n) = norms.iter().find(|n| !(n.is_finite() && **n > 0.0)) {
+        bail!("norm {n} is not a positive number");
+    }
+    let tok = &model.tokenizer;
+    // Without: the masked sentence as is. With: the rewritten one.
+    let mut plain = Vec::with_capacity(probes.len());
+    let mut rewritten = Vec::with_capacity(probes.len());
+    for p in &probes {
+        let enc = tok.encode(&p.text)?;
+        let mask = tok.mask_positions(&enc);
+        let m = crate::contexts::Mention { entity: p.entity, start: p.mention.0, end: p.mention.1, linked: false };
+        let rw = crate::rewrite::rewrite(tok, &p.text, &[m], &table.entity_names)?;
+        if mask.len() != 1 || rw.masks.len() != 1 || rw.plugged.len() != 1 {
+            bail!("probe `{}`: expected one mask and one plugged mention", p.text);
+        }
+        plain.push((enc.ids, mask[0]));
+        rewritten.push(rw);
+    }
+    let run = |inputs: &[(Vec<u32>, usize, Vec<(usize, usize)>)], norm: Option<f32>| -> Result<Vec<usize>> {
+        let mut ranks = Vec::with_capacity(inputs.len());
+        for (c, chunk) in inputs.chunks(batch.max(1)).enumerate() {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                bail!("cancelled");
+            }
+            let seqs: Vec<Vec<u32>> = chunk.iter().map(|x| x.0.clone()).collect();
+            let pos: Vec<(usize, usize)> = chunk.iter().enumerate().map(|(r, x)| (r, x.1)).collect();
+            let inj: Vec<crate::model::Injection> = match norm {
+                None => vec![],
+                Some(n) => chunk
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(r, x)| {
+                        x.2.iter().map(move |&(position, e)| crate::model::Injection {
+                            row: r,
+                            position,
+                            vector: table.embedding_at(e, n),
+                        })
+                    })
+                    .collect(),
+            };
+            let out = model.encoder.forward(&seqs, &inj, &pos, true)?;
+            for (r, _) in chunk.iter().enumerate() {
+                let gold = probes[c * batch.max(1) + r].gold;
+                ranks.push(rank(out.logits_row(r).context("logits")?, gold));
+            }
+        }
+        Ok(ranks)
+    };
+    let plain_in: Vec<_> = plain.into_iter().map(|(ids, m)| (ids, m, vec![])).collect();
+    let rw_in: Vec<_> = rewritten.into_iter().map(|r| (r.ids, r.masks[0], r.plugged)).collect();
+    let without = run(&plain_in, None)?;
+    let mut with = Vec::new();
+    for &n in norms {
+        with.push((n, run(&rw_in, Some(n))?));
+    }
+    let mut rels: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in probes.iter().enumerate() {
+        rels.entry(p.relation.clone()).or_default().push(i);
+    }
+    let pick = |ranks: &[usize], idx: &[usize]| ClozeScore::of(&idx.iter().map(|&i| ranks[i]).collect::<Vec<_>>());
+    let per_relation = rels
+        .into_iter()
+        .map(|(r, idx)| {
+            let w = pick(&without, &idx);
+            let ws = with.iter().map(|(_, ranks)| pick(ranks, &idx)).collect();
+            (r, (w, ws))
+        })
+        .collect();
+    Ok(ClozeReport {
+        probes: report,
+        without: ClozeScore::of(&without),
+        with: with.iter().map(|(n, r)| (*n, ClozeScore::of(r))).collect(),
+        per_relation,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +664,17 @@ mod tests {
         assert_eq!(p[0], Some(1));
         assert_eq!(majority_loo(&[0, 0, 1], 2), vec![Some(0), Some(0), Some(0)]);
         assert_eq!(majority_loo(&[0, 1], 2), vec![Some(1), Some(0)]);
+    }
+
+    #[test]
+    fn cloze_ranks_and_scores() {
+        assert_eq!(rank(&[0.1, 0.5, 0.3], 1), 1);
+        assert_eq!(rank(&[0.1, 0.5, 0.3], 0), 3);
+        let s = ClozeScore::of(&[1, 2, 11, 1]);
+        assert_eq!((s.probes, s.p_at_1, s.p_at_10), (4, 0.5, 0.75));
+        assert!((s.mrr - (1.0 + 0.5 + 1.0 / 11.0 + 1.0) / 4.0).abs() < 1e-12);
+        let (t, at) = masked("New York is big", 0, 8, "[MASK]");
+        assert_eq!(t, "[MASK] is big");
+        assert_eq!((at(9), at(11)), (7, 9));
     }
 }

@@ -79,6 +79,11 @@ impl Table {
             .collect()
     }
 
+    /// The row of the entity with exactly this id.
+    pub fn index_of_id(&self, id: &str) -> Option<usize> {
+        self.entity_ids.iter().position(|x| x == id)
+    }
+
     pub fn index_of(&self, id_or_name: &str) -> Option<usize> {
         self.entity_ids
             .iter()

@@ -484,3 +484,24 @@ fn eval_typing_reports_table_name_and_majority_and_refuses_unknown_ids() {
     );
     assert!(e.contains("no entity has at least 50 linked mentions"), "{e}");
 }
+
+#[test]
+fn cloze_probes_plug_the_entity_and_the_norm_matters() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let corpus = Corpus::open(&[linked_dir()]).unwrap();
+    let ents = EntityList::from_links(&corpus, 1).unwrap();
+    let (t, _) = try_build(&model, &[linked_dir()], &ents, &BuildOptions::default()).unwrap();
+    let (probes, rep) =
+        pelt::eval::probes_from_fewrel(&[linked_dir().join("fewrel.json")], &t, &model.tokenizer).unwrap();
+    assert_eq!(rep.made, probes.len());
+    assert!(!probes.is_empty());
+    for p in &probes {
+        assert_eq!(p.text.matches("[MASK]").count(), 1, "{}", p.text);
+        assert_eq!(&p.text[p.mention.0..p.mention.1], t.entity_names[p.entity], "{p:?}");
+    }
+    let cancel = AtomicBool::new(false);
+    let r = pelt::eval::eval_cloze(&model, &t, probes, rep, &[0.5, 7.0, 50.0], 2, &cancel).unwrap();
+    eprintln!("{r:?}");
+    let mrr: Vec<f64> = r.with.iter().map(|(_, s)| s.mrr).collect();
+    assert!(mrr[0] != mrr[2] || r.without.mrr != mrr[2], "{mrr:?}");
+}
