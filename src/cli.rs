@@ -33,7 +33,8 @@ pub enum Command {
     /// Fill-mask: the top-k tokens with probabilities at each mask of TEXT.
     Fill {
         text: String,
-        /// Model directory (default: the bundled model).
+        /// Model folder or cached Hugging Face id, e.g. bert-base-uncased or ORG/NAME@REV
+        /// (default: the bundled model).
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
@@ -251,8 +252,10 @@ fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
     MentionMode::parse(s).ok_or_else(|| format!("`{s}`: expected auto, links, names or both"))
 }
 
-fn load_model(dir: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
-    let dir = dir.unwrap_or_else(bundled_model_dir);
+/// `--model`: a folder, or a Hugging Face id (`ORG/NAME[@REV]`) found in the local cache;
+/// none is the bundled model.
+fn load_model(spec: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
+    let dir = crate::model::resolve_model(spec.as_deref().map(|p| p.to_str().unwrap_or("")))?;
     Model::load_with_dtype(&dir, &device.open()?, dtype.dtype())
 }
 

@@ -298,7 +298,7 @@ impl State {
             }
             Job::Build { project, resume } => {
                 let cancel = self.cancel.clone();
-                let model = self.model(&project.model_dir(), project.device, send)?;
+                let model = self.model(&project.resolve_model()?, project.device, send)?;
                 let corpus = Corpus::open(&project.corpus)?;
                 let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
