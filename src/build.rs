@@ -73,10 +73,7 @@ impl BuildOptions {
             );
         }
         if !(self.norm.is_finite() && self.norm > 0.0) {
-            bail!(
-                "norm must be a positive finite number, found {}",
-                self.norm
-            );
+            bail!("norm must be a positive finite number, found {}", self.norm);
         }
         if self.max_len < 3 {
             bail!("max_len must be at least 3 tokens");
@@ -643,9 +640,12 @@ fn load_checkpoint(
     if sums.shape() != [n, h, 2] || counts.shape() != [n] {
         return Err(bad("shapes do not match this build"));
     }
-    let sorted: BTreeMap<&str, String> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let sorted: BTreeMap<&str, String> =
+        meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     if field("sha256")? != checkpoint_digest(&sorted, counts.data(), sums.data()) {
-        return Err(bad("its content does not match its checksum: edited or damaged"));
+        return Err(bad(
+            "its content does not match its checksum: edited or damaged",
+        ));
     }
     let counts: Vec<i64> = counts
         .data()
@@ -681,7 +681,10 @@ fn load_checkpoint(
         return Err(bad(&format!("batch {batch} is beyond a window's batches")));
     }
     let counted = counts.iter().map(|&c| c as u64).sum::<u64>() + skipped.len() as u64;
-    if done != counted || done > total || done < window.saturating_mul(ws).min(total) || done > window_end
+    if done != counted
+        || done > total
+        || done < window.saturating_mul(ws).min(total)
+        || done > window_end
     {
         return Err(bad(&format!(
             "`done` = {done} does not match its counts and skipped contexts ({counted}) or its position (window {window} of {n_windows}, {total} contexts)"
@@ -742,7 +745,12 @@ mod tests {
         let digest = checkpoint_digest(&m, counts.data(), sums.data());
         m.insert("sha256", digest);
         let tensors = vec![
-            ("counts", "I64", counts.shape().to_vec(), counts.data().to_vec()),
+            (
+                "counts",
+                "I64",
+                counts.shape().to_vec(),
+                counts.data().to_vec(),
+            ),
             ("sums", "I64", sums.shape().to_vec(), sums.data().to_vec()),
         ];
         write_safetensors(&m, &tensors).unwrap()
@@ -755,7 +763,10 @@ mod tests {
         let s = state(3, 4);
         save_checkpoint(&p, &s).unwrap();
         let back = load_checkpoint(&p, 3, 4, 10, &opts()).unwrap();
-        assert_eq!((back.sums, back.counts, back.done), (s.sums, s.counts, s.done));
+        assert_eq!(
+            (back.sums, back.counts, back.done),
+            (s.sums, s.counts, s.done)
+        );
         let good = std::fs::read(&p).unwrap();
         for (field, value, expect) in [
             ("done", "5", "`done` = 5"),
@@ -767,24 +778,36 @@ mod tests {
             ("skipped", "{}", "`skipped`"),
             ("format", "pelt-checkpoint/1", "format"),
         ] {
-            std::fs::write(&p, resign(&good, |m| {
-                m.insert(field.into(), value.into());
-            }))
+            std::fs::write(
+                &p,
+                resign(&good, |m| {
+                    m.insert(field.into(), value.into());
+                }),
+            )
             .unwrap();
-            let e = format!("{:#}", load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap());
+            let e = format!(
+                "{:#}",
+                load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+            );
             assert!(e.contains(expect), "{field} = {value}: {e}");
         }
         // Counts above k, and a plain edit without re-signing.
         let mut over = state(3, 4);
         over.counts = vec![3, 0, 0];
         save_checkpoint(&p, &over).unwrap();
-        let e = format!("{:#}", load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap());
+        let e = format!(
+            "{:#}",
+            load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+        );
         assert!(e.contains("outside 0..=2"), "{e}");
         let mut edited = good.clone();
         let at = edited.windows(8).position(|w| w == b"\"done\":\"").unwrap();
         edited[at + 8] = b'3';
         std::fs::write(&p, &edited).unwrap();
-        let e = format!("{:#}", load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap());
+        let e = format!(
+            "{:#}",
+            load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+        );
         assert!(e.contains("checksum"), "{e}");
     }
 
@@ -802,10 +825,27 @@ mod tests {
             rng
         };
         let nasty = [
-            "", "-1", "NaN", "18446744073709551615", "18446744073709551616", "[]", "[0,1,2,3]",
-            "[18446744073709551615]", "null", "1e3", "2", "0",
+            "",
+            "-1",
+            "NaN",
+            "18446744073709551615",
+            "18446744073709551616",
+            "[]",
+            "[0,1,2,3]",
+            "[18446744073709551615]",
+            "null",
+            "1e3",
+            "2",
+            "0",
         ];
-        let fields = ["window", "batch", "done", "skipped", "fingerprint", "format"];
+        let fields = [
+            "window",
+            "batch",
+            "done",
+            "skipped",
+            "fingerprint",
+            "format",
+        ];
         for case in 0..400 {
             let bytes = if case % 2 == 0 {
                 let f = fields[next() as usize % fields.len()];

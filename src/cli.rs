@@ -11,10 +11,10 @@ use crate::build::{
 };
 use crate::corpus::Corpus;
 use crate::entities::{load_entities, EntityList};
-use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
-use crate::progress::Progress;
 use crate::escape;
+use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
 use crate::outpath::{Input, Inputs};
+use crate::progress::Progress;
 use crate::table::Table;
 
 #[derive(Parser, Debug)]
@@ -410,8 +410,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|p| Table::load(p))
                 .collect::<Result<_>>()?;
-            Inputs(tables.iter().map(|p| Input::new("table to merge", p)).collect())
-                .check_output("--out", &out_path)?;
+            Inputs(
+                tables
+                    .iter()
+                    .map(|p| Input::new("table to merge", p))
+                    .collect(),
+            )
+            .check_output("--out", &out_path)?;
             let merged = Table::merge_with(&loaded, partial)?;
             merged.save(&out_path)?;
             writeln!(
@@ -446,15 +451,13 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
         } => {
             let t = Table::load(&table)?;
-            let i = t
-                .index_of(&entity)
-                .with_context(|| {
-                    format!(
-                        "no entity `{}` in {}",
-                        escape::text(&entity),
-                        escape::path(&table)
-                    )
-                })?;
+            let i = t.index_of(&entity).with_context(|| {
+                format!(
+                    "no entity `{}` in {}",
+                    escape::text(&entity),
+                    escape::path(&table)
+                )
+            })?;
             if t.counts[i] == 0 {
                 bail!(
                     "entity `{}` was not found in the corpus; it has no vector",

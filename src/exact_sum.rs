@@ -90,7 +90,11 @@ mod tests {
         xs.iter().rev().for_each(|&x| rev.add(x).unwrap());
         let (mut even, mut odd) = (ExactSum::default(), ExactSum::default());
         for (i, &x) in xs.iter().enumerate() {
-            if i % 2 == 0 { even.add(x).unwrap() } else { odd.add(x).unwrap() }
+            if i % 2 == 0 {
+                even.add(x).unwrap()
+            } else {
+                odd.add(x).unwrap()
+            }
         }
         even.add_sum(odd).unwrap();
         assert_eq!(fwd, rev);
@@ -108,7 +112,10 @@ mod tests {
         s.add(1e9).unwrap();
         assert!(s.add(1e9).is_err(), "the sum overflows the range");
         assert_eq!(ExactSum::from_le_bytes(&[0; 15]), None);
-        assert_eq!(ExactSum::from_le_bytes(&[0xff; 16]).unwrap(), vec![ExactSum(-1)]);
+        assert_eq!(
+            ExactSum::from_le_bytes(&[0xff; 16]).unwrap(),
+            vec![ExactSum(-1)]
+        );
         let mut huge = [0u8; 16];
         huge[15] = 0x7f;
         assert_eq!(ExactSum::from_le_bytes(&huge), None);

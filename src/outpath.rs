@@ -198,7 +198,10 @@ mod tests {
             std::os::unix::fs::symlink(&input, &soft).unwrap();
             assert!(inputs.check_output("--out", &soft).is_err());
         }
-        let e = inputs.check_output("--out", dir.path()).unwrap_err().to_string();
+        let e = inputs
+            .check_output("--out", dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a directory"), "{e}");
         inputs
             .check_output("--out", &dir.path().join("table.safetensors"))

@@ -197,10 +197,9 @@ impl Table {
             bail!("metadata `format` is `{format}`, expected `{FORMAT}`");
         }
         fn parse<T: std::str::FromStr>(v: &str, k: &str, what: &str) -> Result<T> {
-            v.trim()
-                .parse::<T>()
-                .ok()
-                .with_context(|| format!("metadata field `{k}` = `{}` is not {what}", escape::text(v)))
+            v.trim().parse::<T>().ok().with_context(|| {
+                format!("metadata field `{k}` = `{}` is not {what}", escape::text(v))
+            })
         }
         let uint = |k: &str| -> Result<usize> { parse(get(k)?, k, "a non-negative integer") };
         let entity_ids: Vec<String> = serde_json::from_str(get("entity_ids")?)
@@ -340,7 +339,10 @@ impl Table {
             None => counts.iter().map(|&c| c as u64).collect(),
         };
         if found.len() != n {
-            bail!("metadata `found` has {} values for {n} entities", found.len());
+            bail!(
+                "metadata `found` has {} values for {n} entities",
+                found.len()
+            );
         }
         if let Some(i) = (0..n).find(|&i| found[i] < counts[i] as u64) {
             bail!(
@@ -493,12 +495,18 @@ impl Table {
                 ("k", table.meta.k == first.meta.k),
                 ("seed", table.meta.seed == first.meta.seed),
                 ("max_len", table.meta.max_len == first.meta.max_len),
-                ("corpus", table.meta.corpus_sha256 == first.meta.corpus_sha256),
+                (
+                    "corpus",
+                    table.meta.corpus_sha256 == first.meta.corpus_sha256,
+                ),
                 (
                     "case sensitivity",
                     table.meta.case_sensitive == first.meta.case_sensitive,
                 ),
-                ("window (batch size)", table.meta.window == first.meta.window),
+                (
+                    "window (batch size)",
+                    table.meta.window == first.meta.window,
+                ),
                 ("norm", table.norm == first.norm),
                 ("found mentions", table.found == first.found),
             ] {

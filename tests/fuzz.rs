@@ -30,9 +30,38 @@ impl Rng {
 
 /// Values that tend to break parsers.
 const NASTY: &[&str] = &[
-    "", "0", "-1", "NaN", "inf", "-inf", "1e309", "18446744073709551616", "9223372036854775807",
-    "-9223372036854775808", "4294967296", "\u{0}", "\x1b[2J", "\"", "\\", "\t", "\n", "[", "]",
-    "{", "}", ",", ":", "/", "1/0", "0/0", "3/2", "null", "true", "é", "\u{202E}", "[[[[[[[[",
+    "",
+    "0",
+    "-1",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e309",
+    "18446744073709551616",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "4294967296",
+    "\u{0}",
+    "\x1b[2J",
+    "\"",
+    "\\",
+    "\t",
+    "\n",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "/",
+    "1/0",
+    "0/0",
+    "3/2",
+    "null",
+    "true",
+    "é",
+    "\u{202E}",
+    "[[[[[[[[",
 ];
 
 /// A mutation of `input`: byte flips, cuts, repeated or inserted slices, nasty tokens.
@@ -82,7 +111,11 @@ fn entity_lists_never_panic() {
     let txt = b"Paris\nNew York\n# comment\n\nApple\n".to_vec();
     let mut rng = Rng(1);
     for case in 0..CASES {
-        let (base, is_tsv) = if case % 2 == 0 { (&tsv, true) } else { (&txt, false) };
+        let (base, is_tsv) = if case % 2 == 0 {
+            (&tsv, true)
+        } else {
+            (&txt, false)
+        };
         let text = String::from_utf8_lossy(&mutate(&mut rng, base)).into_owned();
         let _ = EntityList::parse(&text, is_tsv, "fuzz.tsv");
     }
@@ -90,8 +123,8 @@ fn entity_lists_never_panic() {
 
 #[test]
 fn table_files_never_panic() {
-    let model = pelt::model::Model::load(&fixture("models/tiny-bert"), &candle_core::Device::Cpu)
-        .unwrap();
+    let model =
+        pelt::model::Model::load(&fixture("models/tiny-bert"), &candle_core::Device::Cpu).unwrap();
     let corpus = pelt::corpus::Corpus::open(&[fixture("pelt/corpus.txt")]).unwrap();
     let entities = pelt::entities::load_entities(&fixture("pelt/entities.tsv")).unwrap();
     let cancel = std::sync::atomic::AtomicBool::new(false);

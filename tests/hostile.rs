@@ -136,7 +136,12 @@ fn build_refuses_an_out_that_is_an_input_and_leaves_it_intact() {
             "{}: {err}",
             out.display()
         );
-        assert_eq!(std::fs::read(out).unwrap(), before, "{} intact", out.display());
+        assert_eq!(
+            std::fs::read(out).unwrap(),
+            before,
+            "{} intact",
+            out.display()
+        );
     }
     // The checkpoint path (OUT.ckpt) is checked too.
     let ckpt_clash = i.dir.path().join("t");
@@ -162,7 +167,10 @@ fn build_refuses_an_out_that_is_an_input_and_leaves_it_intact() {
 fn merge_renorm_export_and_fewrel_refuse_their_inputs_as_output() {
     let d = tempfile::tempdir().unwrap();
     let t = d.path().join("t.safetensors");
-    build_with(&tiny(), &small_opts()).unwrap().save(&t).unwrap();
+    build_with(&tiny(), &small_opts())
+        .unwrap()
+        .save(&t)
+        .unwrap();
     let before = std::fs::read(&t).unwrap();
     for args in [
         vec!["merge", &s(&t), "--out", &s(&t)],
@@ -171,14 +179,26 @@ fn merge_renorm_export_and_fewrel_refuse_their_inputs_as_output() {
     .iter()
     {
         let (ok, _, err) = pelt(args);
-        assert!(!ok && err.contains("refusing to overwrite an input"), "{args:?}: {err}");
+        assert!(
+            !ok && err.contains("refusing to overwrite an input"),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!(std::fs::read(&t).unwrap(), before);
     // export-projector: --out must be a folder whose vectors.tsv is not the table.
     let vt = d.path().join("vectors.tsv");
     std::fs::copy(&t, &vt).unwrap();
-    let (ok, _, err) = pelt(&["export-projector", "--table", &s(&vt), "--out", &s(d.path())]);
-    assert!(!ok && err.contains("refusing to overwrite an input"), "{err}");
+    let (ok, _, err) = pelt(&[
+        "export-projector",
+        "--table",
+        &s(&vt),
+        "--out",
+        &s(d.path()),
+    ]);
+    assert!(
+        !ok && err.contains("refusing to overwrite an input"),
+        "{err}"
+    );
     let (ok, _, err) = pelt(&["export-projector", "--table", &s(&t), "--out", &s(&t)]);
     assert!(!ok && err.contains("not a folder"), "{err}");
     // entities-from-fewrel
@@ -203,16 +223,28 @@ fn fifo_and_folder_outputs_are_refused_and_left_as_they_are() {
     let fifo = d.path().join("fifo");
     mkfifo(&fifo);
     let e = format!("{:#}", write_atomic(&fifo, b"x").unwrap_err());
-    assert!(e.contains("a FIFO") && e.contains("not a regular file"), "{e}");
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(
+        e.contains("a FIFO") && e.contains("not a regular file"),
+        "{e}"
+    );
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
     // A symbolic link to the FIFO, as --out of a CLI command.
     let link = d.path().join("link");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
     let t = d.path().join("t.safetensors");
-    build_with(&tiny(), &small_opts()).unwrap().save(&t).unwrap();
+    build_with(&tiny(), &small_opts())
+        .unwrap()
+        .save(&t)
+        .unwrap();
     let (ok, _, err) = pelt(&["renorm", &s(&t), "--norm", "3", "--out", &s(&link)]);
     assert!(!ok && err.contains("a FIFO"), "{err}");
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
     let e = format!("{:#}", write_atomic(d.path(), b"x").unwrap_err());
     assert!(e.contains("a directory"), "{e}");
 }
@@ -284,9 +316,15 @@ fn cli_refuses_bad_numbers_before_any_work() {
         assert!(!err.contains("panicked"), "{err}");
     }
     let (ok, _, err) = pelt(&["bench", "--model", "bundled", "--batch", "0"]);
-    assert!(!ok && err.contains("--batch") && !err.contains("panicked"), "{err}");
+    assert!(
+        !ok && err.contains("--batch") && !err.contains("panicked"),
+        "{err}"
+    );
     let (ok, _, err) = pelt(&["bench", "--model", "bundled", "--matmul", "100000000000"]);
-    assert!(!ok && err.contains("--matmul") && !err.contains("panicked"), "{err}");
+    assert!(
+        !ok && err.contains("--matmul") && !err.contains("panicked"),
+        "{err}"
+    );
     // --resume with no checkpoint says so.
     let args = base(&["--resume"]);
     let (ok, _, err) = pelt(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -296,11 +334,41 @@ fn cli_refuses_bad_numbers_before_any_work() {
 #[test]
 fn build_options_are_validated_by_the_engine_too() {
     for (opts, expect) in [
-        (BuildOptions { norm: f32::NAN, ..Default::default() }, "norm"),
-        (BuildOptions { norm: -1.0, ..Default::default() }, "norm"),
-        (BuildOptions { k: 0, ..Default::default() }, "k "),
-        (BuildOptions { batch: 0, ..Default::default() }, "batch"),
-        (BuildOptions { shard: Some((2, 2)), ..Default::default() }, "shard"),
+        (
+            BuildOptions {
+                norm: f32::NAN,
+                ..Default::default()
+            },
+            "norm",
+        ),
+        (
+            BuildOptions {
+                norm: -1.0,
+                ..Default::default()
+            },
+            "norm",
+        ),
+        (
+            BuildOptions {
+                k: 0,
+                ..Default::default()
+            },
+            "k ",
+        ),
+        (
+            BuildOptions {
+                batch: 0,
+                ..Default::default()
+            },
+            "batch",
+        ),
+        (
+            BuildOptions {
+                shard: Some((2, 2)),
+                ..Default::default()
+            },
+            "shard",
+        ),
     ] {
         let e = format!("{:#}", opts.validate().unwrap_err());
         assert!(e.contains(expect), "{e}");
@@ -313,20 +381,47 @@ fn config_values_no_encoder_can_use_are_refused_naming_the_field() {
     let base: serde_json::Value = json("models/tiny-bert/config.json");
     let file = Path::new("/m/config.json");
     for (field, value, expect) in [
-        ("layer_norm_eps", serde_json::json!(-1.0), "`layer_norm_eps`"),
+        (
+            "layer_norm_eps",
+            serde_json::json!(-1.0),
+            "`layer_norm_eps`",
+        ),
         ("layer_norm_eps", serde_json::json!(0.0), "`layer_norm_eps`"),
-        ("intermediate_size", serde_json::json!(0), "`intermediate_size` is 0"),
-        ("num_attention_heads", serde_json::json!(0), "`num_attention_heads` is 0"),
+        (
+            "intermediate_size",
+            serde_json::json!(0),
+            "`intermediate_size` is 0",
+        ),
+        (
+            "num_attention_heads",
+            serde_json::json!(0),
+            "`num_attention_heads` is 0",
+        ),
         ("num_attention_heads", serde_json::json!(5), "not divisible"),
-        ("max_position_embeddings", serde_json::json!(0), "`max_position_embeddings` is 0"),
-        ("hidden_size", serde_json::json!(1u64 << 40), "`hidden_size`"),
-        ("pad_token_id", serde_json::json!(1u64 << 40), "`pad_token_id`"),
+        (
+            "max_position_embeddings",
+            serde_json::json!(0),
+            "`max_position_embeddings` is 0",
+        ),
+        (
+            "hidden_size",
+            serde_json::json!(1u64 << 40),
+            "`hidden_size`",
+        ),
+        (
+            "pad_token_id",
+            serde_json::json!(1u64 << 40),
+            "`pad_token_id`",
+        ),
         ("pad_token_id", serde_json::json!(100000), "`pad_token_id`"),
     ] {
         let mut v = base.clone();
         v[field] = value;
         let e = format!("{:#}", Config::from_json(&v, file).unwrap_err());
-        assert!(e.contains("/m/config.json") && e.contains(expect), "{field}: {e}");
+        assert!(
+            e.contains("/m/config.json") && e.contains(expect),
+            "{field}: {e}"
+        );
     }
     Config::from_json(&base, file).unwrap();
 }
@@ -361,7 +456,12 @@ fn nan_model() -> tempfile::TempDir {
 #[test]
 fn nan_weights_give_an_error_not_nan_probabilities_or_vectors() {
     let dir = nan_model();
-    let (ok, out, err) = pelt(&["fill", "--model", &s(dir.path()), "Paris is the [MASK] of France ."]);
+    let (ok, out, err) = pelt(&[
+        "fill",
+        "--model",
+        &s(dir.path()),
+        "Paris is the [MASK] of France .",
+    ]);
     assert!(!ok, "{out}");
     assert!(err.contains("not a finite number"), "{err}");
     assert!(!out.contains("NaN"), "{out}");
@@ -411,47 +511,111 @@ fn table_metadata_is_checked_against_its_tensors() {
     let bytes = t.to_bytes().unwrap();
     Table::from_bytes(&bytes).unwrap();
     let row = (0..t.len()).find(|&i| t.counts[i] > 0).unwrap();
-    let set_i64 = |b: &mut Vec<u8>, i: usize, v: i64| b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    let set_i64 =
+        |b: &mut Vec<u8>, i: usize, v: i64| b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
     let cases: Vec<(&str, Edit)> = vec![
-        ("`norm` is NaN", edit(|m, _| { m.insert("norm".into(), "NaN".into()); })),
-        ("`norm` is -1", edit(|m, _| { m.insert("norm".into(), "-1".into()); })),
-        ("`norm` is 0", edit(|m, _| { m.insert("norm".into(), "0".into()); })),
-        ("`k` is 0", edit(|m, _| { m.insert("k".into(), "0".into()); })),
-        ("`hidden_size`", edit(|m, _| { m.insert("hidden_size".into(), "-3".into()); })),
-        ("`k` = `2.5`", edit(|m, _| { m.insert("k".into(), "2.5".into()); })),
-        ("expected 0..=8", edit(move |_, t| set_i64(&mut t.get_mut("counts").unwrap().2, row, -1))),
-        ("expected 0..=8", edit(move |_, t| set_i64(&mut t.get_mut("counts").unwrap().2, row, 9))),
-        ("fewer than its count", edit(move |m, _| {
-            let mut f: Vec<u64> = serde_json::from_str(&m["found"]).unwrap();
-            f[row] = 0;
-            m.insert("found".into(), serde_json::to_string(&f).unwrap());
-        })),
-        ("`found` has", edit(|m, _| { m.insert("found".into(), "[1]".into()); })),
-        ("expected a finite number", edit(|_, t| {
-            t.get_mut("sums").unwrap().2[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
-        })),
-        ("out of range", edit(|_, t| {
-            let c = &mut t.get_mut("contexts").unwrap();
-            let text = String::from_utf8(c.2.clone()).unwrap();
-            let first = text.lines().next().unwrap().to_string();
-            let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
-            v["entity"] = 999.into();
-            let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
-            c.1 = vec![edited.len()];
-            c.2 = edited;
-        })),
-        ("not inside the text", edit(|_, t| {
-            let c = &mut t.get_mut("contexts").unwrap();
-            let text = String::from_utf8(c.2.clone()).unwrap();
-            let first = text.lines().next().unwrap().to_string();
-            let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
-            v["end"] = 100000.into();
-            let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
-            c.1 = vec![edited.len()];
-            c.2 = edited;
-        })),
-        ("`shard`", edit(|m, _| { m.insert("shard".into(), "3/2".into()); })),
-        ("`case_sensitive`", edit(|m, _| { m.insert("case_sensitive".into(), "maybe".into()); })),
+        (
+            "`norm` is NaN",
+            edit(|m, _| {
+                m.insert("norm".into(), "NaN".into());
+            }),
+        ),
+        (
+            "`norm` is -1",
+            edit(|m, _| {
+                m.insert("norm".into(), "-1".into());
+            }),
+        ),
+        (
+            "`norm` is 0",
+            edit(|m, _| {
+                m.insert("norm".into(), "0".into());
+            }),
+        ),
+        (
+            "`k` is 0",
+            edit(|m, _| {
+                m.insert("k".into(), "0".into());
+            }),
+        ),
+        (
+            "`hidden_size`",
+            edit(|m, _| {
+                m.insert("hidden_size".into(), "-3".into());
+            }),
+        ),
+        (
+            "`k` = `2.5`",
+            edit(|m, _| {
+                m.insert("k".into(), "2.5".into());
+            }),
+        ),
+        (
+            "expected 0..=8",
+            edit(move |_, t| set_i64(&mut t.get_mut("counts").unwrap().2, row, -1)),
+        ),
+        (
+            "expected 0..=8",
+            edit(move |_, t| set_i64(&mut t.get_mut("counts").unwrap().2, row, 9)),
+        ),
+        (
+            "fewer than its count",
+            edit(move |m, _| {
+                let mut f: Vec<u64> = serde_json::from_str(&m["found"]).unwrap();
+                f[row] = 0;
+                m.insert("found".into(), serde_json::to_string(&f).unwrap());
+            }),
+        ),
+        (
+            "`found` has",
+            edit(|m, _| {
+                m.insert("found".into(), "[1]".into());
+            }),
+        ),
+        (
+            "expected a finite number",
+            edit(|_, t| {
+                t.get_mut("sums").unwrap().2[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }),
+        ),
+        (
+            "out of range",
+            edit(|_, t| {
+                let c = &mut t.get_mut("contexts").unwrap();
+                let text = String::from_utf8(c.2.clone()).unwrap();
+                let first = text.lines().next().unwrap().to_string();
+                let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
+                v["entity"] = 999.into();
+                let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
+                c.1 = vec![edited.len()];
+                c.2 = edited;
+            }),
+        ),
+        (
+            "not inside the text",
+            edit(|_, t| {
+                let c = &mut t.get_mut("contexts").unwrap();
+                let text = String::from_utf8(c.2.clone()).unwrap();
+                let first = text.lines().next().unwrap().to_string();
+                let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
+                v["end"] = 100000.into();
+                let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
+                c.1 = vec![edited.len()];
+                c.2 = edited;
+            }),
+        ),
+        (
+            "`shard`",
+            edit(|m, _| {
+                m.insert("shard".into(), "3/2".into());
+            }),
+        ),
+        (
+            "`case_sensitive`",
+            edit(|m, _| {
+                m.insert("case_sensitive".into(), "maybe".into());
+            }),
+        ),
     ];
     for (expect, change) in cases {
         let edited = edit_table(&bytes, |m, t| change(m, t));
@@ -494,7 +658,10 @@ fn edited_checkpoints_are_refused_and_a_new_build_says_it_replaces_one() {
         )
     };
     // Resume without a checkpoint is an error that says so.
-    let e = format!("{:#}", run(true, &AtomicBool::new(false), u64::MAX).err().unwrap());
+    let e = format!(
+        "{:#}",
+        run(true, &AtomicBool::new(false), u64::MAX).err().unwrap()
+    );
     assert!(e.contains("nothing to resume"), "{e}");
     let cancel = AtomicBool::new(false);
     let out = run(false, &cancel, 1).unwrap();
@@ -508,15 +675,25 @@ fn edited_checkpoints_are_refused_and_a_new_build_says_it_replaces_one() {
         .position(|w| w == format!("\"done\":\"{done}\"").as_bytes())
         .unwrap();
     let mut edited = good.clone();
-    edited[at + 8] = if done.as_bytes()[0] == b'9' { b'1' } else { b'9' };
+    edited[at + 8] = if done.as_bytes()[0] == b'9' {
+        b'1'
+    } else {
+        b'9'
+    };
     std::fs::write(&ckpt, &edited).unwrap();
-    let e = format!("{:#}", run(true, &AtomicBool::new(false), u64::MAX).err().unwrap());
+    let e = format!(
+        "{:#}",
+        run(true, &AtomicBool::new(false), u64::MAX).err().unwrap()
+    );
     assert!(e.contains("checksum"), "{e}");
     let mut edited = good.clone();
     let last = edited.len() - 1;
     edited[last] ^= 1;
     std::fs::write(&ckpt, &edited).unwrap();
-    let e = format!("{:#}", run(true, &AtomicBool::new(false), u64::MAX).err().unwrap());
+    let e = format!(
+        "{:#}",
+        run(true, &AtomicBool::new(false), u64::MAX).err().unwrap()
+    );
     assert!(e.contains("checksum"), "{e}");
     // The intact checkpoint resumes to the uninterrupted result.
     std::fs::write(&ckpt, &good).unwrap();
@@ -575,7 +752,10 @@ fn merged_shards_are_byte_identical_to_the_single_build_and_bad_sets_are_refused
     let d = tempfile::tempdir().unwrap();
     let (t0, t1, t2) = (shard(0, 3), shard(1, 3), shard(2, 3));
     let err = format!("{:#}", Table::merge(&[t0.clone(), t2.clone()]).unwrap_err());
-    assert!(err.contains("shards 1/3 are missing") && err.contains("--partial"), "{err}");
+    assert!(
+        err.contains("shards 1/3 are missing") && err.contains("--partial"),
+        "{err}"
+    );
     let part = Table::merge_with(&[t0.clone(), t2.clone()], true).unwrap();
     assert_eq!(part.meta.shard, "0/3+2/3");
     let p = d.path().join("part.safetensors");
@@ -587,10 +767,19 @@ fn merged_shards_are_byte_identical_to_the_single_build_and_bad_sets_are_refused
     let e = format!("{:#}", Table::merge(&[s0.clone(), s0.clone()]).unwrap_err());
     assert!(e.contains("shard 0/2 is given twice"), "{e}");
     let e = format!("{:#}", Table::merge(&[s0.clone(), t1.clone()]).unwrap_err());
-    assert!(e.contains("shards of 3") && e.contains("shards of 2"), "{e}");
-    let e = format!("{:#}", Table::merge(&[whole.clone(), s1.clone()]).unwrap_err());
+    assert!(
+        e.contains("shards of 3") && e.contains("shards of 2"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        Table::merge(&[whole.clone(), s1.clone()]).unwrap_err()
+    );
     assert!(e.contains("complete table"), "{e}");
-    let e = format!("{:#}", Table::merge(&[s0.clone(), whole.clone()]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Table::merge(&[s0.clone(), whole.clone()]).unwrap_err()
+    );
     assert!(e.contains("complete table"), "{e}");
     let row = (0..s0.len()).find(|&i| s0.counts[i] > 0).unwrap();
     let (mut a, mut b) = (s0.clone(), s1.clone());
@@ -607,7 +796,10 @@ fn merged_shards_are_byte_identical_to_the_single_build_and_bad_sets_are_refused
         },
     )
     .unwrap();
-    let e = format!("{:#}", Table::merge(&[s0.clone(), other_batch]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Table::merge(&[s0.clone(), other_batch]).unwrap_err()
+    );
     assert!(e.contains("window"), "{e}");
     let mut renormed = s1.clone();
     renormed.norm = 3.0;
@@ -635,10 +827,20 @@ fn cli_prints_untrusted_names_with_control_characters_escaped() {
     table.entity_names[row] = "Evil\x1b[2J\nName".into();
     table.entity_ids[row] = "Q\x1b]0;title\x07".into();
     table.save(&t).unwrap();
-    let (ok, out, err) = pelt(&["neighbors", "--table", &s(&t), "--k", "3", "Q\x1b]0;title\x07"]);
+    let (ok, out, err) = pelt(&[
+        "neighbors",
+        "--table",
+        &s(&t),
+        "--k",
+        "3",
+        "Q\x1b]0;title\x07",
+    ]);
     assert!(ok, "{err}");
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
     assert!(out.contains("Evil\\e[2J\\nName"), "{out}");
     let (ok, _, err) = pelt(&["neighbors", "--table", &s(&t), "no\x1b[31mone"]);
-    assert!(!ok && !err.contains('\x1b') && err.contains("no\\e[31mone"), "{err:?}");
+    assert!(
+        !ok && !err.contains('\x1b') && err.contains("no\\e[31mone"),
+        "{err:?}"
+    );
 }

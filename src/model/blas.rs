@@ -98,7 +98,11 @@ impl CustomOp3 for Affine {
         } else {
             vec![0.0; len]
         };
-        let beta = if self.epilogue == Epilogue::Bias { 1.0 } else { 0.0 };
+        let beta = if self.epilogue == Epilogue::Bias {
+            1.0
+        } else {
+            0.0
+        };
         if m > 0 && n > 0 && k > 0 {
             // SAFETY: x holds m*k, w n*k and out m*n initialised f32 values, row-major, as
             // checked above; all dimensions fit in i32 and are at least 1, so the leading

@@ -99,10 +99,7 @@ impl Fields<'_> {
     fn u32_or(&self, name: &str, default: u32) -> Result<u32> {
         let v = self.usize_or(name, default as usize)?;
         u32::try_from(v).map_err(|_| {
-            anyhow::anyhow!(
-                "{}: field `{name}` = {v} is too large",
-                self.file.display()
-            )
+            anyhow::anyhow!("{}: field `{name}` = {v} is too large", self.file.display())
         })
     }
     fn f64_or(&self, name: &str, default: f64) -> Result<f64> {
@@ -198,7 +195,10 @@ impl Config {
             (name("hidden_size", "dim"), self.hidden_size),
             (name("num_hidden_layers", "n_layers"), self.num_layers),
             (name("num_attention_heads", "n_heads"), self.num_heads),
-            (name("intermediate_size", "hidden_dim"), self.intermediate_size),
+            (
+                name("intermediate_size", "hidden_dim"),
+                self.intermediate_size,
+            ),
             ("max_position_embeddings", self.max_position_embeddings),
         ] {
             if v == 0 {
@@ -224,9 +224,21 @@ impl Config {
             );
         }
         for (what, a, b) in [
-            ("vocab_size x hidden size", self.vocab_size, self.hidden_size),
-            ("intermediate size x hidden size", self.intermediate_size, self.hidden_size),
-            ("max_position_embeddings x hidden size", self.max_position_embeddings, self.hidden_size),
+            (
+                "vocab_size x hidden size",
+                self.vocab_size,
+                self.hidden_size,
+            ),
+            (
+                "intermediate size x hidden size",
+                self.intermediate_size,
+                self.hidden_size,
+            ),
+            (
+                "max_position_embeddings x hidden size",
+                self.max_position_embeddings,
+                self.hidden_size,
+            ),
         ] {
             if a.checked_mul(b).is_none_or(|x| x > MAX_TENSOR) {
                 bail!("{f}: {what} = {a} x {b} is too large for one weight matrix");

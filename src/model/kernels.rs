@@ -694,7 +694,10 @@ mod tests {
                 let scores: Vec<f64> = (0..op.lens[b])
                     .map(|j| {
                         let k = &kv[(op.starts[b] + j) * kvs + op.k_offset + head * d..][..d];
-                        qv.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+                        qv.iter()
+                            .zip(k)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
                             / (d as f64).sqrt()
                     })
                     .collect();
@@ -704,8 +707,7 @@ mod tests {
                 for t in 0..d {
                     let v: f64 = (0..op.lens[b])
                         .map(|j| {
-                            e[j] * kv[(op.starts[b] + j) * kvs + op.v_offset + head * d + t]
-                                as f64
+                            e[j] * kv[(op.starts[b] + j) * kvs + op.v_offset + head * d + t] as f64
                         })
                         .sum();
                     out[n * nh * d + head * d + t] = (v / z) as f32;
@@ -732,7 +734,10 @@ mod tests {
                 .collect();
             let rows: usize = lens.iter().sum();
             // One fused projection [rows, 3h]: queries, keys, values side by side.
-            let qkv: Vec<f32> = noise(rows * 3 * h, head_dim as u64).iter().map(|x| x * 2.0).collect();
+            let qkv: Vec<f32> = noise(rows * 3 * h, head_dim as u64)
+                .iter()
+                .map(|x| x * 2.0)
+                .collect();
             let mut queries = Vec::new();
             for (b, &l) in lens.iter().enumerate() {
                 for i in (0..l).step_by(3) {
@@ -754,7 +759,10 @@ mod tests {
             each_variant(|s| {
                 let got = attend_on(s, &op, &qkv, 3 * h, &qkv, 3 * h, &op.queries);
                 let worst = max_abs_diff(&got, &want);
-                assert!(worst < 1e-5, "{s:?}, head size {head_dim}: max |diff| {worst}");
+                assert!(
+                    worst < 1e-5,
+                    "{s:?}, head size {head_dim}: max |diff| {worst}"
+                );
             });
         }
     }
