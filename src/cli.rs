@@ -13,7 +13,9 @@ use crate::build::{
 use crate::contexts::MentionMode;
 use crate::corpus::Corpus;
 use crate::entities::EntityList;
+use crate::escape;
 use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
+use crate::outpath::{Input, Inputs};
 use crate::progress::Progress;
 use crate::table::Table;
 
@@ -106,6 +108,9 @@ pub enum Command {
         tables: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Allow a merge of some of the shards only (the result is a partial table).
+        #[arg(long)]
+        partial: bool,
     },
     /// Rescale a table's embeddings to another norm (no rebuild needed).
     Renorm {
@@ -307,6 +312,16 @@ fn progress_bar(p: &Progress) {
     let _ = err.flush();
 }
 
+/// What `pelt bench` reads: the contexts file and the model directories' files.
+fn bench_inputs(contexts: &std::path::Path, dirs: &[(String, PathBuf)]) -> Inputs {
+    let mut inputs = Inputs::new();
+    inputs.add("contexts file", contexts);
+    for (_, dir) in dirs {
+        inputs.add_all("model file", crate::bench::model_files(dir));
+    }
+    inputs
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
@@ -328,13 +343,21 @@ pub fn run(cli: Cli) -> Result<()> {
             let pos: Vec<(usize, usize)> = masks.iter().map(|&p| (0, p)).collect();
             let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
             for (i, _) in masks.iter().enumerate() {
-                let p = softmax(res.logits_row(i).expect("logits"));
+                let logits = res.logits_row(i).context("the model returned no logits")?;
+                if logits.iter().any(|x| !x.is_finite()) {
+                    bail!(
+                        "the model's output at mask {} is not a finite number (NaN or infinity); its weights ({}) may hold NaN or infinite values",
+                        i + 1,
+                        escape::path(model.weights_path())
+                    );
+                }
+                let p = softmax(logits);
                 writeln!(out, "mask {}:", i + 1)?;
                 for t in top_k(&p, k) {
                     writeln!(
                         out,
                         "  {:<16} {:.4}",
-                        model.tokenizer.display_token(t as u32),
+                        escape::text(&model.tokenizer.display_token(t as u32)),
                         p[t]
                     )?;
                 }
@@ -359,16 +382,6 @@ pub fn run(cli: Cli) -> Result<()> {
             case_sensitive,
             checkpoint_secs,
         } => {
-            let model = load_model(model, device, dtype)?;
-            let corpus = Corpus::open(&corpus)?;
-            let entities_from_links = entities.is_none();
-            let entities = entity_list_for(&corpus, entities.as_deref(), min_count)?;
-            if entities_from_links {
-                eprintln!(
-                    "entities: {} ids from the corpus's links (linked at least {min_count} times)",
-                    entities.len()
-                );
-            }
             let options = BuildOptions {
                 mentions,
                 k,
@@ -381,11 +394,30 @@ pub fn run(cli: Cli) -> Result<()> {
                 checkpoint_secs,
                 ..Default::default()
             };
+            options.validate()?;
+            let model = load_model(model, device, dtype)?;
+            let corpus = Corpus::open(&corpus)?;
+            let entities_path = entities;
+            let entities = entity_list_for(&corpus, entities_path.as_deref(), min_count)?;
+            if entities_path.is_none() {
+                eprintln!(
+                    "entities: {} ids from the corpus's links (linked at least {min_count} times)",
+                    entities.len()
+                );
+            }
             let ckpt = checkpoint_path(&out_path);
+            let mut inputs = Inputs::new();
+            inputs
+                .add_all("corpus file", corpus.files.iter().cloned())
+                .add_all("entity list", entities_path.iter().cloned())
+                .add_all("model file", model.input_files());
+            inputs.check_output("--out", &out_path)?;
+            inputs.add("output table", &out_path);
+            inputs.check_output("checkpoint", &ckpt)?;
             if !resume && ckpt.exists() {
                 eprintln!(
-                    "note: {} exists; starting afresh (use --resume to continue it)",
-                    ckpt.display()
+                    "note: {} exists; replacing it with a new build (use --resume to continue it instead)",
+                    escape::path(&ckpt)
                 );
             }
             // Ctrl-C stops after the current batch and writes a checkpoint for --resume.
@@ -419,7 +451,7 @@ pub fn run(cli: Cli) -> Result<()> {
             table.save(&out_path)?;
             let _ = std::fs::remove_file(&ckpt);
             for w in report.read.summary_lines() {
-                eprintln!("warning: skipped {w}");
+                eprintln!("warning: skipped {}", escape::text(&w));
             }
             let mut why = format!("mentions: {} ({})", report.mentions.as_str(), report.mentions_why);
             if report.mentions.uses_links() {
@@ -431,19 +463,19 @@ pub fn run(cli: Cli) -> Result<()> {
                     why += &format!(
                         "; {} links point to ids not on the entity list (ignored; e.g. {})",
                         report.unknown_links,
-                        report.unknown_examples.join(", ")
+                        escape::text(&report.unknown_examples.join(", "))
                     );
                 }
             }
             writeln!(out, "{why}")?;
             for c in &report.collisions {
-                eprintln!("warning: {c}");
+                eprintln!("warning: {}", escape::text(c));
             }
             let found = table.len() - report.not_found.len();
             writeln!(
                 out,
                 "wrote {} ({} entities, {} found, {} contexts, hidden {}, norm {})",
-                out_path.display(),
+                escape::path(&out_path),
                 table.len(),
                 found,
                 report.contexts,
@@ -464,11 +496,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             )?;
             if !report.not_found.is_empty() {
-                let shown: Vec<&str> = report
+                let shown: Vec<std::borrow::Cow<str>> = report
                     .not_found
                     .iter()
                     .take(20)
-                    .map(String::as_str)
+                    .map(|s| escape::text(s))
                     .collect();
                 writeln!(
                     out,
@@ -486,17 +518,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge {
             tables,
             out: out_path,
+            partial,
         } => {
             let loaded: Vec<Table> = tables
                 .iter()
                 .map(|p| Table::load(p))
                 .collect::<Result<_>>()?;
-            let merged = Table::merge(&loaded)?;
+            Inputs(
+                tables
+                    .iter()
+                    .map(|p| Input::new("table to merge", p))
+                    .collect(),
+            )
+            .check_output("--out", &out_path)?;
+            let merged = Table::merge_with(&loaded, partial)?;
             merged.save(&out_path)?;
             writeln!(
                 out,
                 "wrote {} ({} tables merged, shards {}, {} contexts)",
-                out_path.display(),
+                escape::path(&out_path),
                 loaded.len(),
                 merged.meta.shard,
                 merged.counts.iter().sum::<i64>()
@@ -510,10 +550,11 @@ pub fn run(cli: Cli) -> Result<()> {
             if !(norm.is_finite() && norm > 0.0) {
                 bail!("--norm must be a positive number");
             }
+            Inputs(vec![Input::new("table", &table)]).check_output("--out", &out_path)?;
             let mut t = Table::load(&table)?;
             t.norm = norm;
             t.save(&out_path)?;
-            writeln!(out, "wrote {} (norm {norm})", out_path.display())?;
+            writeln!(out, "wrote {} (norm {norm})", escape::path(&out_path))?;
         }
         Command::Neighbors {
             table,
@@ -524,13 +565,17 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
         } => {
             let t = Table::load(&table)?;
-            let i = t
-                .index_of(&entity)
-                .with_context(|| format!("no entity `{entity}` in {}", table.display()))?;
+            let i = t.index_of(&entity).with_context(|| {
+                format!(
+                    "no entity `{}` in {}",
+                    escape::text(&entity),
+                    escape::path(&table)
+                )
+            })?;
             if t.counts[i] == 0 {
                 bail!(
                     "entity `{}` was not found in the corpus; it has no vector",
-                    t.entity_ids[i]
+                    escape::text(&t.entity_ids[i])
                 );
             }
             if vocab {
@@ -540,8 +585,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
-                    t.entity_names[i],
-                    t.entity_ids[i],
+                    escape::text(&t.entity_names[i]),
+                    escape::text(&t.entity_ids[i]),
                     t.norm,
                     if center { ", mean removed" } else { "" }
                 )?;
@@ -551,33 +596,45 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.embedding_at(i, t.norm)
                 };
                 for (tok, s) in crate::analysis::vocab_neighbours(&emb, t.hidden(), &query, k) {
-                    writeln!(out, "  {:<20} {:.3}", m.tokenizer.display_token(tok), s)?;
+                    writeln!(
+                        out,
+                        "  {:<20} {:.3}",
+                        escape::text(&m.tokenizer.display_token(tok)),
+                        s
+                    )?;
                 }
             } else {
                 writeln!(
                     out,
                     "entities nearest to {} ({}) by cosine{}:",
-                    t.entity_names[i],
-                    t.entity_ids[i],
+                    escape::text(&t.entity_names[i]),
+                    escape::text(&t.entity_ids[i]),
                     if center { ", mean removed" } else { "" }
                 )?;
                 for (j, s) in crate::analysis::entity_neighbours(&t, i, k, center) {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",
-                        t.entity_names[j], t.entity_ids[j], s
+                        escape::text(&t.entity_names[j]),
+                        escape::text(&t.entity_ids[j]),
+                        s
                     )?;
                 }
             }
         }
         Command::ExportProjector { table, out: dir } => {
+            crate::outpath::check_dir_or_absent("--out", &dir)?;
+            let inputs = Inputs(vec![Input::new("table", &table)]);
+            for f in ["vectors.tsv", "metadata.tsv"] {
+                inputs.check_output("--out", &dir.join(f))?;
+            }
             let t = Table::load(&table)?;
             t.export_projector(&dir)?;
             writeln!(
                 out,
                 "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)",
-                dir.display(),
-                dir.display(),
+                escape::path(&dir),
+                escape::path(&dir),
                 t.len()
             )?;
         }
@@ -591,6 +648,10 @@ pub fn run(cli: Cli) -> Result<()> {
             matmul,
             json,
         } => {
+            if batch == 0 {
+                bail!("--batch must be at least 1");
+            }
+            crate::bench::check_matmul_size(matmul)?;
             let dev = device.open()?;
             let contexts = contexts.unwrap_or_else(crate::bench::default_contexts);
             let mut report = serde_json::Map::new();
@@ -618,7 +679,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 ],
                 other => vec![(other.into(), PathBuf::from(other))],
             };
-            for (label, dir) in dirs {
+            if let Some(p) = &json {
+                // Checked before the (long) run as well as before writing.
+                bench_inputs(&contexts, &dirs).check_output("--json", p)?;
+            }
+            for (label, dir) in dirs.clone() {
                 if label == "bert-base" && !dir.join("model.safetensors").exists() {
                     eprintln!("writing random bert-base weights to {} …", dir.display());
                     crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
@@ -643,6 +708,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 report.insert(label, v);
             }
             if let Some(p) = json {
+                bench_inputs(&contexts, &dirs).check_output("--json", &p)?;
                 crate::table::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
             }
         }
@@ -784,12 +850,14 @@ pub fn run(cli: Cli) -> Result<()> {
             out: out_path,
             min_count,
         } => {
+            Inputs(files.iter().map(|p| Input::new("FewRel file", p)).collect())
+                .check_output("--out", &out_path)?;
             let list = EntityList::from_fewrel(&files, min_count)?;
             list.write_tsv(&out_path)?;
             writeln!(
                 out,
                 "wrote {} ({} entities)",
-                out_path.display(),
+                escape::path(&out_path),
                 list.len()
             )?;
         }

@@ -9,7 +9,7 @@ fn main() {
     if std::env::args_os().len() > 1 {
         let cli = pelt::cli::Cli::parse();
         if let Err(e) = pelt::cli::run(cli) {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", pelt::escape::text(&format!("{e:#}")));
             std::process::exit(1);
         }
         return;

@@ -57,6 +57,9 @@ impl Project {
                 e.code
             )
         })?;
+        p.options
+            .validate()
+            .with_context(|| format!("{}: field `options`", crate::escape::path(path)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         p.map_paths(|q| {
             if q.is_absolute() {

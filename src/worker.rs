@@ -302,6 +302,16 @@ impl State {
                 let corpus = Corpus::open(&project.corpus)?;
                 let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
+                if let (Some(out), Some(c)) = (&project.table, &ckpt) {
+                    let mut inputs = crate::outpath::Inputs::new();
+                    inputs
+                        .add_all("corpus file", corpus.files.iter().cloned())
+                        .add_all("entity list", project.entities.iter().cloned())
+                        .add_all("model file", model.input_files());
+                    inputs.check_output("the project's table", out)?;
+                    inputs.add("project table", out);
+                    inputs.check_output("checkpoint", c)?;
+                }
                 let outcome = build_table(
                     BuildInput {
                         model,
@@ -356,6 +366,7 @@ impl State {
                 send(Event::Saved { path });
             }
             Job::ExportProjector { table, dir } => {
+                crate::outpath::check_dir_or_absent("export folder", &dir)?;
                 table.export_projector(&dir)?;
                 send(Event::Saved { path: dir });
             }

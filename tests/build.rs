@@ -202,10 +202,12 @@ fn shards_merged_equal_the_single_build() {
     assert_eq!(merged.meta.shard, "all");
     assert_eq!(merged.counts, whole.counts);
     assert_eq!(merged.contexts, whole.contexts);
-    let d = max_abs_diff(&merged.sums, &whole.sums);
-    assert!(d <= 1e-4, "sums differ by {d}");
-    let d = max_abs_diff(&merged.embeddings(7.0), &whole.embeddings(7.0));
-    assert!(d <= 1e-5, "embeddings differ by {d}");
+    assert_eq!(merged.sums, whole.sums, "sums are exact, not merely close");
+    assert_eq!(
+        merged.to_bytes().unwrap(),
+        whole.to_bytes().unwrap(),
+        "merged shards are byte-identical to the single build"
+    );
     // Mismatched tables are refused.
     let other = build(
         &model,

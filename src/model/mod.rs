@@ -193,6 +193,27 @@ impl Model {
         Ok(self.sha256.get_or_init(|| s).clone())
     }
 
+    /// The files of the model directory this crate reads (weights, config, tokenizer), for
+    /// refusing outputs that would overwrite them.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.weights_path.clone()];
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.txt",
+            "vocab.json",
+            "merges.txt",
+        ] {
+            let p = self.dir.join(f);
+            if p.exists() {
+                files.push(p);
+            }
+        }
+        files
+    }
+
     /// A short name for the model (its directory name).
     pub fn name(&self) -> String {
         self.dir
