@@ -718,6 +718,8 @@ pub fn run(cli: Cli) -> Result<()> {
             min_count,
         } => {
             let corpus = Corpus::open(&corpus)?;
+            Inputs(corpus.files.iter().map(|p| Input::new("corpus file", p)).collect())
+                .check_output("--out", &out_path)?;
             if !corpus.has_links()? {
                 bail!("the corpus carries no entity links (plain .txt, or .jsonl without a `links` field)");
             }
@@ -742,6 +744,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => {
+            if let Some(p) = &json {
+                let mut inputs: Vec<Input> = vec![Input::new("table", &table)];
+                inputs.extend(labels.iter().map(|l| Input::new("labels", l)));
+                inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
+                Inputs(inputs).check_output("--json", p)?;
+            }
             let table = Table::load(&table)?;
             let labels = match (labels, from_fewrel.is_empty()) {
                 (Some(p), _) => crate::eval::labels_from_tsv(&p)?,
@@ -789,6 +797,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => {
+            if let Some(p) = &json {
+                let mut inputs: Vec<Input> = vec![Input::new("table", &table)];
+                inputs.extend(probes.iter().map(|l| Input::new("probes", l)));
+                inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
+                Inputs(inputs).check_output("--json", p)?;
+            }
             let table = Table::load(&table)?;
             let m = load_model(model, device, Precision::F32)?;
             table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
