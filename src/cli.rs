@@ -6,14 +6,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use crate::build::{
+use pelt::build::{
     build_table, checkpoint_path, parse_shard, BuildInput, BuildOptions, BuildOutcome,
 };
-use crate::corpus::Corpus;
-use crate::entities::{load_entities, EntityList};
-use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
-use crate::progress::Progress;
-use crate::table::Table;
+use pelt::corpus::Corpus;
+use pelt::entities::{load_entities, EntityList};
+use pelt::model::{bundled_model_dir, DeviceChoice, Model};
+use pelt::progress::Progress;
+use pelt::table::Table;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -122,8 +122,10 @@ pub enum Command {
         out: PathBuf,
     },
     /// Benchmark table construction on a fixed set of contexts (bundled model and a
-    /// bert-base-shaped model with random weights).
+    /// bert-base-shaped model with random weights); `pelt bench ui` benchmarks the window.
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchWhat>,
         /// Which model: bundled, bert-base, both, or a model directory.
         #[arg(long, default_value = "both")]
         model: String,
@@ -163,6 +165,25 @@ fn load_model(dir: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> R
     Model::load_with_dtype(&dir, &device.open()?, dtype.dtype())
 }
 
+/// Other benchmarks than table construction.
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// The workbench window, headless, on a synthetic table: frame times of the entity list,
+    /// Inspector and Map, a neighbour query and opening the table.
+    Ui {
+        #[arg(long, default_value_t = 100_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 768)]
+        hidden: usize,
+        /// Frames timed per view.
+        #[arg(long, default_value_t = 30)]
+        frames: usize,
+        /// Where the synthetic table is written (removed afterwards).
+        #[arg(long, default_value = "target")]
+        dir: PathBuf,
+    },
+}
+
 /// Floating-point precision of the model's weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
@@ -185,7 +206,7 @@ impl Precision {
 fn progress_bar(p: &Progress) {
     use std::io::IsTerminal;
     use std::sync::Mutex;
-    static LAST: Mutex<Option<(crate::progress::Phase, std::time::Instant)>> = Mutex::new(None);
+    static LAST: Mutex<Option<(pelt::progress::Phase, std::time::Instant)>> = Mutex::new(None);
     let mut err = std::io::stderr();
     if !err.is_terminal() {
         let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,26 +242,10 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
         } => {
             let model = load_model(model, device, Precision::F32)?;
-            let enc = model.tokenizer.encode(&text)?;
-            let masks = model.tokenizer.mask_positions(&enc);
-            if masks.is_empty() {
-                bail!(
-                    "the text has no mask token: write {} where a word should be predicted",
-                    model.tokenizer.mask_token()
-                );
-            }
-            let pos: Vec<(usize, usize)> = masks.iter().map(|&p| (0, p)).collect();
-            let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
-            for (i, _) in masks.iter().enumerate() {
-                let p = softmax(res.logits_row(i).expect("logits"));
+            for (i, preds) in pelt::analysis::fill_mask(&model, &text, k)?.iter().enumerate() {
                 writeln!(out, "mask {}:", i + 1)?;
-                for t in top_k(&p, k) {
-                    writeln!(
-                        out,
-                        "  {:<16} {:.4}",
-                        model.tokenizer.display_token(t as u32),
-                        p[t]
-                    )?;
+                for (token, p) in preds {
+                    writeln!(out, "  {token:<16} {p:.4}")?;
                 }
             }
         }
@@ -418,10 +423,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.entity_ids[i]
                 );
             }
+            let index = pelt::analysis::NeighbourIndex::new(&t)?;
             if vocab {
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
-                t.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
-                let emb = m.encoder.word_embeddings()?;
+                let tokens =
+                    pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, center, t.norm)?;
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
@@ -430,13 +436,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.norm,
                     if center { ", mean removed" } else { "" }
                 )?;
-                let query = if center {
-                    crate::analysis::centered_vector(&t, i, t.norm)
-                } else {
-                    t.embedding_at(i, t.norm)
-                };
-                for (tok, s) in crate::analysis::vocab_neighbours(&emb, t.hidden(), &query, k) {
-                    writeln!(out, "  {:<20} {:.3}", m.tokenizer.display_token(tok), s)?;
+                for (tok, s) in tokens {
+                    writeln!(out, "  {tok:<20} {s:.3}")?;
                 }
             } else {
                 writeln!(
@@ -446,7 +447,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.entity_ids[i],
                     if center { ", mean removed" } else { "" }
                 )?;
-                for (j, s) in crate::analysis::entity_neighbours(&t, i, k, center) {
+                for (j, s) in index.entity_neighbours(i, k, center)? {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",
@@ -467,6 +468,24 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
         }
         Command::Bench {
+            what: Some(BenchWhat::Ui {
+                entities,
+                hidden,
+                frames,
+                dir,
+            }),
+            ..
+        } => {
+            #[cfg(feature = "gui")]
+            crate::ui::bench::run(entities, hidden, frames, &dir)?;
+            #[cfg(not(feature = "gui"))]
+            {
+                let _ = (entities, hidden, frames, dir);
+                bail!("this build has no GUI (built without the `gui` feature)");
+            }
+        }
+        Command::Bench {
+            what: None,
             model,
             contexts,
             batch,
@@ -482,11 +501,11 @@ pub fn run(cli: Cli) -> Result<()> {
             writeln!(
                 out,
                 "device: {}, threads: {}, CPU matmul: {}",
-                crate::model::describe_device(&dev),
+                pelt::model::describe_device(&dev),
                 candle_core::utils::get_num_threads(),
-                crate::model::cpu_matmul()
+                pelt::model::cpu_matmul()
             )?;
-            report.insert("cpu_matmul".into(), crate::model::cpu_matmul().into());
+            report.insert("cpu_matmul".into(), pelt::model::cpu_matmul().into());
             let mut peak = None;
             if matmul > 0 {
                 let p = crate::bench::matmul_peak(&dev, matmul)?;
@@ -528,7 +547,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 report.insert(label, v);
             }
             if let Some(p) = json {
-                crate::table::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
+                pelt::io::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
             }
         }
         Command::EntitiesFromFewrel {

@@ -3,10 +3,10 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::entities::EntityList;
+pub use crate::table::ContextRecord;
 use crate::model::TextTokenizer;
 
 /// One occurrence of an entity's name or alias in a text (byte offsets).
@@ -96,32 +96,6 @@ impl MentionFinder {
             }
         }
         out
-    }
-}
-
-/// A sampled context as kept in a table: where it is, the sentence, and the mention span.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContextRecord {
-    /// Row of the entity in the table.
-    pub entity: u32,
-    /// Corpus file index, 1-based line (example number for FewRel), sentence index in the line.
-    pub file: u32,
-    pub line: u32,
-    pub sentence: u32,
-    /// Byte span of the mention in `text`.
-    pub start: u32,
-    pub end: u32,
-    pub text: String,
-}
-
-impl ContextRecord {
-    pub fn mention(&self) -> &str {
-        self.text
-            .get(self.start as usize..self.end as usize)
-            .unwrap_or("")
-    }
-    pub fn sort_key(&self) -> (u32, u32, u32, u32, u32) {
-        (self.file, self.line, self.sentence, self.start, self.entity)
     }
 }
 
