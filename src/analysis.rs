@@ -1,11 +1,182 @@
 //! Inspection maths: nearest neighbours, 2-D PCA, per-context diagnostics and the paper's
 //! MLM loss of an entity as a function of its norm.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
 
 use crate::contexts::{mask_mention, ContextRecord};
-use crate::model::{top_k, Model};
+use crate::model::{log_sum_exp, softmax, top_k, Model};
 use crate::table::Table;
+
+/// Predictions at one mask: (display token, probability), most probable first.
+pub type Predictions = Vec<(String, f32)>;
+
+/// Refuses `model` unless it is the one `table` was built with (same weights, same width).
+pub fn check_fits(table: &Table, model: &Model) -> Result<()> {
+    table.check_model(&model.name(), &model.weights_sha256()?, model.hidden_size())
+}
+
+/// The `k` most probable tokens of one logit row, as display strings.
+pub fn predictions(model: &Model, logits: &[f32], k: usize) -> Predictions {
+    let p = softmax(logits);
+    top_k(&p, k)
+        .into_iter()
+        .map(|i| (model.tokenizer.display_token(i as u32), p[i]))
+        .collect()
+}
+
+/// Fill-mask: the `k` most probable tokens at each mask token of `text`, in text order.
+pub fn fill_mask(model: &Model, text: &str, k: usize) -> Result<Vec<Predictions>> {
+    let enc = model.tokenizer.encode(text)?;
+    let masks = model.tokenizer.mask_positions(&enc);
+    if masks.is_empty() {
+        bail!(
+            "the text has no mask token: write {} where a word should be predicted",
+            model.tokenizer.mask_token()
+        );
+    }
+    let pos: Vec<(usize, usize)> = masks.iter().map(|&p| (0, p)).collect();
+    let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
+    (0..masks.len())
+        .map(|i| {
+            let logits = res.logits_row(i).context("the encoder returned no logits")?;
+            if logits.iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "the model's output at mask {} is not a finite number (NaN or infinity); its weights ({}) may hold NaN or infinite values",
+                    i + 1,
+                    crate::escape::path(model.weights_path())
+                );
+            }
+            Ok(predictions(model, logits, k))
+        })
+        .collect()
+}
+
+/// The `k` vocabulary tokens nearest to entity `entity`'s vector at `norm` (with the mean
+/// entity direction removed when `center`), by dot product with the input embeddings; checks
+/// that `model` is the table's.
+pub fn vocab_neighbours_of(
+    model: &Model,
+    table: &Table,
+    index: &NeighbourIndex,
+    entity: usize,
+    k: usize,
+    center: bool,
+    norm: f32,
+) -> Result<Vec<(String, f32)>> {
+    check_fits(table, model)?;
+    let emb = model.encoder.word_embeddings()?;
+    let query = crate::table::scale_to_norm(&index.direction(entity, center), norm);
+    Ok(vocab_neighbours(&emb, table.hidden(), &query, k)
+        .into_iter()
+        .map(|(t, s)| (model.tokenizer.display_token(t), s))
+        .collect())
+}
+
+/// The table's unit-length entity directions as one `[N, H]` matrix, built once per table, so
+/// that each entity-neighbour query is a single matrix-vector product.
+pub struct NeighbourIndex {
+    h: usize,
+    /// `[N, H]` unit rows (zero rows for entities never found).
+    unit: Tensor,
+    found: Vec<bool>,
+    /// Mean of the found entities' unit rows.
+    mean: Vec<f32>,
+    /// `unit[j] · mean` per row.
+    unit_dot_mean: Vec<f32>,
+    mean_sq: f64,
+}
+
+impl NeighbourIndex {
+    pub fn new(table: &Table) -> Result<NeighbourIndex> {
+        let (n, h) = (table.len(), table.hidden());
+        let found: Vec<bool> = table.counts.iter().map(|&c| c > 0).collect();
+        let mut unit = vec![0f32; n * h];
+        let mut mean = vec![0f64; h];
+        for (i, row) in unit.chunks_exact_mut(h).enumerate() {
+            let s = table.sum(i);
+            let len = norm(s);
+            if len > 0.0 {
+                for ((u, &x), m) in row.iter_mut().zip(s).zip(mean.iter_mut()) {
+                    *u = (x as f64 / len) as f32;
+                    if found[i] {
+                        *m += *u as f64;
+                    }
+                }
+            }
+        }
+        let nf = found.iter().filter(|&&f| f).count().max(1) as f64;
+        let mean: Vec<f32> = mean.iter().map(|m| (m / nf) as f32).collect();
+        let mean_sq = dot(&mean, &mean);
+        let unit = Tensor::from_vec(unit, (n, h), &Device::Cpu)?;
+        let mut index = NeighbourIndex {
+            h,
+            unit,
+            found,
+            unit_dot_mean: vec![],
+            mean_sq,
+            mean,
+        };
+        index.unit_dot_mean = index.product(&index.mean.clone())?;
+        Ok(index)
+    }
+
+    /// `unit · q` for every row: one matrix-vector product.
+    fn product(&self, q: &[f32]) -> Result<Vec<f32>> {
+        let q = Tensor::from_slice(q, (self.h, 1), &Device::Cpu)?;
+        Ok(self.unit.matmul(&q)?.flatten_all()?.to_vec1()?)
+    }
+
+    fn row(&self, i: usize) -> Result<Vec<f32>> {
+        Ok(self.unit.get(i)?.to_vec1()?)
+    }
+
+    /// Entity `i`'s unit direction, minus the mean found direction when `center` (zeros for
+    /// an entity never found).
+    pub fn direction(&self, i: usize, center: bool) -> Vec<f32> {
+        let mut d = self.row(i).unwrap_or_else(|_| vec![0.0; self.h]);
+        if center && self.found.get(i).copied().unwrap_or(false) {
+            for (v, m) in d.iter_mut().zip(&self.mean) {
+                *v -= m;
+            }
+        }
+        d
+    }
+
+    /// The `k` entities most similar to entity `i` by cosine of their directions (centred when
+    /// `center`), excluding `i` itself and entities never found; most similar first.
+    pub fn entity_neighbours(&self, i: usize, k: usize, center: bool) -> Result<Vec<(usize, f32)>> {
+        let q = self.direction(i, center);
+        let q_len = norm(&q);
+        let raw = self.product(&q)?;
+        let m_q = if center { dot(&self.mean, &q) } else { 0.0 };
+        let scores: Vec<f32> = raw
+            .iter()
+            .enumerate()
+            .map(|(j, &s)| {
+                if j == i || !self.found[j] || q_len == 0.0 {
+                    return f32::NEG_INFINITY;
+                }
+                let (num, len) = if center {
+                    let sq = 1.0 - 2.0 * self.unit_dot_mean[j] as f64 + self.mean_sq;
+                    (s as f64 - m_q, sq.max(0.0).sqrt())
+                } else {
+                    (s as f64, 1.0)
+                };
+                if len == 0.0 {
+                    0.0
+                } else {
+                    (num / (len * q_len)) as f32
+                }
+            })
+            .collect();
+        let eligible = scores.iter().filter(|s| s.is_finite()).count();
+        Ok(top_k(&scores, k.min(eligible))
+            .into_iter()
+            .map(|j| (j, scores[j]))
+            .collect())
+    }
+}
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
@@ -24,48 +195,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Unit-length directions of all entities (zero rows for entities never found), optionally
-/// with the mean direction of the found entities subtracted first (against hub entities).
-pub fn directions(table: &Table, center: bool) -> Vec<Vec<f32>> {
-    let mut dirs: Vec<Vec<f32>> = (0..table.len())
-        .map(|i| table.embedding_at(i, 1.0))
-        .collect();
-    if center {
-        let h = table.hidden();
-        let found: Vec<usize> = (0..table.len()).filter(|&i| table.counts[i] > 0).collect();
-        if !found.is_empty() {
-            let mut mean = vec![0f64; h];
-            for &i in &found {
-                for (m, &v) in mean.iter_mut().zip(&dirs[i]) {
-                    *m += v as f64;
-                }
-            }
-            for &i in &found {
-                for (v, m) in dirs[i].iter_mut().zip(&mean) {
-                    *v -= (*m / found.len() as f64) as f32;
-                }
-            }
-        }
-    }
-    dirs
-}
-
-/// Entity `i`'s direction with the mean direction of the table removed, scaled to `norm`
-/// (shows what sets the entity apart rather than what all entities share).
-pub fn centered_vector(table: &Table, i: usize, norm: f32) -> Vec<f32> {
-    crate::table::scale_to_norm(&directions(table, true)[i], norm)
-}
-
-/// The `k` entities most similar to entity `i` by cosine (excluding itself and entities not found).
-pub fn entity_neighbours(table: &Table, i: usize, k: usize, center: bool) -> Vec<(usize, f32)> {
-    let dirs = directions(table, center);
-    let mut sims: Vec<(usize, f32)> = (0..table.len())
-        .filter(|&j| j != i && table.counts[j] > 0)
-        .map(|j| (j, cosine(&dirs[i], &dirs[j])))
-        .collect();
-    sims.sort_by(|a, b| b.1.total_cmp(&a.1));
-    sims.truncate(k);
-    sims
+/// The `k` entities most similar to entity `i` by cosine (excluding itself and entities not
+/// found). Builds a [`NeighbourIndex`]; keep one for repeated queries.
+pub fn entity_neighbours(table: &Table, i: usize, k: usize, center: bool) -> Result<Vec<(usize, f32)>> {
+    NeighbourIndex::new(table)?.entity_neighbours(i, k, center)
 }
 
 /// The `k` vocabulary tokens with the largest dot product between `vector` and their input
@@ -82,51 +215,51 @@ pub fn vocab_neighbours(word_emb: &[f32], h: usize, vector: &[f32], k: usize) ->
 }
 
 /// Projects the unit-length entity vectors (found entities only) on their first two principal
-/// components. Returns `(entity row, [x, y])`.
-pub fn pca_2d(table: &Table) -> Vec<(usize, [f64; 2])> {
+/// components. Returns `(entity row, [x, y])`. The covariance and the projection are matrix
+/// products, so a table of 100,000 entities takes seconds, not minutes.
+pub fn pca_2d(table: &Table) -> Result<Vec<(usize, [f64; 2])>> {
     let rows: Vec<usize> = (0..table.len()).filter(|&i| table.counts[i] > 0).collect();
     if rows.is_empty() {
-        return vec![];
+        return Ok(vec![]);
     }
     let h = table.hidden();
-    let mut x: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|&i| {
-            table
-                .embedding_at(i, 1.0)
-                .iter()
-                .map(|&v| v as f64)
-                .collect()
-        })
-        .collect();
+    let mut x: Vec<f32> = Vec::with_capacity(rows.len() * h);
+    for &i in &rows {
+        x.extend(table.embedding_at(i, 1.0));
+    }
     let mut mean = vec![0f64; h];
-    for r in &x {
-        for (m, v) in mean.iter_mut().zip(r) {
-            *m += v / rows.len() as f64;
+    for r in x.chunks_exact(h) {
+        for (m, &v) in mean.iter_mut().zip(r) {
+            *m += v as f64 / rows.len() as f64;
         }
     }
-    for r in x.iter_mut() {
+    for r in x.chunks_exact_mut(h) {
         for (v, m) in r.iter_mut().zip(&mean) {
-            *v -= m;
+            *v = (*v as f64 - m) as f32;
         }
     }
+    let xt = Tensor::from_vec(x, (rows.len(), h), &Device::Cpu)?;
+    // XᵀX, [h, h]; the power iteration then runs on it instead of on X.
+    let cov: Vec<f64> = xt
+        .t()?
+        .contiguous()?
+        .matmul(&xt)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let mut comps: Vec<Vec<f64>> = Vec::new();
     for c in 0..2 {
-        // Power iteration on XᵀX, deflated against earlier components.
+        // Power iteration, deflated against earlier components.
         let mut v: Vec<f64> = (0..h)
             .map(|j| ((j * 7919 + c * 104_729) % 1000) as f64 / 1000.0 - 0.5)
             .collect();
         for _ in 0..200 {
-            let xv: Vec<f64> = x
-                .iter()
-                .map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum())
+            let mut nv: Vec<f64> = cov
+                .chunks_exact(h)
+                .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
                 .collect();
-            let mut nv = vec![0f64; h];
-            for (r, s) in x.iter().zip(&xv) {
-                for (n, a) in nv.iter_mut().zip(r) {
-                    *n += a * s;
-                }
-            }
             for p in &comps {
                 let d: f64 = nv.iter().zip(p).map(|(a, b)| a * b).sum();
                 for (n, q) in nv.iter_mut().zip(p) {
@@ -141,13 +274,18 @@ pub fn pca_2d(table: &Table) -> Vec<(usize, [f64; 2])> {
         }
         comps.push(v);
     }
-    rows.iter()
-        .zip(&x)
-        .map(|(&i, r)| {
-            let p = |c: &Vec<f64>| r.iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
-            (i, [p(&comps[0]), p(&comps[1])])
-        })
-        .collect()
+    let basis: Vec<f32> = (0..h)
+        .flat_map(|j| [comps[0][j] as f32, comps[1][j] as f32])
+        .collect();
+    let proj: Vec<f32> = xt
+        .matmul(&Tensor::from_vec(basis, (h, 2), &Device::Cpu)?)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(rows
+        .iter()
+        .zip(proj.chunks_exact(2))
+        .map(|(&i, p)| (i, [p[0] as f64, p[1] as f64]))
+        .collect())
 }
 
 /// What the model makes of one supporting context.
@@ -194,14 +332,8 @@ pub fn inspect_contexts(
         }
         let res = model.encoder.forward(&seqs, &[], &pos, true)?;
         for (row, &ci) in kept.iter().enumerate() {
-            let logits = res.logits_row(row).expect("logits requested");
-            let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max
-                + logits
-                    .iter()
-                    .map(|&l| (l as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
+            let logits = res.logits_row(row).context("the encoder returned no logits")?;
+            let lse = log_sum_exp(logits);
             let predictions = top_k(logits, k)
                 .into_iter()
                 .map(|t| (t as u32, (logits[t] as f64 - lse).exp() as f32))

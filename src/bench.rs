@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::build::{encode_records, BuildOptions, EncodeState};
-use crate::contexts::ContextRecord;
-use crate::model::{bundled_model_dir, Model};
-use crate::table::{write_atomic, write_safetensors};
+use pelt::build::{encode_records, BuildOptions, EncodeState};
+use pelt::contexts::ContextRecord;
+use pelt::model::{bundled_model_dir, Model};
+use pelt::io::{write_atomic, write_safetensors};
 
 /// One benchmark context: an entity mention in a sentence (byte span).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,7 +227,7 @@ pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
     check_matmul_size(n)?;
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let dense = crate::model::Dense {
+    let dense = pelt::model::Linear {
         w: b,
         b: Tensor::zeros(n, candle_core::DType::F32, device)?,
     };
@@ -317,7 +317,7 @@ pub fn run(
                 .iter()
                 .map(|x| x.to_f32())
                 .collect();
-            (id.clone(), crate::table::scale_to_norm(&s, 7.0))
+            (id.clone(), pelt::table::scale_to_norm(&s, 7.0))
         })
         .collect();
     Ok(BenchResult {

@@ -22,7 +22,8 @@ use crate::entities::EntityList;
 use crate::exact_sum::ExactSum;
 use crate::model::Model;
 use crate::progress::{Meter, Phase, Progress};
-use crate::table::{write_atomic, write_safetensors, Table, TableMeta};
+use crate::io::{write_atomic, write_safetensors};
+use crate::table::{Table, TableMeta};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]

@@ -6,18 +6,18 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use crate::build::{
+use pelt::build::{
     build_table, checkpoint_path, entity_list_for, parse_shard, BuildInput, BuildOptions,
     BuildOutcome,
 };
-use crate::contexts::MentionMode;
-use crate::corpus::Corpus;
-use crate::entities::EntityList;
-use crate::escape;
-use crate::model::{bundled_model_dir, softmax, top_k, DeviceChoice, Model};
-use crate::outpath::{Input, Inputs};
-use crate::progress::Progress;
-use crate::table::Table;
+use pelt::contexts::MentionMode;
+use pelt::corpus::Corpus;
+use pelt::entities::EntityList;
+use pelt::escape;
+use pelt::model::{bundled_model_dir, DeviceChoice, Model};
+use pelt::outpath::{Input, Inputs};
+use pelt::progress::Progress;
+use pelt::table::Table;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -145,8 +145,10 @@ pub enum Command {
         out: PathBuf,
     },
     /// Benchmark table construction on a fixed set of contexts (bundled model and a
-    /// bert-base-shaped model with random weights).
+    /// bert-base-shaped model with random weights); `pelt bench ui` benchmarks the window.
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchWhat>,
         /// Which model: bundled, bert-base, both, or a model directory.
         #[arg(long, default_value = "both")]
         model: String,
@@ -260,8 +262,27 @@ fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
 /// `--model`: a folder, or a Hugging Face id (`ORG/NAME[@REV]`) found in the local cache;
 /// none is the bundled model.
 fn load_model(spec: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
-    let dir = crate::model::resolve_model(spec.as_deref().map(|p| p.to_str().unwrap_or("")))?;
+    let dir = pelt::model::resolve_model(spec.as_deref().map(|p| p.to_str().unwrap_or("")))?;
     Model::load_with_dtype(&dir, &device.open()?, dtype.dtype())
+}
+
+/// Other benchmarks than table construction.
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// The workbench window, headless, on a synthetic table: frame times of the entity list,
+    /// Inspector and Map, a neighbour query and opening the table.
+    Ui {
+        #[arg(long, default_value_t = 100_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 768)]
+        hidden: usize,
+        /// Frames timed per view.
+        #[arg(long, default_value_t = 30)]
+        frames: usize,
+        /// Where the synthetic table is written (removed afterwards).
+        #[arg(long, default_value = "target")]
+        dir: PathBuf,
+    },
 }
 
 /// Floating-point precision of the model's weights and activations.
@@ -286,7 +307,7 @@ impl Precision {
 fn progress_bar(p: &Progress) {
     use std::io::IsTerminal;
     use std::sync::Mutex;
-    static LAST: Mutex<Option<(crate::progress::Phase, std::time::Instant)>> = Mutex::new(None);
+    static LAST: Mutex<Option<(pelt::progress::Phase, std::time::Instant)>> = Mutex::new(None);
     let mut err = std::io::stderr();
     if !err.is_terminal() {
         let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
@@ -332,34 +353,10 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
         } => {
             let model = load_model(model, device, Precision::F32)?;
-            let enc = model.tokenizer.encode(&text)?;
-            let masks = model.tokenizer.mask_positions(&enc);
-            if masks.is_empty() {
-                bail!(
-                    "the text has no mask token: write {} where a word should be predicted",
-                    model.tokenizer.mask_token()
-                );
-            }
-            let pos: Vec<(usize, usize)> = masks.iter().map(|&p| (0, p)).collect();
-            let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
-            for (i, _) in masks.iter().enumerate() {
-                let logits = res.logits_row(i).context("the model returned no logits")?;
-                if logits.iter().any(|x| !x.is_finite()) {
-                    bail!(
-                        "the model's output at mask {} is not a finite number (NaN or infinity); its weights ({}) may hold NaN or infinite values",
-                        i + 1,
-                        escape::path(model.weights_path())
-                    );
-                }
-                let p = softmax(logits);
+            for (i, preds) in pelt::analysis::fill_mask(&model, &text, k)?.iter().enumerate() {
                 writeln!(out, "mask {}:", i + 1)?;
-                for t in top_k(&p, k) {
-                    writeln!(
-                        out,
-                        "  {:<16} {:.4}",
-                        escape::text(&model.tokenizer.display_token(t as u32)),
-                        p[t]
-                    )?;
+                for (token, p) in preds {
+                    writeln!(out, "  {:<16} {p:.4}", escape::text(token))?;
                 }
             }
         }
@@ -578,10 +575,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     escape::text(&t.entity_ids[i])
                 );
             }
+            let index = pelt::analysis::NeighbourIndex::new(&t)?;
             if vocab {
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
-                t.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
-                let emb = m.encoder.word_embeddings()?;
+                let tokens =
+                    pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, center, t.norm)?;
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
@@ -590,18 +588,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.norm,
                     if center { ", mean removed" } else { "" }
                 )?;
-                let query = if center {
-                    crate::analysis::centered_vector(&t, i, t.norm)
-                } else {
-                    t.embedding_at(i, t.norm)
-                };
-                for (tok, s) in crate::analysis::vocab_neighbours(&emb, t.hidden(), &query, k) {
-                    writeln!(
-                        out,
-                        "  {:<20} {:.3}",
-                        escape::text(&m.tokenizer.display_token(tok)),
-                        s
-                    )?;
+                for (tok, s) in tokens {
+                    writeln!(out, "  {:<20} {s:.3}", escape::text(&tok))?;
                 }
             } else {
                 writeln!(
@@ -611,7 +599,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     escape::text(&t.entity_ids[i]),
                     if center { ", mean removed" } else { "" }
                 )?;
-                for (j, s) in crate::analysis::entity_neighbours(&t, i, k, center) {
+                for (j, s) in index.entity_neighbours(i, k, center)? {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",
@@ -623,7 +611,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::ExportProjector { table, out: dir } => {
-            crate::outpath::check_dir_or_absent("--out", &dir)?;
+            pelt::outpath::check_dir_or_absent("--out", &dir)?;
             let inputs = Inputs(vec![Input::new("table", &table)]);
             for f in ["vectors.tsv", "metadata.tsv"] {
                 inputs.check_output("--out", &dir.join(f))?;
@@ -639,6 +627,24 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
         }
         Command::Bench {
+            what: Some(BenchWhat::Ui {
+                entities,
+                hidden,
+                frames,
+                dir,
+            }),
+            ..
+        } => {
+            #[cfg(feature = "gui")]
+            crate::ui::bench::run(entities, hidden, frames, &dir)?;
+            #[cfg(not(feature = "gui"))]
+            {
+                let _ = (entities, hidden, frames, dir);
+                bail!("this build has no GUI (built without the `gui` feature)");
+            }
+        }
+        Command::Bench {
+            what: None,
             model,
             contexts,
             batch,
@@ -658,11 +664,11 @@ pub fn run(cli: Cli) -> Result<()> {
             writeln!(
                 out,
                 "device: {}, threads: {}, CPU matmul: {}",
-                crate::model::describe_device(&dev),
+                pelt::model::describe_device(&dev),
                 candle_core::utils::get_num_threads(),
-                crate::model::cpu_matmul()
+                pelt::model::cpu_matmul()
             )?;
-            report.insert("cpu_matmul".into(), crate::model::cpu_matmul().into());
+            report.insert("cpu_matmul".into(), pelt::model::cpu_matmul().into());
             let mut peak = None;
             if matmul > 0 {
                 let p = crate::bench::matmul_peak(&dev, matmul)?;
@@ -709,7 +715,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if let Some(p) = json {
                 bench_inputs(&contexts, &dirs).check_output("--json", &p)?;
-                crate::table::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
+                pelt::io::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
             }
         }
         Command::EntitiesFromLinks {
@@ -752,14 +758,14 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let table = Table::load(&table)?;
             let labels = match (labels, from_fewrel.is_empty()) {
-                (Some(p), _) => crate::eval::labels_from_tsv(&p)?,
-                (None, false) => crate::eval::labels_from_fewrel(&from_fewrel, min_mentions)?,
+                (Some(p), _) => pelt::eval::labels_from_tsv(&p)?,
+                (None, false) => pelt::eval::labels_from_fewrel(&from_fewrel, min_mentions)?,
                 (None, true) => bail!("give --labels FILE or --from-fewrel FILE…"),
             };
             let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
             table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
-            let names = crate::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
-            let r = crate::eval::eval_typing(&table, &labels, Some(&names), k)?;
+            let names = pelt::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
+            let r = pelt::eval::eval_typing(&table, &labels, Some(&names), k)?;
             writeln!(
                 out,
                 "entity typing, {k}-NN leave-one-out on cosine: {} labelled entities of the table ({} found in the corpus), {} labels{}",
@@ -781,7 +787,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 )?;
             }
             if let Some(p) = json {
-                crate::table::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+                pelt::io::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
             }
         }
         Command::Eval {
@@ -807,8 +813,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let m = load_model(model, device, Precision::F32)?;
             table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
             let (probes, rep) = match (probes, from_fewrel.is_empty()) {
-                (Some(p), _) => crate::eval::probes_from_tsv(&p, &table, &m.tokenizer)?,
-                (None, false) => crate::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?,
+                (Some(p), _) => pelt::eval::probes_from_tsv(&p, &table, &m.tokenizer)?,
+                (None, false) => pelt::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?,
                 (None, true) => bail!("give --probes FILE or --from-fewrel FILE…"),
             };
             let mut norms = norms;
@@ -823,14 +829,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 eprintln!("note: skipped {w}");
             }
             let cancel = AtomicBool::new(false);
-            let r = crate::eval::eval_cloze(&m, &table, probes, rep, &norms, batch, &cancel)?;
+            let r = pelt::eval::eval_cloze(&m, &table, probes, rep, &norms, batch, &cancel)?;
             writeln!(
                 out,
                 "cloze: {} probes ({} without a one-piece gold word, {} whose entity has no vector, {} without a mention)",
                 r.probes.made, r.probes.no_one_piece_gold, r.probes.entity_not_in_table, r.probes.mention_not_found
             )?;
             writeln!(out, "{:<16} {:>6} {:>6} {:>6}", "", "P@1", "P@10", "MRR")?;
-            let row = |label: String, s: &crate::eval::ClozeScore| {
+            let row = |label: String, s: &pelt::eval::ClozeScore| {
                 format!("{label:<16} {:>6.3} {:>6.3} {:>6.3}", s.p_at_1, s.p_at_10, s.mrr)
             };
             writeln!(out, "{}", row("without table".into(), &r.without))?;
@@ -856,7 +862,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
             if let Some(p) = json {
-                crate::table::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+                pelt::io::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
             }
         }
         Command::EntitiesFromFewrel {

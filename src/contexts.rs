@@ -9,6 +9,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use crate::corpus::Sentence;
 use crate::entities::EntityList;
+pub use crate::table::ContextRecord;
 use crate::model::TextTokenizer;
 
 /// One mention of an entity in a text (byte offsets): a linked span, or a match of its name or
@@ -235,35 +236,6 @@ impl MentionFinder {
             }
         }
         out
-    }
-}
-
-/// A sampled context as kept in a table: where it is, the sentence, and the mention span.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContextRecord {
-    /// Row of the entity in the table.
-    pub entity: u32,
-    /// Corpus file index, 1-based line (example number for FewRel), sentence index in the line.
-    pub file: u32,
-    pub line: u32,
-    pub sentence: u32,
-    /// Byte span of the mention in `text`.
-    pub start: u32,
-    pub end: u32,
-    pub text: String,
-    /// The mention is a linked span (not a name match).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub linked: bool,
-}
-
-impl ContextRecord {
-    pub fn mention(&self) -> &str {
-        self.text
-            .get(self.start as usize..self.end as usize)
-            .unwrap_or("")
-    }
-    pub fn sort_key(&self) -> (u32, u32, u32, u32, u32) {
-        (self.file, self.line, self.sentence, self.start, self.entity)
     }
 }
 

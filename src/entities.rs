@@ -126,7 +126,7 @@ impl EntityList {
                     .join("|")
             )?;
         }
-        crate::table::write_atomic(path, &out)
+        crate::io::write_atomic(path, &out)
     }
 
     /// Collects the linked entities of FewRel-style files (`h`/`t` = [name, id, positions]):

@@ -2,19 +2,26 @@
 //! ACL 2022) for masked language models. This library knows nothing of the GUI; the `pelt`
 //! binary puts a command line and an egui front end on top of it.
 //!
-//! Layers (imports flow downward): `model`, `corpus`, `entities`, `table`, `progress`,
-//! `project` → `contexts`, `rewrite`, `analysis` → `build` → `worker`, `cli`.
+//! Layers (each imports only from the layers before it, never back):
+//! 1. `escape`, `outpath` (which outputs are refused) → `io` (atomic writes), `exact_sum`,
+//!    `progress`, `model` (with `model::hub`, the Hugging Face cache);
+//! 2. `corpus` → `entities` → `table` (the table types, `ContextRecord` included);
+//! 3. `contexts`, `rewrite`, `analysis`;
+//! 4. `build` → `project`, and `eval`;
+//! 5. `worker`.
+//!
+//! The front ends (the `pelt` command line with its benchmark, and the egui window) are
+//! modules of the binary, not of this library.
 
 pub mod analysis;
-pub mod bench;
 pub mod build;
-pub mod cli;
 pub mod contexts;
 pub mod corpus;
 pub mod entities;
 pub mod eval;
 pub mod escape;
 pub mod exact_sum;
+pub mod io;
 pub mod model;
 pub mod outpath;
 pub mod progress;

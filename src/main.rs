@@ -1,5 +1,7 @@
 //! `pelt`: the workbench window when run without arguments, the command line otherwise.
 
+mod bench;
+mod cli;
 #[cfg(feature = "gui")]
 mod ui;
 
@@ -7,9 +9,9 @@ use clap::Parser;
 
 fn main() {
     if std::env::args_os().len() > 1 {
-        let cli = pelt::cli::Cli::parse();
-        if let Err(e) = pelt::cli::run(cli) {
-            eprintln!("error: {}", pelt::escape::text(&format!("{e:#}")));
+        let cli = cli::Cli::parse();
+        if let Err(e) = cli::run(cli) {
+            eprintln!("error: {e:#}");
             std::process::exit(1);
         }
         return;

@@ -95,7 +95,7 @@ impl Project {
         }
         p.map_paths(|q| relative_to(&absolute(q), &base));
         let text = ron::ser::to_string_pretty(&p, ron::ser::PrettyConfig::default())?;
-        crate::table::write_atomic(path, text.as_bytes())
+        crate::io::write_atomic(path, text.as_bytes())
     }
 
     fn map_paths(&mut self, f: impl Fn(&Path) -> PathBuf) {

@@ -1,28 +1,53 @@
-//! The background worker: a thread that owns the model and does all model work for a front
-//! end. Jobs go in and events come out over crossbeam channels; after each event the worker
+//! The background worker: a thread that owns the model and does all model work (and any
+//! other slow computation, such as the map's PCA) for a front end.
+//!
+//! [`Job`]s go in and [`Event`]s come out over crossbeam channels; after each event the worker
 //! calls the `wake` callback it was given (the GUI passes `request_repaint`), so it needs no
-//! GUI library itself. Errors and panics in a job become [`Event::Error`]; the worker lives on.
+//! GUI library itself.
+//!
+//! **Correlation.** [`Worker::send`] gives every job an id and tags it with the sender's
+//! generation (the GUI bumps its generation whenever it switches projects). Every event
+//! carries the id and generation of the job it answers, so a front end matches replies by id
+//! and drops those of an older generation by rule, whatever order they arrive in.
+//!
+//! **Exactly one final reply.** Every job gets exactly one final [`Reply`]: its own result
+//! variant, or [`Reply::Failed`] when it returns an error or panics (the worker lives on).
+//! Before it, a job may send interim replies ([`Reply::Progress`], [`Reply::ModelChanged`]);
+//! [`Reply::is_final`] tells them apart.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::analysis::{self, ContextInsight};
+pub use crate::analysis::Predictions;
+use crate::analysis::{self, check_fits, ContextInsight, NeighbourIndex};
 use crate::build::{
     build_table, checkpoint_path, entity_list_for, BuildInput, BuildOutcome, BuildReport,
 };
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
-use crate::model::{describe_device, softmax, top_k, DeviceChoice, Model};
+use crate::model::{describe_device, DeviceChoice, Model};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::rewrite::rewrite;
 use crate::table::Table;
 
-pub enum Job {
+/// Identifies one job; every event about the job carries it.
+pub type JobId = u64;
+
+/// One unit of work, as sent by [`Worker::send`].
+pub struct Job {
+    pub id: JobId,
+    /// The sender's generation when the job was sent (see the module docs).
+    pub generation: u64,
+    pub task: Task,
+}
+
+/// What a job does.
+pub enum Task {
     /// Loads (or reuses) the model of `dir` on `device`.
     LoadModel {
         dir: PathBuf,
@@ -52,6 +77,8 @@ pub enum Job {
         limit: usize,
         norms: Vec<f32>,
     },
+    /// Nearest entities (one matrix product over the table's cached directions) and nearest
+    /// vocabulary tokens.
     Neighbours {
         table: Arc<Table>,
         entity: usize,
@@ -68,19 +95,24 @@ pub enum Job {
         norm_b: f32,
         top_k: usize,
     },
+    /// The 2-D PCA of the table's entity vectors (needs no model).
+    Pca {
+        table: Arc<Table>,
+    },
 }
 
-impl Job {
+impl Task {
     pub fn name(&self) -> &'static str {
         match self {
-            Job::LoadModel { .. } => "load model",
-            Job::Build { .. } => "build",
-            Job::OpenTable { .. } => "open table",
-            Job::SaveTable { .. } => "save table",
-            Job::ExportProjector { .. } => "export projector files",
-            Job::Inspect { .. } => "inspect",
-            Job::Neighbours { .. } => "neighbours",
-            Job::Preview { .. } => "preview",
+            Task::LoadModel { .. } => "load model",
+            Task::Build { .. } => "build",
+            Task::OpenTable { .. } => "open table",
+            Task::SaveTable { .. } => "save table",
+            Task::ExportProjector { .. } => "export projector files",
+            Task::Inspect { .. } => "inspect",
+            Task::Neighbours { .. } => "neighbours",
+            Task::Preview { .. } => "preview",
+            Task::Pca { .. } => "map",
         }
     }
 }
@@ -98,9 +130,6 @@ pub struct ModelInfo {
     pub mask_token: String,
 }
 
-/// Predictions at one mask: (display token, probability).
-pub type Predictions = Vec<(String, f32)>;
-
 #[derive(Debug, Clone)]
 pub struct MaskComparison {
     pub without: Predictions,
@@ -111,14 +140,34 @@ pub struct MaskComparison {
 #[derive(Debug, Clone)]
 pub struct PreviewResult {
     pub text: String,
-    /// `(start, end, entity, plugged)` for each mention found in `text`.
-    pub mentions: Vec<(usize, usize, usize, bool)>,
+    /// Each mention found in `text`.
+    pub mentions: Vec<FoundMention>,
     pub rewritten: String,
-    /// `(id, token, entity carried at this position)`.
-    pub tokens: Vec<(u32, String, Option<usize>)>,
+    /// The rewritten text's tokens.
+    pub tokens: Vec<PreviewToken>,
     pub masks: Vec<MaskComparison>,
     pub norm_a: f32,
     pub norm_b: f32,
+}
+
+/// A mention found in a preview text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundMention {
+    /// Byte span in the text.
+    pub start: usize,
+    pub end: usize,
+    pub entity: usize,
+    /// Whether the entity's vector was plugged in (the mention was not switched off).
+    pub plugged: bool,
+}
+
+/// One token of a rewritten preview text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewToken {
+    pub id: u32,
+    pub text: String,
+    /// The entity whose vector sits at this position.
+    pub entity: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,9 +187,30 @@ pub struct NeighbourResult {
     pub vocab: Vec<(String, f32)>,
 }
 
-pub enum Event {
-    ModelLoaded(ModelInfo),
+/// A point of the map: an entity row and its first two principal components.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapPoint {
+    pub entity: usize,
+    pub xy: [f64; 2],
+}
+
+/// Something the worker says about a job: [`Event::reply`] for the job [`Event::id`].
+pub struct Event {
+    pub id: JobId,
+    pub generation: u64,
+    /// The job's [`Task::name`], for error messages.
+    pub job: &'static str,
+    pub reply: Reply,
+}
+
+/// Replies; all but [`Reply::Progress`] and [`Reply::ModelChanged`] are final.
+pub enum Reply {
+    /// Interim: how far a build has got.
     Progress(Progress),
+    /// Interim: a job other than [`Task::LoadModel`] loaded a model on its way.
+    ModelChanged(ModelInfo),
+    /// Final for [`Task::LoadModel`] (also when the model was already loaded).
+    ModelLoaded(ModelInfo),
     Built {
         table: Arc<Table>,
         report: Box<BuildReport>,
@@ -155,23 +225,33 @@ pub enum Event {
         table: Arc<Table>,
         path: PathBuf,
     },
+    /// Final for [`Task::SaveTable`] and [`Task::ExportProjector`].
     Saved {
         path: PathBuf,
     },
     Inspected(Box<Inspection>),
     Neighbours(NeighbourResult),
     Previewed(Box<PreviewResult>),
-    Error {
-        job: &'static str,
+    Pca(Arc<Vec<MapPoint>>),
+    /// Final for a job that failed (an error, or a panic caught by the worker).
+    Failed {
         message: String,
     },
+}
+
+impl Reply {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Reply::Progress(_) | Reply::ModelChanged(_))
+    }
 }
 
 pub struct Worker {
     jobs: Sender<Job>,
     events: Receiver<Event>,
     cancel: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
+    /// Jobs sent whose final reply has not been sent yet.
+    outstanding: Arc<AtomicUsize>,
+    next_id: AtomicU64,
 }
 
 impl Worker {
@@ -180,42 +260,48 @@ impl Worker {
         let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (event_tx, events) = crossbeam_channel::unbounded::<Event>();
         let cancel = Arc::new(AtomicBool::new(false));
-        let busy = Arc::new(AtomicBool::new(false));
-        let (c, b) = (cancel.clone(), busy.clone());
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let (c, b) = (cancel.clone(), outstanding.clone());
         std::thread::Builder::new()
             .name("pelt-worker".into())
             .spawn(move || {
-                let mut state = State {
+                let mut engine = Engine {
                     model: None,
+                    cache: None,
                     cancel: c,
                 };
-                let send = |e: Event| {
-                    let _ = event_tx.send(e);
-                    wake();
-                };
                 for job in job_rx.iter() {
-                    b.store(true, Ordering::SeqCst);
-                    let name = job.name();
-                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| state.run(job, &send)));
-                    match r {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => send(Event::Error {
+                    let (id, generation, name) = (job.id, job.generation, job.task.name());
+                    let send = |reply: Reply| {
+                        let _ = event_tx.send(Event {
+                            id,
+                            generation,
                             job: name,
+                            reply,
+                        });
+                        wake();
+                    };
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        engine.run(job.task, &send)
+                    }));
+                    let last = match r {
+                        Ok(Ok(reply)) => reply,
+                        Ok(Err(e)) => Reply::Failed {
                             message: format!("{e:#}"),
-                        }),
+                        },
                         Err(p) => {
                             let msg = p
                                 .downcast_ref::<String>()
                                 .cloned()
                                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                                 .unwrap_or_else(|| "unknown panic".into());
-                            send(Event::Error {
-                                job: name,
+                            Reply::Failed {
                                 message: format!("internal error: {msg}"),
-                            })
+                            }
                         }
-                    }
-                    b.store(false, Ordering::SeqCst);
+                    };
+                    send(last);
+                    b.fetch_sub(1, Ordering::SeqCst);
                     wake();
                 }
             })
@@ -224,15 +310,24 @@ impl Worker {
             jobs,
             events,
             cancel,
-            busy,
+            outstanding,
+            next_id: AtomicU64::new(1),
         }
     }
 
-    pub fn send(&self, job: Job) {
-        if matches!(job, Job::Build { .. }) {
+    /// Queues `task` as a job of `generation` and returns its id.
+    pub fn send(&self, generation: u64, task: Task) -> JobId {
+        if matches!(task, Task::Build { .. }) {
             self.cancel.store(false, Ordering::SeqCst);
         }
-        let _ = self.jobs.send(job);
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        let _ = self.jobs.send(Job {
+            id,
+            generation,
+            task,
+        });
+        id
     }
 
     /// Asks a running build to stop after its current batch (it writes a checkpoint).
@@ -250,55 +345,97 @@ impl Worker {
         self.events.recv_timeout(t).ok()
     }
 
+    /// Whether a job sent has not had its final reply yet (the reply may still be waiting
+    /// in [`Worker::poll`]).
     pub fn is_busy(&self) -> bool {
-        self.busy.load(Ordering::SeqCst) || !self.jobs.is_empty()
+        self.outstanding.load(Ordering::SeqCst) > 0
     }
 }
 
-struct State {
+/// What the worker thread holds between jobs: the model, and what it derived from the
+/// table last queried.
+struct Engine {
     model: Option<(PathBuf, DeviceChoice, Model)>,
+    cache: Option<TableCache>,
     cancel: Arc<AtomicBool>,
 }
 
-impl State {
+/// Built on first use for one table and kept while that table is queried.
+struct TableCache {
+    table: Arc<Table>,
+    index: Option<NeighbourIndex>,
+    finder: Option<MentionFinder>,
+}
+
+impl TableCache {
+    fn index(&mut self) -> Result<&NeighbourIndex> {
+        if self.index.is_none() {
+            self.index = Some(NeighbourIndex::new(&self.table)?);
+        }
+        self.index.as_ref().context("no neighbour index")
+    }
+
+    fn finder(&mut self) -> Result<&MentionFinder> {
+        if self.finder.is_none() {
+            let t = &self.table;
+            self.finder = Some(MentionFinder::new(&t.entity_list(), t.meta.case_sensitive)?);
+        }
+        self.finder.as_ref().context("no mention finder")
+    }
+}
+
+impl Engine {
     /// Loads the model of `dir` unless it is the one loaded; a model that fails to load leaves
-    /// the previous one in place. A newly loaded model is announced with [`Event::ModelLoaded`].
+    /// the previous one in place. A newly loaded model is announced with
+    /// [`Reply::ModelChanged`] when `announce`.
     fn model(
         &mut self,
         dir: &PathBuf,
         device: DeviceChoice,
-        send: &dyn Fn(Event),
+        announce: bool,
+        send: &dyn Fn(Reply),
     ) -> Result<&Model> {
         let reuse = matches!(&self.model, Some((d, dev, _)) if d == dir && *dev == device);
         if !reuse {
             let m = Model::load(dir, &device.open()?)?;
-            send(Event::ModelLoaded(model_info(dir, &m)?));
+            if announce {
+                send(Reply::ModelChanged(model_info(dir, &m)?));
+            }
             self.model = Some((dir.clone(), device, m));
         }
-        Ok(&self.model.as_ref().expect("loaded above").2)
-    }
-
-    /// The loaded model, checked to be the one `table` was built with.
-    fn model_for(&mut self, table: &Table) -> Result<&Model> {
         let (_, _, m) = self.model.as_ref().context("no model is loaded")?;
-        table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
         Ok(m)
     }
 
-    fn run(&mut self, job: Job, send: &dyn Fn(Event)) -> Result<()> {
-        match job {
-            Job::LoadModel { dir, device } => {
-                let was_loaded =
-                    matches!(&self.model, Some((d, dev, _)) if *d == dir && *dev == device);
-                let m = self.model(&dir, device, send)?;
-                if was_loaded {
-                    // Answer every LoadModel, also when the model was already there.
-                    send(Event::ModelLoaded(model_info(&dir, m)?));
-                }
+    /// The loaded model, checked to be the one `table` was built with.
+    fn model_for(&self, table: &Table) -> Result<&Model> {
+        let (_, _, m) = self.model.as_ref().context("no model is loaded")?;
+        check_fits(table, m)?;
+        Ok(m)
+    }
+
+    /// What is kept for `table` (a new cache when it is another table than last time).
+    fn cache(&mut self, table: &Arc<Table>) -> &mut TableCache {
+        if !self.cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.table, table)) {
+            self.cache = None; // drop the old table's index before building the new one
+        }
+        self.cache.get_or_insert_with(|| TableCache {
+            table: table.clone(),
+            index: None,
+            finder: None,
+        })
+    }
+
+    /// Runs one task and returns its final reply.
+    fn run(&mut self, task: Task, send: &dyn Fn(Reply)) -> Result<Reply> {
+        Ok(match task {
+            Task::LoadModel { dir, device } => {
+                let m = self.model(&dir, device, false, send)?;
+                Reply::ModelLoaded(model_info(&dir, m)?)
             }
-            Job::Build { project, resume } => {
+            Task::Build { project, resume } => {
                 let cancel = self.cancel.clone();
-                let model = self.model(&project.resolve_model()?, project.device, send)?;
+                let model = self.model(&project.resolve_model()?, project.device, true, send)?;
                 let corpus = Corpus::open(&project.corpus)?;
                 let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
@@ -322,7 +459,7 @@ impl State {
                         resume,
                         cancel: &cancel,
                     },
-                    &mut |p| send(Event::Progress(p.clone())),
+                    &mut |p| send(Reply::Progress(p.clone())),
                 )?;
                 match outcome {
                     BuildOutcome::Finished(table, report) => {
@@ -334,43 +471,43 @@ impl State {
                             }
                             saved_to = Some(path.clone());
                         }
-                        send(Event::Built {
+                        Reply::Built {
                             table: Arc::new(*table),
                             report: Box::new(report),
                             saved_to,
-                        });
+                        }
                     }
                     BuildOutcome::Cancelled {
                         done,
                         total,
                         checkpoint,
-                    } => send(Event::BuildCancelled {
+                    } => Reply::BuildCancelled {
                         done,
                         total,
                         checkpoint,
-                    }),
+                    },
                 }
             }
-            Job::OpenTable { path } => {
+            Task::OpenTable { path } => {
                 let table = Table::load(&path)?;
                 if let Some((_, _, m)) = &self.model {
-                    table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
+                    check_fits(&table, m)?;
                 }
-                send(Event::TableOpened {
+                Reply::TableOpened {
                     table: Arc::new(table),
                     path,
-                });
+                }
             }
-            Job::SaveTable { table, path } => {
+            Task::SaveTable { table, path } => {
                 table.save(&path)?;
-                send(Event::Saved { path });
+                Reply::Saved { path }
             }
-            Job::ExportProjector { table, dir } => {
+            Task::ExportProjector { table, dir } => {
                 crate::outpath::check_dir_or_absent("export folder", &dir)?;
                 table.export_projector(&dir)?;
-                send(Event::Saved { path: dir });
+                Reply::Saved { path: dir }
             }
-            Job::Inspect {
+            Task::Inspect {
                 table,
                 entity,
                 top_k,
@@ -390,39 +527,36 @@ impl State {
                     })
                     .collect();
                 let losses = analysis::loss_vs_norm(table.sum(entity), &insights, &norms);
-                send(Event::Inspected(Box::new(Inspection {
+                Reply::Inspected(Box::new(Inspection {
                     entity,
                     insights,
                     prediction_tokens,
                     loss_curve: norms.into_iter().zip(losses).collect(),
-                })));
+                }))
             }
-            Job::Neighbours {
+            Task::Neighbours {
                 table,
                 entity,
                 k,
                 center,
                 norm,
             } => {
-                let model = self.model_for(&table)?;
-                let entities = analysis::entity_neighbours(&table, entity, k, center);
-                let emb = model.encoder.word_embeddings()?;
-                let query = if center {
-                    analysis::centered_vector(&table, entity, norm)
-                } else {
-                    table.embedding_at(entity, norm)
+                self.model_for(&table)?;
+                self.cache(&table).index()?;
+                let (Some((_, _, model)), Some(cache)) = (&self.model, &self.cache) else {
+                    bail!("no model is loaded");
                 };
-                let vocab = analysis::vocab_neighbours(&emb, table.hidden(), &query, k)
-                    .into_iter()
-                    .map(|(t, s)| (model.tokenizer.display_token(t), s))
-                    .collect();
-                send(Event::Neighbours(NeighbourResult {
+                let index = cache.index.as_ref().context("no neighbour index")?;
+                let entities = index.entity_neighbours(entity, k, center)?;
+                let vocab =
+                    analysis::vocab_neighbours_of(model, &table, index, entity, k, center, norm)?;
+                Reply::Neighbours(NeighbourResult {
                     entity,
                     entities,
                     vocab,
-                }));
+                })
             }
-            Job::Preview {
+            Task::Preview {
                 table,
                 text,
                 disabled,
@@ -430,13 +564,28 @@ impl State {
                 norm_b,
                 top_k: k,
             } => {
-                let model = self.model_for(&table)?;
-                send(Event::Previewed(Box::new(preview(
-                    model, &table, &text, &disabled, norm_a, norm_b, k,
-                )?)));
+                self.model_for(&table)?;
+                self.cache(&table).finder()?;
+                let (Some((_, _, model)), Some(cache)) = (&self.model, &self.cache) else {
+                    bail!("no model is loaded");
+                };
+                let finder = cache.finder.as_ref().context("no mention finder")?;
+                let input = PreviewInput {
+                    text: &text,
+                    disabled: &disabled,
+                    norm_a,
+                    norm_b,
+                    top_k: k,
+                };
+                Reply::Previewed(Box::new(preview(model, &table, finder, input)?))
             }
-        }
-        Ok(())
+            Task::Pca { table } => Reply::Pca(Arc::new(
+                analysis::pca_2d(&table)?
+                    .into_iter()
+                    .map(|(entity, xy)| MapPoint { entity, xy })
+                    .collect(),
+            )),
+        })
     }
 }
 
@@ -454,26 +603,31 @@ fn model_info(dir: &std::path::Path, m: &Model) -> Result<ModelInfo> {
     })
 }
 
-fn predictions(model: &Model, logits: &[f32], k: usize) -> Predictions {
-    let p = softmax(logits);
-    top_k(&p, k)
-        .into_iter()
-        .map(|i| (model.tokenizer.display_token(i as u32), p[i]))
-        .collect()
+/// What [`preview`] runs: `text`, with the mention spans `(start, end)` in `disabled` left
+/// as plain text, at two norms, keeping the `top_k` predictions per mask.
+pub struct PreviewInput<'a> {
+    pub text: &'a str,
+    pub disabled: &'a [(usize, usize)],
+    pub norm_a: f32,
+    pub norm_b: f32,
+    pub top_k: usize,
 }
 
-/// Fill-mask predictions for `text` without entity vectors and with them at two norms.
-/// `disabled` lists mention spans `(start, end)` that are not rewritten.
+/// Fill-mask predictions for a text without entity vectors and with them at two norms;
+/// `finder` finds the mentions of `table`'s entities (build it once per table).
 pub fn preview(
     model: &Model,
     table: &Table,
-    text: &str,
-    disabled: &[(usize, usize)],
-    norm_a: f32,
-    norm_b: f32,
-    k: usize,
+    finder: &MentionFinder,
+    input: PreviewInput,
 ) -> Result<PreviewResult> {
-    let finder = MentionFinder::new(&table.entity_list(), table.meta.case_sensitive)?;
+    let PreviewInput {
+        text,
+        disabled,
+        norm_a,
+        norm_b,
+        top_k: k,
+    } = input;
     let found: Vec<_> = finder
         .find(text)
         .into_iter()
@@ -503,9 +657,9 @@ pub fn preview(
         let (a, b) = (run(norm_a)?, run(norm_b)?);
         for i in 0..plain_masks.len().min(rw.masks.len()) {
             masks.push(MaskComparison {
-                without: predictions(model, without.logits_row(i).expect("logits"), k),
-                with_a: predictions(model, a.logits_row(i).expect("logits"), k),
-                with_b: predictions(model, b.logits_row(i).expect("logits"), k),
+                without: analysis::predictions(model, logits(&without, i)?, k),
+                with_a: analysis::predictions(model, logits(&a, i)?, k),
+                with_b: analysis::predictions(model, logits(&b, i)?, k),
             });
         }
     }
@@ -519,14 +673,23 @@ pub fn preview(
                 Some(e) => format!("[[{}]]", table.entity_names[e]),
                 None => model.tokenizer.token(id),
             };
-            (id, tok, ent)
+            PreviewToken {
+                id,
+                text: tok,
+                entity: ent,
+            }
         })
         .collect();
     Ok(PreviewResult {
         text: text.to_string(),
         mentions: found
             .iter()
-            .map(|m| (m.start, m.end, m.entity, plug.contains(m)))
+            .map(|m| FoundMention {
+                start: m.start,
+                end: m.end,
+                entity: m.entity,
+                plugged: plug.contains(m),
+            })
             .collect(),
         rewritten: rw.display,
         tokens,
@@ -534,4 +697,8 @@ pub fn preview(
         norm_a,
         norm_b,
     })
+}
+
+fn logits(out: &crate::model::EncoderOutput, row: usize) -> Result<&[f32]> {
+    out.logits_row(row).context("the encoder returned no logits")
 }

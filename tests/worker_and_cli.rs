@@ -4,24 +4,46 @@ mod common;
 use common::*;
 
 use pelt::project::{bundled_demo, Project};
-use pelt::worker::{Event, Job, Worker};
+use pelt::worker::{Event, JobId, Reply, Task, Worker};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn wait_for<T>(w: &Worker, what: &str, mut f: impl FnMut(Event) -> Option<T>) -> T {
+/// Waits for the replies to job `id` until `f` takes one; every event must name a job sent.
+fn wait_for<T>(
+    w: &Worker,
+    id: JobId,
+    what: &str,
+    mut f: impl FnMut(Reply) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
-        if let Some(ev) = w.recv_timeout(Duration::from_millis(200)) {
-            if let Event::Error { job, message } = &ev {
+        if let Some(Event {
+            id: got,
+            generation,
+            job,
+            reply,
+        }) = w.recv_timeout(Duration::from_millis(200))
+        {
+            assert_eq!(generation, 7, "events carry the generation of their job");
+            assert!(got <= id, "an event for job {got}, not sent yet");
+            if got < id {
+                // An earlier job's reply: there is at most one final one, already seen.
+                assert!(!reply.is_final(), "a second final reply to job {got} ({job})");
+                continue;
+            }
+            if let Reply::Failed { message } = &reply {
                 if what != "error" {
                     panic!("{job}: {message}");
                 }
             }
-            if let Some(t) = f(ev) {
+            let last = reply.is_final();
+            if let Some(t) = f(reply) {
+                assert!(last, "the awaited reply is the job's final one");
                 return t;
             }
+            assert!(!last, "job {id} ended without the awaited reply ({what})");
         }
     }
     panic!("timed out waiting for {what}");
@@ -38,17 +60,20 @@ fn worker_builds_inspects_previews_and_survives_errors() {
     let mut project = Project::load(&bundled_demo()).unwrap();
     project.table = Some(dir.path().join("demo.safetensors"));
     project.options.k = 16;
-    worker.send(Job::Build {
-        project: Box::new(project.clone()),
-        resume: false,
-    });
+    let id = worker.send(
+        7,
+        Task::Build {
+            project: Box::new(project.clone()),
+            resume: false,
+        },
+    );
     let mut progress = 0;
-    let table = wait_for(&worker, "build", |e| match e {
-        Event::Progress(_) => {
+    let table = wait_for(&worker, id, "build", |e| match e {
+        Reply::Progress(_) => {
             progress += 1;
             None
         }
-        Event::Built {
+        Reply::Built {
             table,
             saved_to,
             report,
@@ -69,15 +94,18 @@ fn worker_builds_inspects_previews_and_survives_errors() {
     );
     let e = table.index_of("apoptosis").unwrap();
 
-    worker.send(Job::Inspect {
-        table: table.clone(),
-        entity: e,
-        top_k: 5,
-        limit: 50,
-        norms: vec![0.0, 0.5, 7.0],
-    });
-    let ins = wait_for(&worker, "inspection", |e| {
-        if let Event::Inspected(i) = e {
+    let id = worker.send(
+        7,
+        Task::Inspect {
+            table: table.clone(),
+            entity: e,
+            top_k: 5,
+            limit: 50,
+            norms: vec![0.0, 0.5, 7.0],
+        },
+    );
+    let ins = wait_for(&worker, id, "inspection", |e| {
+        if let Reply::Inspected(i) = e {
             Some(i)
         } else {
             None
@@ -99,15 +127,18 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         "norm 0 fits worse than 7"
     );
 
-    worker.send(Job::Neighbours {
-        table: table.clone(),
-        entity: e,
-        k: 5,
-        center: true,
-        norm: 7.0,
-    });
-    let nb = wait_for(&worker, "neighbours", |e| {
-        if let Event::Neighbours(n) = e {
+    let id = worker.send(
+        7,
+        Task::Neighbours {
+            table: table.clone(),
+            entity: e,
+            k: 5,
+            center: true,
+            norm: 7.0,
+        },
+    );
+    let nb = wait_for(&worker, id, "neighbours", |e| {
+        if let Reply::Neighbours(n) = e {
             Some(n)
         } else {
             None
@@ -119,16 +150,19 @@ fn worker_builds_inspects_previews_and_survives_errors() {
 
     let text = "treatment with apoptosis induced [MASK] in the cells .";
     let preview = |disabled: Vec<(usize, usize)>| {
-        worker.send(Job::Preview {
-            table: table.clone(),
-            text: text.into(),
-            disabled,
-            norm_a: 1.0,
-            norm_b: 10.0,
-            top_k: 5,
-        });
-        wait_for(&worker, "preview", |e| {
-            if let Event::Previewed(p) = e {
+        let id = worker.send(
+            7,
+            Task::Preview {
+                table: table.clone(),
+                text: text.into(),
+                disabled,
+                norm_a: 1.0,
+                norm_b: 10.0,
+                top_k: 5,
+            },
+        );
+        wait_for(&worker, id, "preview", |e| {
+            if let Reply::Previewed(p) = e {
                 Some(p)
             } else {
                 None
@@ -143,15 +177,15 @@ fn worker_builds_inspects_previews_and_survives_errors() {
     );
     // `apoptosis` and `cells` are both entities of the sample.
     let cells = table.index_of("cells").unwrap();
-    let found: Vec<(usize, bool)> = pv.mentions.iter().map(|m| (m.2, m.3)).collect();
+    let found: Vec<(usize, bool)> = pv.mentions.iter().map(|m| (m.entity, m.plugged)).collect();
     assert_eq!(found, vec![(e, true), (cells, true)]);
     assert_eq!(
-        pv.tokens.iter().filter(|t| t.2 == Some(e)).count(),
+        pv.tokens.iter().filter(|t| t.entity == Some(e)).count(),
         1,
         "{:?}",
         pv.tokens
     );
-    assert_eq!(pv.tokens.iter().filter(|t| t.2.is_some()).count(), 2);
+    assert_eq!(pv.tokens.iter().filter(|t| t.entity.is_some()).count(), 2);
     assert_eq!(pv.masks.len(), 1);
     assert_ne!(
         pv.masks[0].with_a, pv.masks[0].with_b,
@@ -164,7 +198,7 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         "treatment with apoptosis induced [MASK] in the cells ( [[cells]] ) ."
     );
     assert_eq!(
-        pv2.mentions.iter().map(|m| m.3).collect::<Vec<_>>(),
+        pv2.mentions.iter().map(|m| m.plugged).collect::<Vec<_>>(),
         vec![false, true]
     );
     let pv2 = preview(vec![(15, 24), (47, 52)]);
@@ -172,22 +206,28 @@ fn worker_builds_inspects_previews_and_survives_errors() {
     assert_eq!(pv2.masks[0].without, pv2.masks[0].with_a);
 
     // Errors become events and the worker keeps working.
-    worker.send(Job::OpenTable {
-        path: dir.path().join("missing.safetensors"),
-    });
-    let msg = wait_for(&worker, "error", |e| {
-        if let Event::Error { message, .. } = e {
+    let id = worker.send(
+        7,
+        Task::OpenTable {
+            path: dir.path().join("missing.safetensors"),
+        },
+    );
+    let msg = wait_for(&worker, id, "error", |e| {
+        if let Reply::Failed { message } = e {
             Some(message)
         } else {
             None
         }
     });
     assert!(msg.contains("missing.safetensors"), "{msg}");
-    worker.send(Job::OpenTable {
-        path: dir.path().join("demo.safetensors"),
-    });
-    let reopened = wait_for(&worker, "open", |e| {
-        if let Event::TableOpened { table, .. } = e {
+    let id = worker.send(
+        7,
+        Task::OpenTable {
+            path: dir.path().join("demo.safetensors"),
+        },
+    );
+    let reopened = wait_for(&worker, id, "open", |e| {
+        if let Reply::TableOpened { table, .. } = e {
             Some(table)
         } else {
             None

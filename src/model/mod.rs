@@ -14,7 +14,7 @@ mod weights;
 pub use config::{Activation, Config, Family};
 pub use encoder::{Encoder, EncoderOutput, Injection};
 pub use tokenizer::{Encoded, TextTokenizer};
-pub use weights::{weights_file, Linear as Dense};
+pub use weights::{weights_file, Linear};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -231,12 +231,21 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// `log Σ exp(logits)` (f64 accumulation, shifted by the maximum): the log-partition of a
+/// logit row, so that `logits[i] - log_sum_exp(logits)` is the log-softmax.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    m + logits
+        .iter()
+        .map(|&x| (x as f64 - m).exp())
+        .sum::<f64>()
+        .ln()
+}
+
 /// Softmax of a logit row into probabilities (f64 accumulation).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f64> = logits.iter().map(|&x| ((x - m) as f64).exp()).collect();
-    let s: f64 = exps.iter().sum();
-    exps.iter().map(|&e| (e / s) as f32).collect()
+    let lse = log_sum_exp(logits);
+    logits.iter().map(|&x| (x as f64 - lse).exp() as f32).collect()
 }
 
 /// Indices of the `k` largest values, largest first.

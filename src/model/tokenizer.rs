@@ -132,7 +132,8 @@ impl TextTokenizer {
                 .ok_or_else(|| anyhow!("{}: vocabulary has no {s} token", vocab.display()))
         };
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
-        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+        t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .map_err(|e| anyhow!("cannot set up the tokenizer: {e}"))?;
         t.with_pre_tokenizer(Some(BertPreTokenizer));
         t.with_post_processor(Some(BertProcessing::new(
             ("[SEP]".into(), sep),
@@ -144,7 +145,8 @@ impl TextTokenizer {
             .filter(|s| t.token_to_id(s).is_some())
             .map(|s| AddedToken::from(s.to_string(), true))
             .collect();
-        t.add_special_tokens(&specials);
+        t.add_special_tokens(specials)
+            .map_err(|e| anyhow!("cannot add the special tokens: {e}"))?;
         Ok((t, vocab.to_path_buf()))
     }
 
@@ -176,7 +178,8 @@ impl TextTokenizer {
             .collect();
         // Like HF's slow tokenizer, a mask token missing from vocab.json is added after it.
         specials.push(AddedToken::from(mask.to_string(), true).lstrip(true));
-        t.add_special_tokens(&specials);
+        t.add_special_tokens(specials)
+            .map_err(|e| anyhow!("cannot add the special tokens: {e}"))?;
         Ok((t, vocab.to_path_buf()))
     }
 

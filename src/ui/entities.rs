@@ -3,7 +3,8 @@
 use egui::{FontId, Rect, RichText, Sense, Ui};
 
 use super::widgets::{self, hint};
-use super::{App, SortKey};
+use super::session::SortKey;
+use super::{Command, Session};
 
 /// Which rows the table shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,84 +16,113 @@ pub enum Show {
 
 const ROW_H: f32 = 22.0;
 
-/// One row's values (contexts and mentions are known once a table exists).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row<'a> {
-    pub index: usize,
-    pub name: &'a str,
-    pub id: &'a str,
-    pub contexts: Option<i64>,
-    pub mentions: Option<u64>,
-}
-
-impl Row<'_> {
-    fn status(&self) -> (&'static str, u8) {
-        match self.contexts {
-            None => ("not built", 2),
-            Some(0) => ("not found", 0),
-            Some(_) => ("found", 1),
-        }
+fn status_rank(contexts: Option<i64>) -> u8 {
+    match contexts {
+        None => 2,
+        Some(0) => 0,
+        Some(_) => 1,
     }
 }
 
-pub fn rows(app: &App) -> Vec<Row<'_>> {
-    (0..app.entity_count())
-        .map(|i| Row {
-            index: i,
-            name: app.entity_name(i),
-            id: app.entity_id(i),
-            contexts: app.table.as_ref().map(|t| t.counts[i]),
-            mentions: app
-                .table
-                .as_ref()
-                .map(|t| t.found.get(i).copied().unwrap_or(0)),
-        })
-        .collect()
-}
-
-/// The rows matching `filter` (name, id or alias, case-insensitive) and `show`, sorted.
+/// The rows matching `filter` (name, id or alias, case-insensitive) and `show`, sorted; each
+/// row's text is lowercased once, not once per comparison.
 pub fn visible_rows(
-    app: &App,
+    s: &Session,
     filter: &str,
     show: Show,
     sort: SortKey,
     ascending: bool,
 ) -> Vec<usize> {
     let f = filter.trim().to_lowercase();
-    let mut rows: Vec<Row> = rows(app)
-        .into_iter()
-        .filter(|r| {
+    let table = s.table.as_deref();
+    let contexts = |i: usize| table.map(|t| t.counts[i]);
+    let mentions = |i: usize| table.map(|t| t.found.get(i).copied().unwrap_or(0));
+    let mut rows: Vec<usize> = (0..s.entity_count())
+        .filter(|&i| {
             f.is_empty()
-                || r.name.to_lowercase().contains(&f)
-                || r.id.to_lowercase().contains(&f)
-                || app
-                    .entity_aliases(r.index)
+                || s.entity_name(i).to_lowercase().contains(&f)
+                || s.entity_id(i).to_lowercase().contains(&f)
+                || s
+                    .entity_aliases(i)
                     .iter()
                     .any(|a| a.to_lowercase().contains(&f))
         })
-        .filter(|r| match show {
+        .filter(|&i| match show {
             Show::All => true,
-            Show::Found => r.contexts.is_some_and(|c| c > 0),
-            Show::NotFound => r.contexts == Some(0),
+            Show::Found => contexts(i).is_some_and(|c| c > 0),
+            Show::NotFound => contexts(i) == Some(0),
         })
         .collect();
-    rows.sort_by(|a, b| {
-        let o = match sort {
-            SortKey::Row => a.index.cmp(&b.index),
-            SortKey::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-            SortKey::Id => a.id.cmp(b.id),
-            SortKey::Contexts => a.contexts.cmp(&b.contexts),
-            SortKey::Mentions => a.mentions.cmp(&b.mentions),
-            SortKey::Status => a.status().1.cmp(&b.status().1),
-        };
-        let o = o.then(a.index.cmp(&b.index));
-        if ascending {
-            o
-        } else {
-            o.reverse()
+    match sort {
+        SortKey::Row => {}
+        SortKey::Name => {
+            let mut keyed: Vec<(String, usize)> = rows
+                .iter()
+                .map(|&i| (s.entity_name(i).to_lowercase(), i))
+                .collect();
+            keyed.sort();
+            rows = keyed.into_iter().map(|(_, i)| i).collect();
         }
-    });
-    rows.into_iter().map(|r| r.index).collect()
+        SortKey::Id => rows.sort_by(|&a, &b| s.entity_id(a).cmp(s.entity_id(b)).then(a.cmp(&b))),
+        SortKey::Contexts => rows.sort_by_key(|&i| (contexts(i), i)),
+        SortKey::Mentions => rows.sort_by_key(|&i| (mentions(i), i)),
+        SortKey::Status => rows.sort_by_key(|&i| (status_rank(contexts(i)), i)),
+    }
+    if !ascending {
+        rows.reverse();
+    }
+    rows
+}
+
+/// The entity list's view state: search, filter, scroll and the visible rows, which are
+/// recomputed only when the entities, the search, the filter or the sort change.
+pub struct EntitiesPanel {
+    pub filter: String,
+    pub show: Show,
+    visible: Vec<usize>,
+    key: Option<(u64, String, Show, SortKey, bool)>,
+    /// The selection and rows last seen: when either changes, the list scrolls to the selection.
+    seen: (Option<usize>, u64),
+    scroll_to_selected: bool,
+}
+
+impl Default for EntitiesPanel {
+    fn default() -> Self {
+        EntitiesPanel {
+            filter: String::new(),
+            show: Show::All,
+            visible: vec![],
+            key: None,
+            seen: (None, u64::MAX),
+            scroll_to_selected: false,
+        }
+    }
+}
+
+impl EntitiesPanel {
+    /// The visible rows, from the cache.
+    pub fn visible(&mut self, s: &Session) -> &[usize] {
+        let key = (
+            s.rows_gen,
+            self.filter.clone(),
+            self.show,
+            s.state.sort,
+            s.state.ascending,
+        );
+        if self.key.as_ref() != Some(&key) {
+            self.visible = visible_rows(s, &self.filter, self.show, s.state.sort, s.state.ascending);
+            self.key = Some(key);
+        }
+        &self.visible
+    }
+
+    pub fn ui(&mut self, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+        if self.seen != (app.selected, app.rows_gen) {
+            self.seen = (app.selected, app.rows_gen);
+            self.scroll_to_selected = true;
+        }
+        panel(self, app, ui, out);
+    }
 }
 
 struct Columns {
@@ -115,7 +145,7 @@ impl Columns {
     }
 }
 
-pub fn panel(app: &mut App, ui: &mut Ui) {
+fn panel(view: &mut EntitiesPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.label(RichText::new("Entities").strong().size(16.0));
@@ -146,34 +176,34 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
         let l = ui.label("Search");
         let r = ui
             .add(
-                egui::TextEdit::singleline(&mut app.entity_filter)
+                egui::TextEdit::singleline(&mut view.filter)
                     .hint_text("name, id or alias")
                     .desired_width(170.0),
             )
             .labelled_by(l.id);
         if r.changed() {
-            app.scroll_to_selected = false;
+            view.scroll_to_selected = false;
         }
-        if !app.entity_filter.is_empty()
+        if !view.filter.is_empty()
             && ui
                 .small_button("×")
                 .on_hover_text("Clear the search")
                 .clicked()
         {
-            app.entity_filter.clear();
+            view.filter.clear();
         }
         if app.table.is_some() {
             egui::ComboBox::from_id_salt("entity_show")
                 .width(90.0)
-                .selected_text(match app.entity_show {
+                .selected_text(match view.show {
                     Show::All => "all",
                     Show::Found => "found",
                     Show::NotFound => "not found",
                 })
                 .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut app.entity_show, Show::All, "all");
-                    ui.selectable_value(&mut app.entity_show, Show::Found, "found");
-                    ui.selectable_value(&mut app.entity_show, Show::NotFound, "not found");
+                    ui.selectable_value(&mut view.show, Show::All, "all");
+                    ui.selectable_value(&mut view.show, Show::Found, "found");
+                    ui.selectable_value(&mut view.show, Show::NotFound, "not found");
                 })
                 .response
                 .on_hover_text(
@@ -182,14 +212,8 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
         }
     });
 
-    let visible = visible_rows(
-        app,
-        &app.entity_filter,
-        app.entity_show,
-        app.state.sort,
-        app.state.ascending,
-    );
-    keyboard_navigation(app, ui, &visible);
+    let visible = view.visible(app).to_vec();
+    keyboard_navigation(app, ui, &visible, out);
 
     // Header.
     let (hrect, _) = ui.allocate_exact_size(
@@ -272,12 +296,14 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
             .on_hover_text(format!("{hover}. Click to sort."))
             .clicked()
         {
-            if app.state.sort == *key {
-                app.state.ascending = !app.state.ascending;
+            let mut state = app.state.clone();
+            if state.sort == *key {
+                state.ascending = !state.ascending;
             } else {
-                app.state.sort = *key;
-                app.state.ascending = !matches!(key, SortKey::Contexts | SortKey::Mentions);
+                state.sort = *key;
+                state.ascending = !matches!(key, SortKey::Contexts | SortKey::Mentions);
             }
+            out.push(Command::SetState(Box::new(state)));
         }
     }
     ui.painter().hline(
@@ -289,7 +315,7 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
     let mut scroll = egui::ScrollArea::vertical()
         .id_salt("entity_rows")
         .auto_shrink([false, false]);
-    if app.scroll_to_selected {
+    if view.scroll_to_selected {
         if let Some(pos) = app
             .selected
             .and_then(|s| visible.iter().position(|&i| i == s))
@@ -298,7 +324,7 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
             scroll =
                 scroll.vertical_scroll_offset(((pos as f32) * (ROW_H + spacing) - 150.0).max(0.0));
         }
-        app.scroll_to_selected = false;
+        view.scroll_to_selected = false;
     }
     let footer_h = 22.0;
     let rows_h = (ui.available_height() - footer_h).max(60.0);
@@ -306,7 +332,11 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
         .max_height(rows_h)
         .show_rows(ui, ROW_H, visible.len(), |ui, range| {
             for &i in &visible[range] {
-                row(app, ui, i);
+                if row(app, ui, i) {
+                    // A click selects without scrolling the list.
+                    view.seen.0 = Some(i);
+                    out.push(Command::Select(i));
+                }
             }
         });
     hint(
@@ -335,7 +365,8 @@ fn cell_text(ui: &Ui, cell: Rect, text: &str, font: FontId, color: egui::Color32
     );
 }
 
-fn row(app: &mut App, ui: &mut Ui, i: usize) {
+/// Draws row `i`; true when it was clicked.
+fn row(app: &Session, ui: &mut Ui, i: usize) -> bool {
     let (rect, resp) =
         ui.allocate_exact_size(egui::vec2(ui.available_width(), ROW_H), Sense::click());
     let selected = app.selected == Some(i);
@@ -413,13 +444,10 @@ fn row(app: &mut App, ui: &mut Ui, i: usize) {
     resp.widget_info(|| {
         egui::WidgetInfo::selected(egui::Role::ListBoxOption, true, selected, &name)
     });
-    let resp = resp.on_hover_text(entity_tooltip(app, i));
-    if resp.clicked() {
-        app.selected = Some(i);
-    }
+    resp.on_hover_text(entity_tooltip(app, i)).clicked()
 }
 
-fn entity_tooltip(app: &App, i: usize) -> String {
+fn entity_tooltip(app: &Session, i: usize) -> String {
     let aliases = app.entity_aliases(i);
     let mut s = format!("{} ({})", app.entity_name(i), app.entity_id(i));
     if !aliases.is_empty() {
@@ -436,7 +464,7 @@ fn entity_tooltip(app: &App, i: usize) -> String {
 }
 
 /// Up/Down move the selection through the visible rows while no text field has focus.
-fn keyboard_navigation(app: &mut App, ui: &Ui, visible: &[usize]) {
+fn keyboard_navigation(app: &Session, ui: &Ui, visible: &[usize], out: &mut Vec<Command>) {
     if visible.is_empty() || ui.ctx().memory(|m| m.focused().is_some()) {
         return;
     }
@@ -457,6 +485,5 @@ fn keyboard_navigation(app: &mut App, ui: &Ui, visible: &[usize]) {
         (Some(p), true) => (p + 1).min(visible.len() - 1),
         (Some(p), false) => p.saturating_sub(1),
     };
-    app.selected = Some(visible[next]);
-    app.scroll_to_selected = true;
+    out.push(Command::Select(visible[next]));
 }

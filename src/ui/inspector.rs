@@ -6,9 +6,32 @@ use std::collections::HashMap;
 use egui::{RichText, Ui};
 
 use super::widgets::{self, hint, masked_sentence};
-use super::{App, Command, InspectSort, Purpose};
+use super::session::InspectSort;
+use super::{Command, Purpose, Session};
 
-pub fn tab(app: &mut App, ui: &mut Ui) {
+/// The inspector's view state: the selected entity's context list, kept until the table or
+/// the entity changes (finding them scans every context of the table).
+#[derive(Default)]
+pub struct InspectorPanel {
+    contexts: Option<((u64, usize), Vec<usize>)>,
+}
+
+impl InspectorPanel {
+    /// Indices (into the table's contexts) of entity `e`'s contexts, from the cache.
+    fn contexts(&mut self, s: &Session, table: &pelt::table::Table, e: usize) -> &[usize] {
+        let key = (s.table_gen, e);
+        if self.contexts.as_ref().is_none_or(|(k, _)| *k != key) {
+            self.contexts = Some((key, table.contexts_of(e).collect()));
+        }
+        self.contexts.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn ui(&mut self, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+        tab(self, app, ui, out)
+    }
+}
+
+fn tab(view: &mut InspectorPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     let Some(e) = app.selected else {
         widgets::empty_state(
             ui,
@@ -39,21 +62,22 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         ),
     );
     let mask = app.mask_token().to_string();
+    let mut sort = app.state.inspect_sort;
     ui.horizontal(|ui| {
         ui.label("Order");
         ui.selectable_value(
-            &mut app.state.inspect_sort,
+            &mut sort,
             InspectSort::Corpus,
             "corpus order",
         );
         ui.selectable_value(
-            &mut app.state.inspect_sort,
+            &mut sort,
             InspectSort::CosineLow,
             "lowest cosine first",
         )
         .on_hover_text("Outliers first");
         ui.selectable_value(
-            &mut app.state.inspect_sort,
+            &mut sort,
             InspectSort::CosineHigh,
             "highest cosine first",
         );
@@ -66,11 +90,16 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             .on_hover_text("Run the model over the contexts again")
             .clicked()
         {
-            app.commands.push(Command::Rerun(Purpose::Inspect));
+            out.push(Command::Rerun(Purpose::Inspect));
         }
     });
+    if sort != app.state.inspect_sort {
+        let mut state = app.state.clone();
+        state.inspect_sort = sort;
+        out.push(Command::SetState(Box::new(state)));
+    }
     let inspection = app.inspection.as_ref().filter(|i| i.entity == e);
-    let contexts: Vec<usize> = table.contexts_of(e).collect();
+    let contexts = view.contexts(app, &table, e);
     let by_context: HashMap<usize, usize> = inspection
         .map(|ins| {
             ins.insights
@@ -111,7 +140,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             outliers
         ));
     }
-    let mut order = contexts.clone();
+    let mut order = contexts.to_vec();
     if let Some(ins) = inspection {
         let cos = |ci: &usize| {
             by_context
@@ -119,7 +148,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                 .map(|&k| ins.insights[k].cosine)
                 .unwrap_or(f32::NAN)
         };
-        match app.state.inspect_sort {
+        match sort {
             InspectSort::Corpus => {}
             InspectSort::CosineLow => order.sort_by(|a, b| cos(a).total_cmp(&cos(b))),
             InspectSort::CosineHigh => order.sort_by(|a, b| cos(b).total_cmp(&cos(a))),
@@ -170,7 +199,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
 }
 
 /// Name, id, aliases and counts of entity `e`.
-pub fn entity_header(app: &App, ui: &mut Ui, e: usize) {
+pub fn entity_header(app: &Session, ui: &mut Ui, e: usize) {
     ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(app.entity_name(e)).size(20.0).strong());
         ui.label(RichText::new(app.entity_id(e)).monospace().weak());

@@ -4,7 +4,13 @@ use egui::{Color32, RichText, Ui};
 use egui_plot::{Corner, HoverPosition, Legend, MarkerShape, Plot, PlotPoint, Points, Text};
 
 use super::widgets::{self, hint};
-use super::{App, Command, Pca};
+use std::sync::Arc;
+
+use pelt::table::Table;
+use pelt::worker::MapPoint;
+
+use super::session::Pca;
+use super::{Command, Session};
 
 /// Colour classes by number of contexts: (lowest count, legend label, colour).
 pub const BUCKETS: [(i64, &str, Color32); 4] = [
@@ -18,7 +24,55 @@ pub fn bucket(count: i64) -> usize {
     BUCKETS.iter().rposition(|b| count >= b.0).unwrap_or(0)
 }
 
-pub fn tab(app: &mut App, ui: &mut Ui) {
+/// At most this many points are drawn; larger maps show an even sample (every n-th point of
+/// each colour class), the selected entity always.
+pub const MAX_DRAWN: usize = 5_000;
+
+/// One colour class of the map: its drawn points, their entities and hover labels.
+struct Series {
+    points: Vec<[f64; 2]>,
+    names: Vec<String>,
+}
+
+/// The map's view state: the drawn series, rebuilt only when the PCA result changes.
+#[derive(Default)]
+pub struct MapPanel {
+    series: Option<(usize, Vec<Series>)>,
+    /// Entities with a vector, and how many of them are drawn.
+    pub shown: (usize, usize),
+}
+
+impl MapPanel {
+    pub fn ui(&mut self, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+        tab(self, app, ui, out)
+    }
+
+    /// Rebuilds the drawn series when `points` is another PCA result than last time.
+    fn refresh(&mut self, table: &Table, points: &Arc<Vec<MapPoint>>) {
+        let key = Arc::as_ptr(points) as usize;
+        if self.series.as_ref().is_none_or(|(k, _)| *k != key) {
+            let step = points.len().div_ceil(MAX_DRAWN).max(1);
+            let mut series: Vec<Series> = (0..BUCKETS.len())
+                .map(|_| Series {
+                    points: vec![],
+                    names: vec![],
+                })
+                .collect();
+            for p in points.iter().step_by(step) {
+                let s = &mut series[bucket(table.counts[p.entity])];
+                s.points.push(p.xy);
+                s.names.push(format!(
+                    "{} ({} contexts)",
+                    table.entity_names[p.entity], table.counts[p.entity]
+                ));
+            }
+            self.shown = (points.len(), series.iter().map(|s| s.points.len()).sum());
+            self.series = Some((key, series));
+        }
+    }
+}
+
+fn tab(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     let Some(table) = app.table.clone() else {
         widgets::empty_state(
             ui,
@@ -27,9 +81,6 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         );
         return;
     };
-    if matches!(app.pca, Pca::None) {
-        app.start_pca(ui.ctx());
-    }
     let points = match &app.pca {
         Pca::Ready(p) => p.clone(),
         _ => {
@@ -44,29 +95,20 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         ui,
         "Each dot is one entity vector (direction only: unit length), projected on the first two principal components of all vectors. Entities used in similar contexts land close together. Colour = number of contexts the vector was built from. Hover a dot for its name; click to select it.",
     );
-    ui.label(format!("{} entities with a vector", points.len()));
-    // Series per colour bucket, remembering which entity each point is.
-    let mut series: Vec<(Vec<[f64; 2]>, Vec<usize>)> = vec![(vec![], vec![]); BUCKETS.len()];
-    for &(e, p) in &points {
-        let b = bucket(table.counts[e]);
-        series[b].0.push(p);
-        series[b].1.push(e);
+    view.refresh(&table, &points);
+    let (total, drawn) = view.shown;
+    if drawn < total {
+        ui.label(format!("{total} entities with a vector ({drawn} drawn: an even sample)"));
+    } else {
+        ui.label(format!("{total} entities with a vector"));
     }
-    let names: Vec<(String, Vec<String>)> = BUCKETS
-        .iter()
-        .zip(&series)
-        .map(|(b, s)| {
-            (
-                b.1.to_string(),
-                s.1.iter()
-                    .map(|&e| format!("{} ({} contexts)", table.entity_names[e], table.counts[e]))
-                    .collect(),
-            )
-        })
-        .collect();
+    let series = match &view.series {
+        Some((_, s)) => s,
+        None => return,
+    };
     let selected = app
         .selected
-        .and_then(|s| points.iter().find(|p| p.0 == s).map(|p| (s, p.1)));
+        .and_then(|s| points.iter().find(|p| p.entity == s).map(|p| (s, p.xy)));
     let resp = Plot::new("pca_map")
         .legend(
             Legend::default()
@@ -85,18 +127,18 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                 .map(|(e, _)| format!("{} ({} contexts)", table.entity_names[e], table.counts[e])),
             HoverPosition::NearDataPoint {
                 plot_name, index, ..
-            } => names
+            } => BUCKETS
                 .iter()
-                .find(|(n, _)| n == plot_name)
-                .and_then(|(_, v)| v.get(*index).cloned())
+                .position(|b| b.1 == *plot_name)
+                .and_then(|b| series[b].names.get(*index).cloned())
                 .or_else(|| Some(plot_name.to_string())),
             HoverPosition::Elsewhere { .. } => None,
         })
         .show(ui, |plot| {
-            for (i, (pts, _)) in series.iter().enumerate() {
-                if !pts.is_empty() {
+            for (i, s) in series.iter().enumerate() {
+                if !s.points.is_empty() {
                     plot.points(
-                        Points::new(BUCKETS[i].1, pts.clone())
+                        Points::new(BUCKETS[i].1, s.points.clone())
                             .radius(3.5)
                             .color(BUCKETS[i].2)
                             .shape(MarkerShape::Circle)
@@ -131,18 +173,18 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         if let Some(pointer) = resp.response.interact_pointer_pos() {
             let nearest = points
                 .iter()
-                .map(|&(e, p)| {
+                .map(|p| {
                     (
-                        e,
+                        p.entity,
                         resp.transform
-                            .position_from_point(&PlotPoint::new(p[0], p[1]))
+                            .position_from_point(&PlotPoint::new(p.xy[0], p.xy[1]))
                             .distance(pointer),
                     )
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((e, d)) = nearest {
                 if d < 12.0 {
-                    app.commands.push(Command::Select(e));
+                    out.push(Command::Select(e));
                 }
             }
         }

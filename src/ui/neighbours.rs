@@ -3,9 +3,9 @@
 use egui::{RichText, Ui};
 
 use super::widgets::{self, hint};
-use super::{App, Command, Purpose};
+use super::{Command, Purpose, Session};
 
-pub fn tab(app: &mut App, ui: &mut Ui) {
+pub fn tab(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     let Some(e) = app.selected else {
         widgets::empty_state(
             ui,
@@ -29,18 +29,22 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         );
         return;
     }
+    let mut state = app.state.clone();
     ui.horizontal(|ui| {
         let l = ui.label("how many");
-        ui.add(egui::DragValue::new(&mut app.state.neighbours_k).range(1..=200)).labelled_by(l.id);
-        ui.checkbox(&mut app.state.center, "subtract mean").on_hover_text(
+        ui.add(egui::DragValue::new(&mut state.neighbours_k).range(1..=200)).labelled_by(l.id);
+        ui.checkbox(&mut state.center, "subtract mean").on_hover_text(
             "Subtract the mean direction of all entity vectors before the cosine. PELT vectors share a common component (the \"average context\"); removing it makes neighbours more specific.",
         );
         if app.pending(Purpose::Neighbours) {
             ui.spinner();
         } else if ui.button("Refresh").clicked() {
-            app.commands.push(Command::Rerun(Purpose::Neighbours));
+            out.push(Command::Rerun(Purpose::Neighbours));
         }
     });
+    if state != app.state {
+        out.push(Command::SetState(Box::new(state)));
+    }
     let Some(n) = app.neighbours.clone().filter(|n| n.entity == e) else {
         ui.horizontal(|ui| {
             ui.spinner();
@@ -65,7 +69,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                         table.counts[j]
                     ));
                     if r.clicked() {
-                        app.commands.push(Command::Select(j));
+                        out.push(Command::Select(j));
                     }
                     ui.end_row();
                 }

@@ -6,7 +6,7 @@ use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points, VLine};
 use pelt::worker::{MaskComparison, PreviewResult};
 
 use super::widgets::{self, hint, section, A_COLOR, B_COLOR};
-use super::{App, Command, Purpose};
+use super::{Command, Purpose, Session, State};
 
 /// The norms the loss curve is computed at: 0.1 … 0.5 in steps of 0.1 (small models saturate
 /// early), then 0.75 … 12 in steps of 0.25.
@@ -51,18 +51,17 @@ fn fmt_loss(l: f64) -> String {
     }
 }
 
-pub fn tab(app: &mut App, ui: &mut Ui) {
+pub fn tab(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+    // Edits go to copies, handed back as commands after the frame.
+    let mut project = app.project.clone();
+    let mut state = app.state.clone();
     egui::ScrollArea::vertical().id_salt("norm_scroll").auto_shrink([false, false]).show(ui, |ui| {
         section(ui, "Norm of the table (modL)");
         ui.horizontal(|ui| {
-            let before = app.project.options.norm;
-            ui.add(egui::Slider::new(&mut app.project.options.norm, 0.5..=15.0).step_by(0.05).text("table norm"))
+            ui.add(egui::Slider::new(&mut project.options.norm, 0.5..=15.0).step_by(0.05).text("table norm"))
                 .on_hover_text("Used by Save table, Export and the vocabulary neighbours. The paper uses 7.");
             if ui.button("7 (paper)").clicked() {
-                app.project.options.norm = 7.0;
-            }
-            if app.project.options.norm != before {
-                app.project_dirty = true;
+                project.options.norm = 7.0;
             }
         });
         hint(
@@ -73,27 +72,23 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
 
         section(ui, "A | B comparison");
         ui.horizontal(|ui| {
-            ui.add(egui::Slider::new(&mut app.state.norm_a, 0.25..=15.0).step_by(0.25).text(RichText::new("norm A").color(A_COLOR)));
+            ui.add(egui::Slider::new(&mut state.norm_a, 0.25..=15.0).step_by(0.25).text(RichText::new("norm A").color(A_COLOR)));
             ui.add_space(16.0);
-            ui.add(egui::Slider::new(&mut app.state.norm_b, 0.25..=15.0).step_by(0.25).text(RichText::new("norm B").color(B_COLOR)));
+            ui.add(egui::Slider::new(&mut state.norm_b, 0.25..=15.0).step_by(0.25).text(RichText::new("norm B").color(B_COLOR)));
         });
         ui.horizontal(|ui| {
             let l = ui.label("Probe sentence");
-            let r = ui
+            ui
                 .add(
-                    egui::TextEdit::singleline(&mut app.state.probe)
+                    egui::TextEdit::singleline(&mut state.probe)
                         .hint_text("a sentence with [MASK] and an entity name")
                         .desired_width((ui.available_width() - 90.0).max(200.0)),
                 )
                 .labelled_by(l.id);
-            if r.changed() {
-                app.project.probe = app.state.probe.clone();
-                app.project_dirty = true;
-            }
             if app.pending(Purpose::NormCompare) {
                 ui.spinner();
             } else if ui.button("Compare").clicked() {
-                app.commands.push(Command::Rerun(Purpose::NormCompare));
+                out.push(Command::Rerun(Purpose::NormCompare));
             }
         });
         if app.table.is_none() {
@@ -102,18 +97,24 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             comparison(app, ui, &p);
         }
         ui.separator();
-        loss_plot(app, ui);
+        loss_plot(app, &mut state, ui);
     });
+    if project != app.project {
+        out.push(Command::EditProject(Box::new(project)));
+    }
+    if state != app.state {
+        out.push(Command::SetState(Box::new(state)));
+    }
 }
 
 /// The rewritten sentence and, for each mask, predictions without and with the vectors at A and B.
-pub fn comparison(app: &App, ui: &mut Ui, p: &PreviewResult) {
+pub fn comparison(app: &Session, ui: &mut Ui, p: &PreviewResult) {
     let mask = app.mask_token().to_string();
     ui.horizontal_wrapped(|ui| {
         ui.weak("model input:");
         ui.label(widgets::highlighted_rewrite(ui, &p.rewritten, &mask));
     });
-    if p.mentions.iter().all(|m| !m.3) {
+    if p.mentions.iter().all(|m| !m.plugged) {
         ui.colored_label(
             widgets::WARN,
             "No entity of the table is plugged in this sentence, so A and B cannot differ.",
@@ -153,7 +154,7 @@ pub fn mask_columns(ui: &mut Ui, m: &MaskComparison, a: f32, b: f32) {
     });
 }
 
-fn loss_plot(app: &mut App, ui: &mut Ui) {
+fn loss_plot(app: &Session, state: &mut State, ui: &mut Ui) {
     let name = app.selected.map(|e| app.entity_name(e).to_string());
     section(
         ui,
@@ -196,7 +197,7 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         .copied()
         .filter(|(_, l)| l.is_finite())
         .collect();
-    let log = app.state.loss_log;
+    let log = state.loss_log;
     let y = |l: f64| if log { l.max(LOG_FLOOR).log10() } else { l };
     let pts: Vec<[f64; 2]> = finite.iter().map(|&(n, l)| [n as f64, y(l)]).collect();
     // Mark a minimum only when the curve rises again after it (an interior optimum).
@@ -206,7 +207,7 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
         .filter(|(i, (_, l))| finite[i + 1..].iter().any(|&(_, m)| m > l * 1.01 + 1e-12))
         .map(|(_, &(n, l))| (n, l));
-    let (a, bn, tn) = (app.state.norm_a, app.state.norm_b, app.norm());
+    let (a, bn, tn) = (state.norm_a, state.norm_b, app.norm());
     ui.horizontal(|ui| {
         let at = |x: f32| {
             loss_at(&finite, x)
@@ -219,7 +220,7 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
         if let Some((n, l)) = best {
             ui.label(RichText::new(format!("lowest {} at {n}", fmt_loss(l))).color(widgets::GOOD));
         }
-        ui.checkbox(&mut app.state.loss_log, "log scale")
+        ui.checkbox(&mut state.loss_log, "log scale")
             .on_hover_text(
                 "Plot the loss on a logarithmic axis (it falls by many orders of magnitude)",
             );
@@ -282,10 +283,10 @@ fn loss_plot(app: &mut App, ui: &mut Ui) {
     if let Some(pos) = resp.inner {
         let x = ((pos.x * 4.0).round() / 4.0).clamp(0.25, 15.0) as f32;
         if resp.response.clicked() {
-            app.state.norm_a = x;
+            state.norm_a = x;
         }
         if resp.response.secondary_clicked() {
-            app.state.norm_b = x;
+            state.norm_b = x;
         }
     }
 }

@@ -4,14 +4,14 @@ use egui::{RichText, Ui};
 use pelt::progress::format_secs;
 
 use super::widgets::{self, file_name, hint, section};
-use super::{App, Command, Tab};
+use super::{Command, Session, Tab};
 
-pub fn tab(app: &mut App, ui: &mut Ui) {
+pub fn tab(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     egui::ScrollArea::vertical()
         .id_salt("overview_scroll")
         .auto_shrink([false, false])
         .show(ui, |ui| match app.table.clone() {
-            None => welcome(app, ui),
+            None => welcome(app, ui, out),
             Some(t) => {
                 section(ui, "Table");
                 egui::Grid::new("table_info")
@@ -62,12 +62,12 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                 report(app, ui);
                 ui.add_space(8.0);
                 section(ui, "What next");
-                next_steps(app, ui);
+                next_steps(app, ui, out);
             }
         });
 }
 
-fn welcome(app: &mut App, ui: &mut Ui) {
+fn welcome(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     ui.add_space(12.0);
     ui.label(RichText::new("No table yet").size(20.0).strong());
     ui.add_space(4.0);
@@ -99,11 +99,11 @@ fn welcome(app: &mut App, ui: &mut Ui) {
             .on_hover_text("Same as Build in the project panel")
             .clicked()
         {
-            app.commands.push(Command::Build { resume: false });
+            out.push(Command::Build { resume: false });
         }
         ui.add_space(4.0);
         if ui.link("…or open a table that was built before").clicked() {
-            app.commands.push(Command::OpenTableDialog);
+            out.push(Command::OpenTableDialog);
         }
     }
     ui.add_space(14.0);
@@ -112,7 +112,7 @@ fn welcome(app: &mut App, ui: &mut Ui) {
     report(app, ui);
 }
 
-fn report(app: &App, ui: &mut Ui) {
+fn report(app: &Session, ui: &mut Ui) {
     let Some(r) = &app.build.report else { return };
     ui.add_space(8.0);
     section(ui, "Last build");
@@ -196,7 +196,7 @@ fn report(app: &App, ui: &mut Ui) {
     }
 }
 
-fn next_steps(app: &mut App, ui: &mut Ui) {
+fn next_steps(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     let steps: [(Tab, &str); 5] = [
         (
             Tab::Inspector,
@@ -225,7 +225,7 @@ fn next_steps(app: &mut App, ui: &mut Ui) {
     for (tab, text) in steps {
         ui.horizontal(|ui| {
             if ui.link(tab.label()).clicked() {
-                app.commands.push(Command::SetTab(tab));
+                out.push(Command::SetTab(tab));
             }
             ui.label(format!("— {text}"));
         });

@@ -4,9 +4,12 @@
 use egui::{RichText, Ui};
 
 use super::widgets::{self, hint, section, A_COLOR, B_COLOR};
-use super::{App, Command, Purpose};
+use super::{Command, Purpose, Session};
 
-pub fn tab(app: &mut App, ui: &mut Ui) {
+pub fn tab(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+    // Edits go to a copy, handed back as a command after the frame (a changed sentence
+    // switches its mentions back on).
+    let mut state = app.state.clone();
     egui::ScrollArea::vertical().id_salt("preview_scroll").auto_shrink([false, false]).show(ui, |ui| {
         ui.set_max_width(ui.available_width());
         hint(
@@ -17,29 +20,25 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             ),
         );
         let l = ui.label(RichText::new("Sentence").strong());
-        let r = ui
+        ui
             .add(
-                egui::TextEdit::multiline(&mut app.state.preview_text)
+                egui::TextEdit::multiline(&mut state.preview_text)
                     .hint_text("e.g. treatment with p53 induced [MASK] in the cells .")
                     .desired_rows(2)
                     .desired_width(f32::INFINITY)
                     .font(egui::FontId::proportional(15.0)),
             )
             .labelled_by(l.id);
-        if r.changed() {
-            app.preview_disabled.clear();
-        }
         ui.horizontal(|ui| {
-            ui.add(egui::Slider::new(&mut app.state.norm_a, 0.25..=15.0).step_by(0.25).text(RichText::new("norm A").color(A_COLOR)));
-            ui.add(egui::Slider::new(&mut app.state.norm_b, 0.25..=15.0).step_by(0.25).text(RichText::new("norm B").color(B_COLOR)));
+            ui.add(egui::Slider::new(&mut state.norm_a, 0.25..=15.0).step_by(0.25).text(RichText::new("norm A").color(A_COLOR)));
+            ui.add(egui::Slider::new(&mut state.norm_b, 0.25..=15.0).step_by(0.25).text(RichText::new("norm B").color(B_COLOR)));
             if app.pending(Purpose::Preview) {
                 ui.spinner();
             } else if ui.button("Run").on_hover_text("Run the preview again").clicked() {
-                app.commands.push(Command::Rerun(Purpose::Preview));
+                out.push(Command::Rerun(Purpose::Preview));
             }
             if ui.button("Use probe").on_hover_text("Copy the probe sentence of the Norm tab").clicked() {
-                app.state.preview_text = app.state.probe.clone();
-                app.preview_disabled.clear();
+                state.preview_text = app.state.probe.clone();
             }
         });
         if app.table.is_none() {
@@ -61,7 +60,8 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             hint(ui, "No entity of the table is mentioned in this sentence (entities not found in the corpus are ignored).");
         }
         ui.horizontal_wrapped(|ui| {
-            for &(start, end, entity, plugged) in &p.mentions {
+            for m in &p.mentions {
+                let (start, end, entity, plugged) = (m.start, m.end, m.entity, m.plugged);
                 let surface = p.text.get(start..end).unwrap_or("?");
                 let mut on = plugged;
                 let label = format!("{surface}  (entity {})", app.entity_name(entity));
@@ -74,7 +74,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                     ))
                     .changed()
                 {
-                    app.commands.push(Command::TogglePreviewMention(start, end));
+                    out.push(Command::TogglePreviewMention(start, end));
                 }
             }
         });
@@ -83,7 +83,8 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
         ui.add_space(4.0);
         ui.horizontal_wrapped(|ui| {
             ui.spacing_mut().item_spacing = egui::vec2(3.0, 3.0);
-            for (pos, (id, tok, ent)) in p.tokens.iter().enumerate() {
+            for (pos, t) in p.tokens.iter().enumerate() {
+                let (id, tok, ent) = (t.id, &t.text, t.entity);
                 let is_mask = tok == app.mask_token();
                 let (bg, fg) = match (ent, is_mask) {
                     (Some(_), _) => (widgets::ENTITY_BG, egui::Color32::BLACK),
@@ -93,8 +94,8 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
                 let hover = match ent {
                     Some(e) => format!(
                         "position {pos}: carries the vector of {} ({}) instead of a word embedding (the id is the mask token's, a placeholder)",
-                        app.entity_name(*e),
-                        app.entity_id(*e)
+                        app.entity_name(e),
+                        app.entity_id(e)
                     ),
                     None => format!("position {pos}: token id {id}"),
                 };
@@ -128,4 +129,7 @@ pub fn tab(app: &mut App, ui: &mut Ui) {
             ui.add_space(6.0);
         }
     });
+    if state != app.state {
+        out.push(Command::SetState(Box::new(state)));
+    }
 }

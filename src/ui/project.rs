@@ -5,7 +5,9 @@ use pelt::model::DeviceChoice;
 use pelt::progress::format_secs;
 
 use super::widgets::{self, file_name, hint, section};
-use super::{App, Command};
+use pelt::project::Project;
+
+use super::{Command, Session};
 
 /// The method in a few lines (left panel and Help window).
 pub const HOW_PELT_WORKS: &[(&str, &str)] = &[
@@ -37,7 +39,9 @@ pub fn how_pelt_works(ui: &mut Ui) {
     );
 }
 
-pub fn panel(app: &mut App, ui: &mut Ui) {
+pub fn panel(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+    // Edits go to a copy, handed back as one command after the frame.
+    let mut project = app.project.clone();
     egui::ScrollArea::vertical()
         .id_salt("project_scroll")
         .show(ui, |ui| {
@@ -46,16 +50,21 @@ pub fn panel(app: &mut App, ui: &mut Ui) {
                 .open(Some(app.state.show_how))
                 .show(ui, how_pelt_works);
             if how.header_response.clicked() {
-                app.state.show_how = !app.state.show_how;
+                let mut state = app.state.clone();
+                state.show_how = !state.show_how;
+                out.push(Command::SetState(Box::new(state)));
             }
             ui.separator();
-            project_section(app, ui);
+            project_section(app, &mut project, ui, out);
             ui.separator();
-            parameters(app, ui);
+            parameters(app, &mut project, ui);
             ui.separator();
-            build_section(app, ui);
+            build_section(app, ui, out);
             ui.add_space(8.0);
         });
+    if project != app.project {
+        out.push(Command::EditProject(Box::new(project)));
+    }
 }
 
 /// A label with a hover text; returns its id so an input can be labelled by it.
@@ -63,14 +72,11 @@ fn field_label(ui: &mut Ui, text: &str, hover: &str) -> egui::Id {
     ui.label(text).on_hover_text(hover).id
 }
 
-fn project_section(app: &mut App, ui: &mut Ui) {
+fn project_section(app: &Session, p_edit: &mut Project, ui: &mut Ui, out: &mut Vec<Command>) {
     section(ui, "Project");
     egui::Grid::new("project_grid").num_columns(2).spacing([8.0, 6.0]).show(ui, |ui| {
         let id = field_label(ui, "Name", "A name for this project (used for default file names)");
-        let r = ui.add(egui::TextEdit::singleline(&mut app.project.name).desired_width(190.0)).labelled_by(id);
-        if r.changed() {
-            app.project_dirty = true;
-        }
+        ui.add(egui::TextEdit::singleline(&mut p_edit.name).desired_width(190.0)).labelled_by(id);
         ui.end_row();
 
         ui.label("File").on_hover_text("Where the project is saved (RON)");
@@ -91,15 +97,15 @@ fn project_section(app: &mut App, ui: &mut Ui) {
                 };
                 ui.label(name).on_hover_text(app.project.model_dir().display().to_string());
                 if ui.small_button("Choose…").on_hover_text("Choose a model folder").clicked() {
-                    app.commands.push(Command::ChooseModelDialog);
+                    out.push(Command::ChooseModelDialog);
                 }
                 if app.project.model.is_some()
                     && ui.small_button("Bundled").on_hover_text("Use the bundled tiny BERT").clicked()
                 {
-                    app.commands.push(Command::SetModel(None));
+                    out.push(Command::SetModel(None));
                 }
             });
-            match (&app.model, app.model_loading) {
+            match (&app.model, app.model_loading()) {
                 (Some(m), _) => {
                     ui.label(
                         RichText::new(format!("{} · {} layers · hidden {} · {}", m.family, m.layers, m.hidden, m.device))
@@ -142,13 +148,13 @@ fn project_section(app: &mut App, ui: &mut Ui) {
                 });
             }
             if let Some(i) = remove {
-                app.commands.push(Command::RemoveCorpus(i));
+                out.push(Command::RemoveCorpus(i));
             }
             if app.project.corpus.is_empty() {
                 ui.colored_label(widgets::WARN, "no corpus files");
             }
             if ui.small_button("Add files…").clicked() {
-                app.commands.push(Command::AddCorpusDialog);
+                out.push(Command::AddCorpusDialog);
             }
         });
         ui.end_row();
@@ -168,7 +174,7 @@ fn project_section(app: &mut App, ui: &mut Ui) {
                 }
             }
             if ui.small_button("Choose…").on_hover_text("Choose an entity list").clicked() {
-                app.commands.push(Command::ChooseEntitiesDialog);
+                out.push(Command::ChooseEntitiesDialog);
             }
         });
         ui.end_row();
@@ -180,7 +186,7 @@ fn project_section(app: &mut App, ui: &mut Ui) {
                 None => ui.weak("not saved automatically"),
             };
             if ui.small_button("Choose…").on_hover_text("Choose where Build writes the table").clicked() {
-                app.commands.push(Command::ChooseTableOutDialog);
+                out.push(Command::ChooseTableOutDialog);
             }
         });
         ui.end_row();
@@ -192,7 +198,7 @@ fn project_section(app: &mut App, ui: &mut Ui) {
             .on_hover_text("Open a project (.ron)  Ctrl+O")
             .clicked()
         {
-            app.commands.push(Command::OpenProjectDialog);
+            out.push(Command::OpenProjectDialog);
         }
         let save = if app.project_dirty { "Save *" } else { "Save" };
         if ui
@@ -200,10 +206,10 @@ fn project_section(app: &mut App, ui: &mut Ui) {
             .on_hover_text("Save the project  Ctrl+S")
             .clicked()
         {
-            app.commands.push(Command::SaveProject);
+            out.push(Command::SaveProject);
         }
         if ui.button("Save as…").clicked() {
-            app.commands.push(Command::SaveProjectAs);
+            out.push(Command::SaveProjectAs);
         }
     });
     let recent: Vec<_> = app
@@ -223,78 +229,68 @@ fn project_section(app: &mut App, ui: &mut Ui) {
                         .on_hover_text(p.display().to_string())
                         .clicked()
                     {
-                        app.commands.push(Command::OpenProject(p));
+                        out.push(Command::OpenProject(p));
                     }
                 }
             });
     }
 }
 
-fn parameters(app: &mut App, ui: &mut Ui) {
+fn parameters(app: &Session, p: &mut Project, ui: &mut Ui) {
     section(ui, "Parameters");
-    let mut changed = false;
-    let mut device_changed = false;
     egui::Grid::new("params_grid").num_columns(2).spacing([12.0, 5.0]).show(ui, |ui| {
-        let o = &mut app.project.options;
+        let o = &mut p.options;
         let id = field_label(
             ui,
             "K (contexts)",
             "At most K sentences per entity are sampled (uniformly, seeded) and summed. More contexts give a steadier vector; the paper uses up to 256.",
         );
-        changed |= ui.add(egui::DragValue::new(&mut o.k).range(1..=100_000)).labelled_by(id).changed();
+        ui.add(egui::DragValue::new(&mut o.k).range(1..=100_000)).labelled_by(id);
         ui.end_row();
         let id = field_label(
             ui,
             "max_len (tokens)",
             "Each context is cut to a window of at most this many tokens around the mention before it is fed to the model.",
         );
-        changed |= ui.add(egui::DragValue::new(&mut o.max_len).range(3..=512)).labelled_by(id).changed();
+        ui.add(egui::DragValue::new(&mut o.max_len).range(3..=512)).labelled_by(id);
         ui.end_row();
         let id = field_label(ui, "seed", "Seed of the context sampling: the same seed gives the same table.");
-        changed |= ui.add(egui::DragValue::new(&mut o.seed)).labelled_by(id).changed();
+        ui.add(egui::DragValue::new(&mut o.seed)).labelled_by(id);
         ui.end_row();
         let id = field_label(
             ui,
             "norm (modL)",
             "L2 norm of the stored vectors. Word embeddings of BERT have norms around 1–2 but the paper finds ~7 works best for plugged entities. Only a rescaling: change it any time (Norm tab), no rebuild needed.",
         );
-        changed |= ui.add(egui::DragValue::new(&mut o.norm).range(0.1..=50.0).speed(0.05).max_decimals(2)).labelled_by(id).changed();
+        ui.add(egui::DragValue::new(&mut o.norm).range(0.1..=50.0).speed(0.05).max_decimals(2)).labelled_by(id);
         ui.end_row();
         let id = field_label(ui, "batch", "Contexts per forward pass of the model (speed/memory only; does not change the result).");
-        changed |= ui.add(egui::DragValue::new(&mut o.batch).range(1..=4096)).labelled_by(id).changed();
+        ui.add(egui::DragValue::new(&mut o.batch).range(1..=4096)).labelled_by(id);
         ui.end_row();
         ui.label("device").on_hover_text("Where the model runs; auto takes a GPU when this build has CUDA/Metal support");
-        let before = app.project.device;
         egui::ComboBox::from_id_salt("device_combo")
-            .selected_text(app.project.device.to_string())
+            .selected_text(p.device.to_string())
             .show_ui(ui, |ui| {
                 for d in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda, DeviceChoice::Metal] {
-                    ui.selectable_value(&mut app.project.device, d, d.to_string());
+                    ui.selectable_value(&mut p.device, d, d.to_string());
                 }
             })
             .response
             .on_hover_text("device");
-        device_changed = before != app.project.device;
         ui.end_row();
         ui.label("case-sensitive").on_hover_text("Match entity names with exact case (default: ASCII case folded)");
-        changed |= ui
-            .checkbox(&mut app.project.options.case_sensitive, "")
+        ui
+            .checkbox(&mut p.options.case_sensitive, "")
             .on_hover_text("case-sensitive matching")
-            .changed();
+            ;
         ui.end_row();
     });
-    if changed || device_changed {
-        app.project_dirty = true;
-    }
-    if device_changed {
-        app.commands.push(Command::ReloadModel);
-    }
     if let Some(why) = app.stale_reason() {
         ui.colored_label(widgets::WARN, format!("{why}: Build again to apply them."));
     }
 }
 
-fn build_section(app: &mut App, ui: &mut Ui) {
+fn build_section(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     section(ui, "Build the table");
     let running = app.build.running;
     ui.horizontal(|ui| {
@@ -314,7 +310,7 @@ fn build_section(app: &mut App, ui: &mut Ui) {
             .on_hover_text("Run the model over the corpus and build the table from scratch")
             .clicked()
         {
-            app.commands.push(Command::Build { resume: false });
+            out.push(Command::Build { resume: false });
         }
         if ui
             .add_enabled(
@@ -325,7 +321,7 @@ fn build_section(app: &mut App, ui: &mut Ui) {
             .on_disabled_hover_text("Resume needs the checkpoint of a cancelled build")
             .clicked()
         {
-            app.commands.push(Command::Build { resume: true });
+            out.push(Command::Build { resume: true });
         }
         if ui
             .add_enabled(
@@ -337,12 +333,12 @@ fn build_section(app: &mut App, ui: &mut Ui) {
             )
             .clicked()
         {
-            app.commands.push(Command::CancelBuild);
+            out.push(Command::CancelBuild);
         }
     });
     if running {
         progress(app, ui);
-    } else if let Some((done, total, ckpt)) = &app.build.cancelled {
+    } else if let Some(super::session::Cancelled { done, total, checkpoint: ckpt }) = &app.build.cancelled {
         if *total > 0 {
             ui.add(
                 egui::ProgressBar::new(*done as f32 / *total as f32)
@@ -403,7 +399,7 @@ fn build_section(app: &mut App, ui: &mut Ui) {
     next_step_hint(app, ui);
 }
 
-fn progress(app: &App, ui: &mut Ui) {
+fn progress(app: &Session, ui: &mut Ui) {
     match &app.build.progress {
         Some(p) => {
             let bar = match p.fraction() {
@@ -432,7 +428,7 @@ fn progress(app: &App, ui: &mut Ui) {
 }
 
 /// One line that says what to do next.
-fn next_step_hint(app: &App, ui: &mut Ui) {
+fn next_step_hint(app: &Session, ui: &mut Ui) {
     let text = if app.build.running {
         "The window stays usable while the model works."
     } else if app.project.corpus.is_empty() || app.project.entities.is_none() {

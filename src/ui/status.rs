@@ -3,30 +3,36 @@
 use egui::{Align, Layout, RichText, Ui};
 
 use super::widgets::{self, file_name};
-use super::{App, Command};
+use super::{Command, Session};
 
-pub fn menu_bar(app: &mut App, ui: &mut Ui) {
+/// Which of the small windows are open.
+#[derive(Default)]
+pub struct Windows {
+    pub show_errors: bool,
+    pub show_about: bool,
+}
+
+pub fn menu_bar(app: &Session, win: &mut Windows, ui: &mut Ui, out: &mut Vec<Command>) {
     egui::MenuBar::new().ui(ui, |ui| {
         ui.menu_button("Project", |ui| {
             if ui.button("New project").clicked() {
-                app.commands.push(Command::NewProject);
+                out.push(Command::NewProject);
             }
             if ui.button("Open project…").clicked() {
-                app.commands.push(Command::OpenProjectDialog);
+                out.push(Command::OpenProjectDialog);
             }
             if ui
                 .button("Open demo project")
                 .on_hover_text("2,325 PubMed sentences, 312 entities, bundled tiny BERT")
                 .clicked()
             {
-                app.commands
-                    .push(Command::OpenProject(pelt::project::bundled_demo()));
+                out.push(Command::OpenProject(pelt::project::bundled_demo()));
             }
             if ui.button("Save project").clicked() {
-                app.commands.push(Command::SaveProject);
+                out.push(Command::SaveProject);
             }
             if ui.button("Save project as…").clicked() {
-                app.commands.push(Command::SaveProjectAs);
+                out.push(Command::SaveProjectAs);
             }
             let recent = app.state.recent.clone();
             ui.add_enabled_ui(!recent.is_empty(), |ui| {
@@ -37,7 +43,7 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
                             .on_hover_text(p.display().to_string())
                             .clicked()
                         {
-                            app.commands.push(Command::OpenProject(p));
+                            out.push(Command::OpenProject(p));
                         }
                     }
                 });
@@ -49,7 +55,7 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
         });
         ui.menu_button("Table", |ui| {
             if ui.button("Open table…").clicked() {
-                app.commands.push(Command::OpenTableDialog);
+                out.push(Command::OpenTableDialog);
             }
             let has = app.table.is_some();
             if ui
@@ -62,25 +68,25 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
                 )
                 .clicked()
             {
-                app.commands.push(Command::SaveTableDialog);
+                out.push(Command::SaveTableDialog);
             }
             if ui
                 .add_enabled(has, egui::Button::new("Export Projector TSV…"))
                 .on_hover_text("vectors.tsv + metadata.tsv for projector.tensorflow.org")
                 .clicked()
             {
-                app.commands.push(Command::ExportProjectorDialog);
+                out.push(Command::ExportProjectorDialog);
             }
         });
         ui.menu_button("Help", |ui| {
             if ui.button("How PELT works").clicked() {
-                app.show_about = true;
+                win.show_about = true;
             }
             if ui
                 .button(format!("Errors ({})", app.errors.len()))
                 .clicked()
             {
-                app.show_errors = true;
+                win.show_errors = true;
             }
         });
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
@@ -97,7 +103,7 @@ pub fn menu_bar(app: &mut App, ui: &mut Ui) {
     });
 }
 
-pub fn status_bar(app: &mut App, ui: &mut Ui) {
+pub fn status_bar(app: &Session, win: &mut Windows, ui: &mut Ui, out: &mut Vec<Command>) {
     ui.add_space(2.0);
     ui.horizontal(|ui| {
         if app.build.running {
@@ -117,7 +123,7 @@ pub fn status_bar(app: &mut App, ui: &mut Ui) {
             }
         } else if app.is_busy() {
             ui.spinner();
-            ui.label(if app.model_loading {
+            ui.label(if app.model_loading() {
                 "loading the model…"
             } else {
                 "working…"
@@ -142,7 +148,7 @@ pub fn status_bar(app: &mut App, ui: &mut Ui) {
                 .on_hover_text("Remove this error")
                 .clicked()
             {
-                app.commands.push(Command::DismissError(i));
+                out.push(Command::DismissError(i));
             }
         } else if let Some(s) = &app.status {
             if !app.build.running {
@@ -159,7 +165,7 @@ pub fn status_bar(app: &mut App, ui: &mut Ui) {
                     )
                     .clicked()
             {
-                app.show_errors = true;
+                win.show_errors = true;
             }
             if let Some(m) = &app.model {
                 ui.weak(format!("model {} · {}", m.name, m.device));
@@ -168,8 +174,8 @@ pub fn status_bar(app: &mut App, ui: &mut Ui) {
     });
 }
 
-pub fn error_window(app: &mut App, ctx: &egui::Context) {
-    if !app.show_errors {
+pub fn error_window(app: &Session, win: &mut Windows, ctx: &egui::Context, out: &mut Vec<Command>) {
+    if !win.show_errors {
         return;
     }
     let mut open = true;
@@ -203,7 +209,7 @@ pub fn error_window(app: &mut App, ctx: &egui::Context) {
                                     .on_hover_text(format!("Remove error {}", i + 1))
                                     .clicked()
                                 {
-                                    app.commands.push(Command::DismissError(i));
+                                    out.push(Command::DismissError(i));
                                 }
                             });
                         });
@@ -212,16 +218,16 @@ pub fn error_window(app: &mut App, ctx: &egui::Context) {
                     }
                 });
             if !app.errors.is_empty() && ui.button("Clear all").clicked() {
-                app.commands.push(Command::ClearErrors);
+                out.push(Command::ClearErrors);
             }
         });
     if !open {
-        app.show_errors = false;
+        win.show_errors = false;
     }
 }
 
-pub fn about_window(app: &mut App, ctx: &egui::Context) {
-    if !app.show_about {
+pub fn about_window(win: &mut Windows, ctx: &egui::Context) {
+    if !win.show_about {
         return;
     }
     let mut open = true;
@@ -240,7 +246,7 @@ pub fn about_window(app: &mut App, ctx: &egui::Context) {
         ui.label(format!("PELT Workbench {}", env!("CARGO_PKG_VERSION")));
     });
     if !open {
-        app.show_about = false;
+        win.show_about = false;
     }
 }
 

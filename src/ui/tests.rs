@@ -14,6 +14,7 @@ use pelt::progress::Phase;
 use pelt::project::{bundled_demo, Project};
 use pelt::table::Table;
 
+use super::session::{classify_drop, DropKind};
 use super::*;
 
 const PROBE: &str = "treatment with p53 induced [MASK] in the cells .";
@@ -52,7 +53,7 @@ fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bo
         }
         let errors: Vec<String> = h
             .state()
-            .errors
+            .session.errors
             .iter()
             .map(|e| format!("{}: {}", e.job, e.message))
             .collect();
@@ -71,7 +72,7 @@ fn click_tab(h: &mut Harness<'static, App>, name: &str) {
         .unwrap_or_else(|| panic!("no tab {name}"))
         .click();
     h.run_ok();
-    let tab = h.state().state.tab;
+    let tab = h.state().session.state.tab;
     assert_eq!(tab.label(), name);
     let unnamed = h.unnamed_widgets();
     assert!(
@@ -93,8 +94,8 @@ fn select_entity(h: &mut Harness<'static, App>, name: &str) {
     h.run_ok();
     let sel = h
         .state()
-        .selected
-        .map(|i| h.state().entity_name(i).to_string());
+        .session.selected
+        .map(|i| h.state().session.entity_name(i).to_string());
     assert_eq!(sel.as_deref(), Some(name));
 }
 
@@ -103,8 +104,8 @@ fn startup_without_table_lists_entities_and_offers_build() {
     let dir = tempfile::tempdir().unwrap();
     let project = demo_project_in(dir.path(), |_| {});
     let mut h = harness_for(&project);
-    wait_for(&mut h, "the model", |a| a.model.is_some());
-    let app = h.state();
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
+    let app = &h.state().session;
     assert!(app.table.is_none());
     assert_eq!(
         app.entity_count(),
@@ -127,18 +128,18 @@ fn startup_without_table_lists_entities_and_offers_build() {
     // Sorting by clicking a header: by Name descending puts "zymosan"-like names first.
     h.get_by_label("Sort by Name").click();
     h.run_ok();
-    assert_eq!(h.state().state.sort, SortKey::Name);
-    assert!(h.state().state.ascending);
-    let rows = entities::visible_rows(h.state(), "", entities::Show::All, SortKey::Name, true);
+    assert_eq!(h.state().session.state.sort, SortKey::Name);
+    assert!(h.state().session.state.ascending);
+    let rows = entities::visible_rows(&h.state().session, "", entities::Show::All, SortKey::Name, true);
     let names: Vec<String> = rows
         .iter()
-        .map(|&i| h.state().entity_name(i).to_lowercase())
+        .map(|&i| h.state().session.entity_name(i).to_lowercase())
         .collect();
     assert!(names.windows(2).all(|w| w[0] <= w[1]), "sorted by name");
     h.get_by_label("Sort by Name").click();
     h.run_ok();
     assert!(
-        !h.state().state.ascending,
+        !h.state().session.state.ascending,
         "a second click reverses the order"
     );
 
@@ -167,14 +168,14 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let project = demo_project_in(dir.path(), |p| p.options.batch = 8);
     let table_path = dir.path().join("demo.safetensors");
     let mut h = harness_for(&project);
-    wait_for(&mut h, "the model", |a| a.model.is_some());
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
 
     // Build, and cancel once the model is encoding.
     h.get_by_label("Build").click();
     h.run_ok();
-    assert!(h.state().build.running);
+    assert!(h.state().session.build.running);
     wait_for(&mut h, "encoding progress", |a| {
-        a.build
+        a.session.build
             .progress
             .as_ref()
             .is_some_and(|p| p.phase == Phase::Encoding && p.done > 0)
@@ -185,10 +186,10 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     );
     h.get_by_label("Cancel").click();
     h.run_ok();
-    wait_for(&mut h, "the cancelled build", |a| !a.build.running);
-    let (done, total, ckpt) = h
+    wait_for(&mut h, "the cancelled build", |a| !a.session.build.running);
+    let session::Cancelled { done, total, checkpoint: ckpt } = h
         .state()
-        .build
+        .session.build
         .cancelled
         .clone()
         .expect("the build was cancelled");
@@ -200,24 +201,24 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         ckpt.is_some_and(|c| c.is_file()),
         "a checkpoint was written"
     );
-    assert!(h.state().table.is_none());
+    assert!(h.state().session.table.is_none());
     assert!(has_label_containing(&h, "Build cancelled after"));
     assert!(!h.get_by_label("Resume").accesskit_node().is_disabled());
 
     // Resume to the end: the table is written into the temp dir.
     h.get_by_label("Resume").click();
     h.run_ok();
-    wait_for(&mut h, "the resumed build", |a| a.table.is_some());
+    wait_for(&mut h, "the resumed build", |a| a.session.table.is_some());
     assert!(
         table_path.is_file(),
         "the build saved its table to the project's table path"
     );
-    let report = h.state().build.report.clone().expect("a build report");
+    let report = h.state().session.build.report.clone().expect("a build report");
     assert!(
         report.resumed_from > 0,
         "the build resumed from the checkpoint"
     );
-    let table = h.state().table.clone().unwrap();
+    let table = h.state().session.table.clone().unwrap();
     assert_eq!(table.len(), 312);
     assert_eq!(
         table.counts.iter().sum::<i64>() as usize,
@@ -235,7 +236,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
 
     // Select p53: the Inspector shows its masked contexts, then the model's view of them.
     select_entity(&mut h, "p53");
-    let p53 = h.state().selected.unwrap();
+    let p53 = h.state().session.selected.unwrap();
     let n = table.counts[p53] as usize;
     assert!(n > 5);
     click_tab(&mut h, "Inspector");
@@ -248,9 +249,9 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         "each context is shown masked"
     );
     wait_for(&mut h, "the inspection", |a| {
-        a.inspection.as_ref().is_some_and(|i| i.entity == p53)
+        a.session.inspection.as_ref().is_some_and(|i| i.entity == p53)
     });
-    let ins = h.state().inspection.clone().unwrap();
+    let ins = h.state().session.inspection.clone().unwrap();
     assert_eq!(ins.insights.len(), n);
     assert!(ins
         .insights
@@ -265,7 +266,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Sorting by cosine puts the lowest first.
     h.get_by_label("lowest cosine first").click();
     h.run_ok();
-    assert_eq!(h.state().state.inspect_sort, InspectSort::CosineLow);
+    assert_eq!(h.state().session.state.inspect_sort, InspectSort::CosineLow);
     let min = ins
         .insights
         .iter()
@@ -286,33 +287,33 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Neighbours: entities by cosine and vocabulary tokens; clicking one selects it.
     click_tab(&mut h, "Neighbours");
     wait_for(&mut h, "the neighbours", |a| {
-        a.neighbours.as_ref().is_some_and(|n| n.entity == p53)
+        a.session.neighbours.as_ref().is_some_and(|n| n.entity == p53)
     });
-    let nb = h.state().neighbours.clone().unwrap();
+    let nb = h.state().session.neighbours.clone().unwrap();
     assert_eq!(nb.entities.len(), 15);
     assert_eq!(nb.vocab.len(), 15);
     assert!(
         nb.entities.windows(2).all(|w| w[0].1 >= w[1].1),
         "sorted by cosine"
     );
-    let first_name = h.state().entity_name(nb.entities[0].0).to_string();
+    let first_name = h.state().session.entity_name(nb.entities[0].0).to_string();
     h.get_by_role_and_label(Role::Button, &first_name).click();
     h.run_ok();
     assert_eq!(
-        h.state().selected,
+        h.state().session.selected,
         Some(nb.entities[0].0),
         "clicking a neighbour selects it"
     );
     assert!(
-        h.state().state.center,
+        h.state().session.state.center,
         "neighbours subtract the mean by default"
     );
     h.get_by_label("subtract mean").click();
     h.run_ok();
-    assert!(!h.state().state.center);
+    assert!(!h.state().session.state.center);
     let other = nb.entities[0].0;
     wait_for(&mut h, "uncentred neighbours", |a| {
-        !a.pending(Purpose::Neighbours) && a.neighbours.as_ref().is_some_and(|n| n.entity == other)
+        !a.session.pending(Purpose::Neighbours) && a.session.neighbours.as_ref().is_some_and(|n| n.entity == other)
     });
     h.state_mut().apply(Command::Select(p53));
 
@@ -321,25 +322,25 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.get_by_role_and_label(Role::Slider, "table norm")
         .set_value_accesskit(3.5);
     h.run_ok();
-    assert_eq!(h.state().norm(), 3.5);
-    assert!(h.state().project_dirty, "the norm is a project setting");
+    assert_eq!(h.state().session.norm(), 3.5);
+    assert!(h.state().session.project_dirty, "the norm is a project setting");
     h.get_by_role_and_label(Role::Slider, "norm B")
         .set_value_accesskit(9.0);
     h.run_ok();
-    assert_eq!(h.state().state.norm_b, 9.0);
+    assert_eq!(h.state().session.state.norm_b, 9.0);
     wait_for(&mut h, "the A/B comparison", |a| {
-        a.norm_compare.as_ref().is_some_and(|p| p.norm_b == 9.0)
+        a.session.norm_compare.as_ref().is_some_and(|p| p.norm_b == 9.0)
     });
-    let cmp = h.state().norm_compare.clone().unwrap();
+    let cmp = h.state().session.norm_compare.clone().unwrap();
     assert_eq!(cmp.text, PROBE);
     assert_eq!(cmp.masks.len(), 1);
     assert!(cmp.masks[0].with_a.len() == TOP_K && cmp.masks[0].with_b.len() == TOP_K);
     assert!(has_label_containing(&h, "with vectors, norm B = 9"));
     assert!(has_label_containing(&h, "without entity vectors"));
     wait_for(&mut h, "the loss curve", |a| {
-        a.inspection.as_ref().is_some_and(|i| i.entity == p53)
+        a.session.inspection.as_ref().is_some_and(|i| i.entity == p53)
     });
-    let curve = h.state().inspection.as_ref().unwrap().loss_curve.clone();
+    let curve = h.state().session.inspection.as_ref().unwrap().loss_curve.clone();
     assert_eq!(curve.len(), norm::loss_norms().len());
     assert!(curve.iter().all(|(_, l)| l.is_finite() && *l >= 0.0));
     assert!(has_label_containing(&h, "MLM loss against the norm: p53"));
@@ -353,14 +354,14 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let text = "the p53 protein induced [MASK] in the cells .";
     h.get_by_label("Sentence").set_text_value_accesskit(text);
     h.run_ok();
-    assert_eq!(h.state().state.preview_text, text);
+    assert_eq!(h.state().session.state.preview_text, text);
     wait_for(&mut h, "the preview", |a| {
-        a.preview.as_ref().is_some_and(|p| p.text == text)
+        a.session.preview.as_ref().is_some_and(|p| p.text == text)
     });
-    let p = h.state().preview.clone().unwrap();
+    let p = h.state().session.preview.clone().unwrap();
     assert!(p.rewritten.contains("p53 ( [[p53]] )"), "{}", p.rewritten);
     assert!(
-        p.tokens.iter().any(|t| t.2 == Some(p53)),
+        p.tokens.iter().any(|t| t.entity == Some(p53)),
         "a position carries p53's vector"
     );
     assert_eq!(p.masks.len(), 1);
@@ -368,20 +369,20 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         has_label_containing(&h, "[[p53]]"),
         "the token list shows the plugged position"
     );
-    let mention = p.mentions.iter().find(|m| m.2 == p53).copied().unwrap();
+    let mention = p.mentions.iter().find(|m| m.entity == p53).copied().unwrap();
     h.get_by_label("p53  (entity p53)").click();
     h.run_ok();
-    assert_eq!(h.state().preview_disabled, vec![(mention.0, mention.1)]);
+    assert_eq!(h.state().session.preview_disabled, vec![(mention.start, mention.end)]);
     wait_for(&mut h, "the preview without p53", |a| {
-        a.preview
+        a.session.preview
             .as_ref()
             .is_some_and(|p| p.text == text && !p.rewritten.contains("[[p53]]"))
     });
 
     // Map: the PCA of every found entity; the selected one is labelled.
     click_tab(&mut h, "Map");
-    wait_for(&mut h, "the PCA", |a| matches!(a.pca, Pca::Ready(_)));
-    if let Pca::Ready(points) = &h.state().pca {
+    wait_for(&mut h, "the PCA", |a| matches!(a.session.pca, Pca::Ready(_)));
+    if let Pca::Ready(points) = &h.state().session.pca {
         assert_eq!(
             points.len(),
             table.counts.iter().filter(|&&c| c > 0).count()
@@ -393,7 +394,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let out = dir.path().join("export/p53-norm.safetensors");
     h.state_mut().apply(Command::SaveTable(out.clone()));
     wait_for(&mut h, "the saved table", |a| {
-        a.status.as_deref().is_some_and(|s| s.starts_with("Saved"))
+        a.session.status.as_deref().is_some_and(|s| s.starts_with("Saved"))
     });
     let saved = Table::load(&out).expect("the exported table loads");
     assert_eq!(saved.norm, 3.5);
@@ -417,10 +418,10 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let bogus = dir.path().join("broken.safetensors");
     std::fs::write(&bogus, b"not a table").unwrap();
     h.state_mut().apply(Command::OpenTable(bogus));
-    wait_for(&mut h, "the open-table error", |a| !a.errors.is_empty());
+    wait_for(&mut h, "the open-table error", |a| !a.session.errors.is_empty());
     assert!(has_label_containing(&h, "not a usable PELT table"));
     assert_eq!(
-        h.state().table.as_ref().map(|t| t.len()),
+        h.state().session.table.as_ref().map(|t| t.len()),
         Some(312),
         "the built table is still there"
     );
@@ -428,9 +429,9 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Start-up again: the project now has a table, which is opened at once.
     drop(h);
     let mut h = harness_for(&project);
-    wait_for(&mut h, "the table at start-up", |a| a.table.is_some());
-    assert_eq!(h.state().table_path.as_deref(), Some(table_path.as_path()));
-    assert_eq!(h.state().table.as_ref().unwrap().counts, table.counts);
+    wait_for(&mut h, "the table at start-up", |a| a.session.table.is_some());
+    assert_eq!(h.state().session.table_path.as_deref(), Some(table_path.as_path()));
+    assert_eq!(h.state().session.table.as_ref().unwrap().counts, table.counts);
 }
 
 #[test]
@@ -440,27 +441,27 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
     let m = missing.clone();
     let project = demo_project_in(dir.path(), move |p| p.corpus = vec![m]);
     let mut h = harness_for(&project);
-    wait_for(&mut h, "the model", |a| a.model.is_some());
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
     h.get_by_label("Build").click();
     h.run_ok();
     wait_for(&mut h, "the build error", |a| {
-        !a.build.running && !a.errors.is_empty()
+        !a.session.build.running && !a.session.errors.is_empty()
     });
-    let e = h.state().errors[0].clone();
+    let e = h.state().session.errors[0].clone();
     assert_eq!(e.job, "build");
     assert!(e.message.contains("does-not-exist.txt"), "{}", e.message);
     // The status bar says what failed; the error list shows the whole message.
     assert!(has_label_containing(&h, "build failed: corpus file"));
     h.get_by_label("1 error").click();
     h.run_ok();
-    assert!(h.state().show_errors);
+    assert!(h.state().windows.show_errors);
     assert!(h.query_all_by_label_contains("does-not-exist.txt").count() >= 2);
     h.query_all_by_label("Dismiss")
         .next()
         .expect("a Dismiss button")
         .click();
     h.run_ok();
-    assert!(h.state().errors.is_empty(), "the error was dismissed");
+    assert!(h.state().session.errors.is_empty(), "the error was dismissed");
     assert!(!has_label_containing(&h, "build failed"));
 
     // Still usable: entities can be selected, tabs switched, files dropped.
@@ -478,25 +479,25 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
     }
     h.run_ok();
     assert!(
-        h.state().project.corpus.contains(&corpus),
+        h.state().session.project.corpus.contains(&corpus),
         "a dropped .txt is added to the corpus"
     );
-    assert!(h.state().project_dirty);
-    assert_eq!(h.state().errors.len(), 1);
-    assert!(h.state().errors[0].message.contains("notes.xyz"));
+    assert!(h.state().session.project_dirty);
+    assert_eq!(h.state().session.errors.len(), 1);
+    assert!(h.state().session.errors[0].message.contains("notes.xyz"));
 
     // With the corpus fixed the build goes through.
     h.state_mut().apply(Command::RemoveCorpus(0));
     h.state_mut().apply(Command::SetEntities(corpus.clone()));
     h.run_ok();
     assert_eq!(
-        h.state().entity_list.as_ref().map(|l| l.len()),
+        h.state().session.entity_list.as_ref().map(|l| l.len()),
         Some(1),
         "a one-line .txt entity list"
     );
     h.get_by_label("Build").click();
-    wait_for(&mut h, "the small build", |a| a.table.is_some());
-    assert_eq!(h.state().table.as_ref().unwrap().counts, vec![1]);
+    wait_for(&mut h, "the small build", |a| a.session.table.is_some());
+    assert_eq!(h.state().session.table.as_ref().unwrap().counts, vec![1]);
 }
 
 #[derive(Debug)]
@@ -550,7 +551,7 @@ fn state_persists_as_ron_and_remembers_recent_projects() {
         s.remember(Path::new(&format!("/p/{i}.ron")));
     }
     s.remember(Path::new("/p/3.ron"));
-    assert_eq!(s.recent.len(), MAX_RECENT);
+    assert_eq!(s.recent.len(), 8, "at most 8 recent projects");
     assert_eq!(s.recent[0], PathBuf::from("/p/3.ron"));
     assert_eq!(s.recent.iter().filter(|p| p.ends_with("3.ron")).count(), 1);
     assert_eq!(
@@ -568,4 +569,63 @@ fn state_persists_as_ron_and_remembers_recent_projects() {
     assert_eq!(old.tab, Tab::Map);
     assert_eq!(old.norm_b, 7.0);
     assert_eq!(Tab::parse("neighbours"), Some(Tab::Neighbours));
+}
+
+#[test]
+fn switching_projects_mid_build_and_mid_load_keeps_old_results_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = demo_project_in(dir.path(), |p| p.options.batch = 8);
+    let other = tempfile::tempdir().unwrap();
+    let second = demo_project_in(other.path(), |p| p.name = "Second".into());
+    let mut h = harness_for(&first);
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
+
+    // Mid-build: the first project's build is encoding when the second project is opened.
+    h.get_by_label("Build").click();
+    h.run_ok();
+    wait_for(&mut h, "encoding progress", |a| {
+        a.session
+            .build
+            .progress
+            .as_ref()
+            .is_some_and(|p| p.phase == Phase::Encoding && p.done > 0)
+    });
+    h.state_mut().apply(Command::OpenProject(second.clone()));
+    h.run_ok();
+    wait_for(&mut h, "the worker to finish the old build", |a| {
+        !a.session.is_busy()
+    });
+    h.run_ok();
+    let s = &h.state().session;
+    assert_eq!(s.project.name, "Second");
+    assert!(s.table.is_none(), "the old build's table did not land");
+    assert!(!s.build.running, "the new project has no build running");
+    assert!(s.build.cancelled.is_none() && s.build.report.is_none());
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert!(
+        !has_label_containing(&h, "Build cancelled"),
+        "the old build's end is not reported in the new project"
+    );
+    assert!(
+        pelt::build::checkpoint_path(&dir.path().join("demo.safetensors")).is_file(),
+        "the old build stopped with a checkpoint"
+    );
+
+    // Mid-load: the second project (now with a table) is opened and left at once.
+    h.get_by_label("Build").click();
+    wait_for(&mut h, "the second project's table", |a| {
+        a.session.table.is_some()
+    });
+    assert!(other.path().join("demo.safetensors").is_file());
+    h.state_mut().apply(Command::OpenProject(second));
+    h.state_mut().apply(Command::OpenProject(first));
+    wait_for(&mut h, "the worker to open the old table", |a| {
+        !a.session.is_busy()
+    });
+    h.run_ok();
+    let s = &h.state().session;
+    assert_eq!(s.project.name, "PubMed demo");
+    assert!(s.table.is_none(), "the second project's table did not land in the first");
+    assert!(s.build.checkpoint, "the first project can resume its build");
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
 }

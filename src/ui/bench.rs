@@ -1,0 +1,226 @@
+//! `pelt bench ui`: the workbench headless on a large synthetic table. Times opening the
+//! table, a frame of the entity list, the Inspector and the Map (layout and tessellation, as
+//! egui does them each frame; no GPU), and a neighbour query.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use pelt::analysis::NeighbourIndex;
+use pelt::table::{ContextRecord, Table, TableMeta};
+
+use super::session::{Pca, SortKey};
+use super::{App, Command, State, Tab};
+
+/// A deterministic table of `n` entities with `h`-wide vectors; about one in ten is not found,
+/// the others have one to three contexts.
+pub fn synthetic_table(n: usize, h: usize, seed: u64) -> Table {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const WORDS: [&str; 12] = [
+        "protein", "kinase", "receptor", "factor", "cell", "gene", "alpha", "beta", "syndrome",
+        "virus", "acid", "domain",
+    ];
+    let mut names = Vec::with_capacity(n);
+    let mut counts = Vec::with_capacity(n);
+    let mut contexts = Vec::new();
+    let mut sums = Vec::with_capacity(n * h);
+    for i in 0..n {
+        let name = format!(
+            "{} {} {i}",
+            WORDS[(next() % 12) as usize],
+            WORDS[(next() % 12) as usize]
+        );
+        let c = if next() % 10 == 0 { 0 } else { 1 + next() % 3 };
+        for k in 0..c {
+            let text = format!("we studied {name} in the cells of line {k} .");
+            contexts.push(ContextRecord {
+                entity: i as u32,
+                file: 0,
+                line: (i * 3 + k as usize) as u32 + 1,
+                sentence: 0,
+                start: 11,
+                end: 11 + name.len() as u32,
+                text,
+                linked: true,
+            });
+        }
+        for _ in 0..h {
+            let v = if c == 0 {
+                0.0
+            } else {
+                (next() % 20_000) as f32 / 10_000.0 - 1.0
+            };
+            sums.push(v);
+        }
+        names.push(name);
+        counts.push(c as i64);
+    }
+    Table {
+        meta: TableMeta {
+            model: "synthetic".into(),
+            model_sha256: "0".repeat(64),
+            hidden_size: h,
+            k: 3,
+            seed,
+            max_len: 64,
+            corpus: "synthetic.txt".into(),
+            corpus_sha256: "0".repeat(64),
+            shard: "all".into(),
+            case_sensitive: false,
+            mentions: "links".into(),
+            window: 512,
+        },
+        entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
+        entity_names: names,
+        entity_aliases: vec![vec![]; n],
+        sums,
+        exact_sums: None,
+        found: counts.iter().map(|&c| c as u64 * 2).collect(),
+        counts,
+        norm: 7.0,
+        contexts,
+    }
+}
+
+/// Frame times of one view: median and slowest, in milliseconds.
+struct Frames {
+    median: f64,
+    max: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Headless {
+    ctx: egui::Context,
+    app: App,
+}
+
+impl Headless {
+    fn frame(&mut self) -> Duration {
+        let input = egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(1400.0, 900.0),
+            )),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let out = self.ctx.run_ui(input, |ui| self.app.show(ui));
+        let _ = self.ctx.tessellate(out.shapes, out.pixels_per_point);
+        t.elapsed()
+    }
+
+    /// Draws frames until `ready` holds (at most `limit`), then times `n` more.
+    fn measure(&mut self, n: usize, limit: Duration, ready: impl Fn(&App) -> bool) -> Result<Frames> {
+        let start = Instant::now();
+        while !ready(&self.app) {
+            if start.elapsed() > limit {
+                bail!("timed out waiting for the view to be ready");
+            }
+            self.frame();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for _ in 0..3 {
+            self.frame();
+        }
+        let mut t: Vec<f64> = (0..n).map(|_| ms(self.frame())).collect();
+        t.sort_by(f64::total_cmp);
+        Ok(Frames {
+            median: t[t.len() / 2],
+            max: t[t.len() - 1],
+        })
+    }
+}
+
+/// Runs the benchmark and prints one line per measurement.
+pub fn run(entities: usize, hidden: usize, frames: usize, dir: &Path) -> Result<()> {
+    let t = Instant::now();
+    let table = synthetic_table(entities, hidden, 42);
+    let path = dir.join(format!("synthetic-{entities}x{hidden}.safetensors"));
+    table.save(&path)?;
+    println!(
+        "synthetic table: {entities} entities, hidden {hidden}, {} contexts, {:.0} MB ({:.1} s to write)",
+        table.contexts.len(),
+        std::fs::metadata(&path)?.len() as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let index = NeighbourIndex::new(&table)?;
+    println!("neighbour index: {:.0} ms to build (once per table, on the worker)", ms(t.elapsed()));
+    let e = (0..table.len()).find(|&i| table.counts[i] > 0).unwrap_or(0);
+    let mut q: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = index.entity_neighbours(e, 15, true);
+            ms(t.elapsed())
+        })
+        .collect();
+    q.sort_by(f64::total_cmp);
+    println!(
+        "neighbour query (15 nearest of {entities}, mean removed, one matrix product): median {:.1} ms, slowest {:.1} ms",
+        q[q.len() / 2],
+        q[q.len() - 1]
+    );
+    drop(table);
+
+    let ctx = egui::Context::default();
+    let state = State {
+        tab: Tab::Overview,
+        ..State::default()
+    };
+    let mut h = Headless {
+        app: App::without_project(&ctx, state),
+        ctx,
+    };
+    let t = Instant::now();
+    h.app.apply(Command::OpenTable(path.clone()));
+    let limit = Duration::from_secs(120);
+    h.measure(1, limit, |a| a.session.table.is_some() || !a.session.errors.is_empty())?;
+    if let Some(err) = h.app.session.errors.first() {
+        bail!("{}: {}", err.job, err.message);
+    }
+    println!("open the table (read, check, shown): {:.2} s", t.elapsed().as_secs_f64());
+
+    let report = |what: &str, f: &Frames| {
+        println!(
+            "frame, {what}: median {:.1} ms, slowest {:.1} ms ({frames} frames)",
+            f.median, f.max
+        )
+    };
+    let f = h.measure(frames, limit, |_| true)?;
+    report("entity list + Overview", &f);
+
+    let mut state = h.app.session.state.clone();
+    state.sort = SortKey::Name;
+    let t = Instant::now();
+    h.app.apply(Command::SetState(Box::new(state)));
+    h.frame();
+    println!("sort {entities} entities by name (one frame): {:.0} ms", ms(t.elapsed()));
+    let f = h.measure(frames, limit, |_| true)?;
+    report("entity list sorted by name", &f);
+
+    h.app.apply(Command::Select(e));
+    h.app.apply(Command::SetTab(Tab::Inspector));
+    // With no model loaded the inspection fails at once; the contexts are still listed.
+    let f = h.measure(frames, limit, |a| !a.session.is_busy())?;
+    report("entity list + Inspector", &f);
+
+    h.app.apply(Command::SetTab(Tab::Map));
+    let t = Instant::now();
+    h.measure(1, limit, |a| matches!(a.session.pca, Pca::Ready(_)))?;
+    println!("PCA of the map (on the worker): {:.1} s", t.elapsed().as_secs_f64());
+    let (total, drawn) = h.app.map.shown;
+    let f = h.measure(frames, limit, |_| true)?;
+    report(&format!("entity list + Map ({drawn} of {total} points drawn)"), &f);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
