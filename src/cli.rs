@@ -468,6 +468,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
                 t.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
                 let emb = m.encoder.word_embeddings()?;
+                if let Some(i) = emb.iter().position(|x| !x.is_finite()) {
+                    bail!(
+                        "{}: the word embedding of token {} holds {}; the weights must be finite numbers",
+                        escape::path(m.weights_path()),
+                        i / t.hidden().max(1),
+                        emb[i]
+                    );
+                }
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",

@@ -360,16 +360,14 @@ fn config_values_no_encoder_can_use_are_refused_naming_the_field() {
     Config::from_json(&base, file).unwrap();
 }
 
-/// The tiny model with one weight matrix set to NaN.
-fn nan_model() -> tempfile::TempDir {
-    let dir = copy_dir(&fixture("models/tiny-bert"));
-    let path = dir.path().join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
+/// Sets the tensors of the model file `path` whose names contain `part` to NaN.
+fn nan_tensor(path: &Path, part: &str) {
+    let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, &str, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in st.tensors() {
         let mut data = t.data().to_vec();
-        if name.contains("layer.0.output.dense.weight") {
+        if name.contains(part) {
             assert_eq!(t.dtype(), safetensors::Dtype::F32);
             for c in data.chunks_exact_mut(4) {
                 c.copy_from_slice(&f32::NAN.to_le_bytes());
@@ -383,7 +381,16 @@ fn nan_model() -> tempfile::TempDir {
         tensors.push((name, dtype, t.shape().to_vec(), data));
     }
     let meta = BTreeMap::from([("format", "pt".to_string())]);
-    std::fs::write(&path, write_safetensors(&meta, &tensors).unwrap()).unwrap();
+    std::fs::write(path, write_safetensors(&meta, &tensors).unwrap()).unwrap();
+}
+
+/// The tiny model with one weight matrix set to NaN.
+fn nan_model() -> tempfile::TempDir {
+    let dir = copy_dir(&fixture("models/tiny-bert"));
+    nan_tensor(
+        &dir.path().join("model.safetensors"),
+        "layer.0.output.dense.weight",
+    );
     dir
 }
 
@@ -402,6 +409,26 @@ fn nan_weights_give_an_error_not_nan_probabilities_or_vectors() {
     let model = Model::load(dir.path(), &Device::Cpu).unwrap();
     let e = format!("{:#}", build_with(&model, &small_opts()).unwrap_err());
     assert!(e.contains("NaN or infinite"), "{e}");
+    // Nearest vocabulary tokens with NaN word embeddings.
+    let emb = copy_dir(&fixture("models/tiny-bert"));
+    let path = emb.path().join("model.safetensors");
+    nan_tensor(&path, "word_embeddings");
+    let t = tempfile::tempdir().unwrap();
+    let table = t.path().join("t.safetensors");
+    let mut built = build_with(&tiny(), &small_opts()).unwrap();
+    built.meta.model_sha256 = pelt::model::sha256_file(&path).unwrap();
+    built.save(&table).unwrap();
+    let row = (0..built.len()).find(|&i| built.counts[i] > 0).unwrap();
+    let (ok, out, err) = pelt(&[
+        "neighbors",
+        "--table",
+        &s(&table),
+        "--vocab",
+        "--model",
+        &s(emb.path()),
+        &built.entity_ids[row],
+    ]);
+    assert!(!ok && err.contains("word embedding"), "{out}{err}");
 }
 
 type Meta = BTreeMap<String, String>;
