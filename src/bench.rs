@@ -64,6 +64,7 @@ pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
             start: c.start as u32,
             end: c.end as u32,
             text: c.text,
+            linked: false,
         });
     }
     Ok((ids, records))

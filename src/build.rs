@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::contexts::{mask_mention, ContextRecord, MaskedInput, MentionFinder, Sampler};
+use crate::contexts::{mask_mention, ContextRecord, MaskedInput, MentionMode, MentionSource, Sampler};
 use crate::corpus::{Corpus, ReadReport};
 use crate::entities::EntityList;
 use crate::exact_sum::ExactSum;
@@ -25,7 +25,11 @@ use crate::progress::{Meter, Phase, Progress};
 use crate::table::{write_atomic, write_safetensors, Table, TableMeta};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BuildOptions {
+    /// Which spans are mentions: entity links, name matches, or both (`Auto`: links when the
+    /// corpus carries them).
+    pub mentions: MentionMode,
     pub k: usize,
     pub norm: f32,
     pub max_len: usize,
@@ -42,6 +46,7 @@ pub struct BuildOptions {
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
+            mentions: MentionMode::Auto,
             k: 256,
             norm: 7.0,
             max_len: 64,
@@ -54,6 +59,40 @@ impl Default for BuildOptions {
         }
     }
 }
+
+/// A build that failed after reading the corpus: the message, and what reading skipped (so
+/// that a corpus of only bad lines says why).
+#[derive(Debug)]
+pub struct BuildError {
+    pub message: String,
+    pub read: ReadReport,
+}
+
+impl BuildError {
+    fn new(message: String, read: ReadReport) -> Self {
+        BuildError { message, read }
+    }
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        let lines = self.read.summary_lines();
+        if !lines.is_empty() {
+            write!(
+                f,
+                "\n{} corpus lines and {} links were skipped while reading:",
+                self.read.skipped_lines, self.read.skipped_links
+            )?;
+            for l in lines {
+                write!(f, "\n  {l}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
 
 impl BuildOptions {
     /// Refuses options no build can use: k or batch of 0, a norm that is not a
@@ -110,6 +149,14 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 #[derive(Debug, Clone, Default)]
 pub struct BuildReport {
     pub read: ReadReport,
+    /// The mention mode used (`Auto` resolved) and why.
+    pub mentions: MentionMode,
+    pub mentions_why: String,
+    /// Links whose id is not on the entity list (ignored), and a few such ids.
+    pub unknown_links: u64,
+    pub unknown_examples: Vec<String>,
+    /// Sampled contexts that came from links.
+    pub linked_contexts: usize,
     pub sentences: u64,
     pub contexts: usize,
     /// Sampled mentions whose span no token covered (not encoded).
@@ -140,6 +187,22 @@ pub struct BuildInput<'a> {
     pub checkpoint: Option<PathBuf>,
     pub resume: bool,
     pub cancel: &'a AtomicBool,
+}
+
+/// The entity list of a build: the given file, or — for an entity-linked corpus — the ids of
+/// its links linked at least `min_count` times (see [`EntityList::from_links`]).
+pub fn entity_list_for(
+    corpus: &Corpus,
+    entities: Option<&Path>,
+    min_count: usize,
+) -> Result<EntityList> {
+    match entities {
+        Some(p) => crate::entities::load_entities(p),
+        None if corpus.has_links()? => EntityList::from_links(corpus, min_count),
+        None => bail!(
+            "no entity list: the corpus carries no entity links to take the entities from, so an entity list (.txt or .tsv) is needed"
+        ),
+    }
 }
 
 /// The checkpoint path used for an output table.
@@ -185,9 +248,18 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     }
     let n = entities.len();
     let h = model.hidden_size();
-    let finder = MentionFinder::new(entities, opts.case_sensitive)?;
+    let has_links = corpus.has_links()?;
+    let mode = opts.mentions.resolve(has_links);
+    let mentions_why = match (opts.mentions, mode) {
+        (MentionMode::Auto, MentionMode::Links) => "auto: the corpus carries entity links".to_string(),
+        (MentionMode::Auto, _) => "auto: the corpus carries no entity links, so names and aliases are matched".to_string(),
+        (m, _) => format!("asked for: --mentions {}", m.as_str()),
+    };
+    let mut source = MentionSource::new(entities, mode, opts.case_sensitive)?;
     let mut report = BuildReport {
-        collisions: finder.collisions.clone(),
+        collisions: source.collisions(),
+        mentions: mode,
+        mentions_why,
         ..Default::default()
     };
 
@@ -196,7 +268,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let mut meter = Meter::new(Phase::Scanning, 0);
     let mut ordinal = 0u64;
     let read = corpus.for_each_sentence(|s| {
-        for m in finder.find(&s.text) {
+        for m in source.find(s) {
             sampler.offer(ordinal, &m);
         }
         ordinal += 1;
@@ -217,20 +289,48 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     }
     let total_sentences = ordinal;
     report.sentences = total_sentences;
-    report.read = read;
+    report.unknown_links = source.unknown_links;
+    report.unknown_examples = source.unknown_examples.clone();
     let found = sampler.found.clone();
-    if found.iter().all(|&f| f == 0) {
-        bail!(
-            "no entity of the list is mentioned in the corpus ({} sentences read from {})",
-            total_sentences,
-            corpus
-                .files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let files = || {
+        corpus
+            .files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if mode == MentionMode::Links && read.links == 0 {
+        return Err(BuildError::new(
+            format!(
+                "--mentions links: the corpus carries no entity links ({total_sentences} sentences read from {}); use --mentions names to match names and aliases",
+                files()
+            ),
+            read,
+        )
+        .into());
     }
+    if found.iter().all(|&f| f == 0) {
+        let why = if mode == MentionMode::Links {
+            format!(
+                "; {} links were read, {} of them to ids not on the entity list (e.g. {})",
+                read.links,
+                source.unknown_links,
+                source.unknown_examples.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        return Err(BuildError::new(
+            format!(
+                "no entity of the list is mentioned in the corpus ({total_sentences} sentences read from {}{why})",
+                files()
+            ),
+            read,
+        )
+        .into());
+    }
+    report.read = read;
     let selected = sampler.finish();
 
     // 2. Collecting.
@@ -254,6 +354,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                     start: sel.start,
                     end: sel.end,
                     text: s.text.clone(),
+                    linked: sel.linked,
                 });
             }
             ptr += 1;
@@ -276,7 +377,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let model_sha = model.weights_sha256()?;
     let corpus_sha = corpus.sha256()?;
     let model_id = format!("{model_sha}/{:?}", model.encoder.dtype());
-    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts)?;
+    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts, mode)?;
     let total = records.len() as u64;
     let mut state = EncodeState {
         fingerprint: fingerprint.clone(),
@@ -330,6 +431,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         .map(|(_, r)| r)
         .collect();
     report.contexts = contexts.len();
+    report.linked_contexts = contexts.iter().filter(|c| c.linked).count();
     let table = Table {
         meta: TableMeta {
             model: model.name(),
@@ -350,6 +452,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                 _ => "all".into(),
             },
             case_sensitive: opts.case_sensitive,
+            mentions: mode.as_str().to_string(),
             window: window_size,
         },
         entity_ids: entities.entities.iter().map(|e| e.id.clone()).collect(),
@@ -546,10 +649,11 @@ fn fingerprint(
     corpus_sha: &str,
     entities: &EntityList,
     opts: &BuildOptions,
+    mode: MentionMode,
 ) -> Result<String> {
     use sha2::{Digest, Sha256};
     let v = serde_json::json!({
-        "model": model_sha, "corpus": corpus_sha, "entities": entities,
+        "model": model_sha, "corpus": corpus_sha, "entities": entities, "mentions": mode.as_str(),
         "k": opts.k, "seed": opts.seed, "max_len": opts.max_len, "batch": opts.batch,
         "window": opts.window_batches, "case_sensitive": opts.case_sensitive, "shard": opts.shard,
     });

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod contexts;
 pub mod corpus;
 pub mod entities;
+pub mod eval;
 pub mod escape;
 pub mod exact_sum;
 pub mod model;

@@ -4,7 +4,8 @@
 //! `counts` I64 [N] and `contexts` U8 [bytes] (JSON Lines, one supporting context per line);
 //! string metadata `format`, `entity_ids`, `entity_names` (JSON arrays in row order), `norm`,
 //! `k`, `seed`, `max_len`, `model`, `model_sha256`, `hidden_size`, `corpus`, `corpus_sha256`,
-//! `shard`, `case_sensitive`, `found` (JSON array: mentions seen per entity before sampling).
+//! `shard`, `case_sensitive`, `found` (JSON array: mentions seen per entity before sampling),
+//! `mentions` (`links`, `names` or `both`: which spans were mentions).
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -34,6 +35,8 @@ pub struct TableMeta {
     /// partial merge.
     pub shard: String,
     pub case_sensitive: bool,
+    /// `links`, `names` or `both` (tables from before linked mentions say `names`).
+    pub mentions: String,
     /// Contexts per encoding window (batch × window batches): shards split a build by whole
     /// windows, so shards merge only with shards of the same window. 0 when unknown.
     pub window: usize,
@@ -82,6 +85,11 @@ impl Table {
         (0..self.len())
             .flat_map(|i| self.embedding_at(i, norm))
             .collect()
+    }
+
+    /// The row of the entity with exactly this id.
+    pub fn index_of_id(&self, id: &str) -> Option<usize> {
+        self.entity_ids.iter().position(|x| x == id)
     }
 
     pub fn index_of(&self, id_or_name: &str) -> Option<usize> {
@@ -151,6 +159,7 @@ impl Table {
         meta.insert("corpus_sha256", self.meta.corpus_sha256.clone());
         meta.insert("shard", self.meta.shard.clone());
         meta.insert("case_sensitive", self.meta.case_sensitive.to_string());
+        meta.insert("mentions", self.meta.mentions.clone());
         meta.insert("window", self.meta.window.to_string());
         let emb = self.embeddings(self.norm);
         let mut tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
@@ -373,6 +382,13 @@ impl Table {
                 corpus_sha256: get("corpus_sha256")?.clone(),
                 shard,
                 case_sensitive,
+                mentions: match meta.get("mentions").map(String::as_str) {
+                    None => "names".into(),
+                    Some(m @ ("links" | "names" | "both")) => m.into(),
+                    Some(other) => bail!(
+                        "metadata `mentions` is `{other}`, expected `links`, `names` or `both`"
+                    ),
+                },
                 window: match meta.get("window") {
                     Some(v) => parse(v, "window", "a non-negative integer")?,
                     None => 0,
@@ -503,6 +519,7 @@ impl Table {
                     "case sensitivity",
                     table.meta.case_sensitive == first.meta.case_sensitive,
                 ),
+                ("mention mode", table.meta.mentions == first.meta.mentions),
                 (
                     "window (batch size)",
                     table.meta.window == first.meta.window,

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::analysis::{self, ContextInsight};
-use crate::build::{build_table, checkpoint_path, BuildInput, BuildOutcome, BuildReport};
+use crate::build::{
+    build_table, checkpoint_path, entity_list_for, BuildInput, BuildOutcome, BuildReport,
+};
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
-use crate::entities::load_entities;
 use crate::model::{describe_device, softmax, top_k, DeviceChoice, Model};
 use crate::progress::Progress;
 use crate::project::Project;
@@ -297,14 +298,9 @@ impl State {
             }
             Job::Build { project, resume } => {
                 let cancel = self.cancel.clone();
-                let model = self.model(&project.model_dir(), project.device, send)?;
+                let model = self.model(&project.resolve_model()?, project.device, send)?;
                 let corpus = Corpus::open(&project.corpus)?;
-                let entities = load_entities(
-                    project
-                        .entities
-                        .as_deref()
-                        .context("the project has no entity list")?,
-                )?;
+                let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
                 if let (Some(out), Some(c)) = (&project.table, &ckpt) {
                     let mut inputs = crate::outpath::Inputs::new();
