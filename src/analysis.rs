@@ -66,6 +66,14 @@ pub fn vocab_neighbours_of(
 ) -> Result<Vec<(String, f32)>> {
     check_fits(table, model)?;
     let emb = model.encoder.word_embeddings()?;
+    if let Some(i) = emb.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{}: the word embedding of token {} holds {}; the weights must be finite numbers",
+            crate::escape::path(model.weights_path()),
+            i / table.hidden().max(1),
+            emb[i]
+        );
+    }
     let query = crate::table::scale_to_norm(&index.direction(entity, center), norm);
     Ok(vocab_neighbours(&emb, table.hidden(), &query, k)
         .into_iter()

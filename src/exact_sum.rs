@@ -57,7 +57,7 @@ impl ExactSum {
     /// Sums from little-endian bytes (16 per sum); `None` if the length is not a multiple of
     /// 16 or a value is outside the range [`ExactSum::add`] produces.
     pub fn from_le_bytes(b: &[u8]) -> Option<Vec<ExactSum>> {
-        if b.len() % 16 != 0 {
+        if !b.len().is_multiple_of(16) {
             return None;
         }
         b.chunks_exact(16)

@@ -69,26 +69,26 @@ impl Inputs {
 
 /// Refuses an existing `path` (following symbolic links) that is not a regular file.
 pub fn check_regular_or_absent(what: &str, path: &Path) -> Result<()> {
-    if let Ok(m) = std::fs::metadata(path) {
-        if !m.is_file() {
-            bail!(
-                "{what} {} exists and is {}, not a regular file: refusing to replace it",
-                crate::escape::path(path),
-                kind_of(&m)
-            );
-        }
-    }
-    Ok(())
+    check_kind(what, path, false)
 }
 
 /// Refuses an existing `dir` (following symbolic links) that is not a directory.
 pub fn check_dir_or_absent(what: &str, dir: &Path) -> Result<()> {
-    if let Ok(m) = std::fs::metadata(dir) {
-        if !m.is_dir() {
+    check_kind(what, dir, true)
+}
+
+fn check_kind(what: &str, path: &Path, folder: bool) -> Result<()> {
+    if let Ok(m) = std::fs::metadata(path) {
+        if folder != m.is_dir() || (!folder && !m.is_file()) {
             bail!(
-                "{what} {} exists and is {}, not a folder",
-                crate::escape::path(dir),
-                kind_of(&m)
+                "{what} {} exists and is {}, {}",
+                crate::escape::path(path),
+                kind_of(&m),
+                if folder {
+                    "not a folder"
+                } else {
+                    "not a regular file: refusing to replace it"
+                }
             );
         }
     }

@@ -21,26 +21,7 @@ fn build(
     entities: &Path,
     opts: &BuildOptions,
 ) -> (Table, BuildReport) {
-    let cancel = AtomicBool::new(false);
-    let corpus = Corpus::open(corpus).unwrap();
-    let entities = load_entities(entities).unwrap();
-    let out = build_table(
-        BuildInput {
-            model,
-            corpus: &corpus,
-            entities: &entities,
-            options: opts,
-            checkpoint: None,
-            resume: false,
-            cancel: &cancel,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    match out {
-        BuildOutcome::Finished(t, r) => (*t, r),
-        BuildOutcome::Cancelled { .. } => panic!("cancelled"),
-    }
+    build_from(model, corpus, entities, opts).unwrap()
 }
 
 fn sample() -> (Vec<PathBuf>, PathBuf) {

@@ -125,34 +125,19 @@ fn entity_lists_never_panic() {
 fn table_files_never_panic() {
     let model =
         pelt::model::Model::load(&fixture("models/tiny-bert"), &candle_core::Device::Cpu).unwrap();
-    let corpus = pelt::corpus::Corpus::open(&[fixture("pelt/corpus.txt")]).unwrap();
-    let entities = pelt::entities::load_entities(&fixture("pelt/entities.tsv")).unwrap();
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let mut tables = Vec::new();
-    for shard in [None, Some((1, 2))] {
-        let opts = pelt::build::BuildOptions {
-            k: 3,
-            shard,
-            ..Default::default()
-        };
-        let out = pelt::build::build_table(
-            pelt::build::BuildInput {
-                model: &model,
-                corpus: &corpus,
-                entities: &entities,
-                options: &opts,
-                checkpoint: None,
-                resume: false,
-                cancel: &cancel,
-            },
-            &mut |_| {},
-        )
-        .unwrap();
-        let pelt::build::BuildOutcome::Finished(t, _) = out else {
-            unreachable!()
-        };
-        tables.push(t.to_bytes().unwrap());
-    }
+    let tables: Vec<Vec<u8>> = [None, Some((1, 2))]
+        .into_iter()
+        .map(|shard| {
+            let opts = pelt::build::BuildOptions {
+                k: 3,
+                shard,
+                ..Default::default()
+            };
+            let corpus = [fixture("pelt/corpus.txt")];
+            let (t, _) = build_from(&model, &corpus, &fixture("pelt/entities.tsv"), &opts).unwrap();
+            t.to_bytes().unwrap()
+        })
+        .collect();
     let mut rng = Rng(2);
     let mut accepted = 0;
     for case in 0..CASES {
@@ -169,7 +154,7 @@ fn table_files_never_panic() {
             let _ = t.not_found();
             let _ = t.to_bytes().unwrap();
             let _ = t.entity_list();
-            let _ = Table::merge_with(&[t.clone()], true);
+            let _ = Table::merge_with(std::slice::from_ref(&t), true);
         }
     }
     eprintln!("{accepted} of {CASES} mutated tables loaded");
@@ -178,9 +163,11 @@ fn table_files_never_panic() {
 #[test]
 fn project_files_never_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Project::default();
-    p.corpus = vec![dir.path().join("c.txt")];
-    p.entities = Some(dir.path().join("e.tsv"));
+    let p = Project {
+        corpus: vec![dir.path().join("c.txt")],
+        entities: Some(dir.path().join("e.tsv")),
+        ..Default::default()
+    };
     let path = dir.path().join("p.ron");
     p.save(&path).unwrap();
     let base = std::fs::read(&path).unwrap();

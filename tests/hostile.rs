@@ -16,18 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn pelt(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pelt"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -64,25 +52,29 @@ fn inputs() -> Inputs {
     }
 }
 
-fn build_with(model: &Model, opts: &BuildOptions) -> anyhow::Result<Table> {
-    let corpus = Corpus::open(&[fixture("pelt/corpus.txt")])?;
-    let entities = load_entities(&fixture("pelt/entities.tsv"))?;
-    let cancel = AtomicBool::new(false);
-    match build_table(
-        BuildInput {
-            model,
-            corpus: &corpus,
-            entities: &entities,
-            options: opts,
-            checkpoint: None,
-            resume: false,
-            cancel: &cancel,
-        },
-        &mut |_| {},
-    )? {
-        BuildOutcome::Finished(t, _) => Ok(*t),
-        BuildOutcome::Cancelled { .. } => unreachable!(),
+/// `pelt build` of `corpus` with `extra` options (and `--k 2` unless they give `--k`).
+fn build_cli(
+    corpus: &[&Path],
+    entities: &Path,
+    model: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec!["build".to_string(), "--corpus".into()];
+    args.extend(corpus.iter().map(|p| s(p)));
+    for (flag, value) in [("--entities", entities), ("--model", model), ("--out", out)] {
+        args.extend([flag.to_string(), s(value)]);
     }
+    if !extra.contains(&"--k") {
+        args.extend(["--k".to_string(), "2".into()]);
+    }
+    args.extend(extra.iter().map(|x| x.to_string()));
+    pelt(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn build_with(model: &Model, opts: &BuildOptions) -> anyhow::Result<Table> {
+    let corpus = [fixture("pelt/corpus.txt")];
+    Ok(build_from(model, &corpus, &fixture("pelt/entities.tsv"), opts)?.0)
 }
 
 fn small_opts() -> BuildOptions {
@@ -117,20 +109,7 @@ fn build_refuses_an_out_that_is_an_input_and_leaves_it_intact() {
         (&via_dots, "corpus file"),
     ] {
         let before = std::fs::read(out).unwrap();
-        let (ok, _, err) = pelt(&[
-            "build",
-            "--corpus",
-            &s(&i.corpus),
-            &s(&folder),
-            "--entities",
-            &s(&i.entities),
-            "--model",
-            &s(&i.model),
-            "--k",
-            "2",
-            "--out",
-            &s(out),
-        ]);
+        let (ok, _, err) = build_cli(&[&i.corpus, &folder], &i.entities, &i.model, out, &[]);
         assert!(!ok, "--out {} must be refused", out.display());
         assert!(
             err.contains(role) && err.contains("refusing to overwrite an input"),
@@ -147,17 +126,8 @@ fn build_refuses_an_out_that_is_an_input_and_leaves_it_intact() {
     // The checkpoint path (OUT.ckpt) is checked too.
     let ckpt_clash = i.dir.path().join("t");
     std::fs::copy(&i.entities, i.dir.path().join("t.ckpt")).unwrap();
-    let (ok, _, err) = pelt(&[
-        "build",
-        "--corpus",
-        &s(&i.corpus),
-        "--entities",
-        &s(&i.dir.path().join("t.ckpt")),
-        "--model",
-        &s(&i.model),
-        "--out",
-        &s(&ckpt_clash),
-    ]);
+    let entities = i.dir.path().join("t.ckpt");
+    let (ok, _, err) = build_cli(&[&i.corpus], &entities, &i.model, &ckpt_clash, &[]);
     assert!(
         !ok && err.contains("checkpoint") && err.contains("entity list"),
         "{err}"
@@ -287,21 +257,8 @@ fn a_failed_write_leaves_the_old_file_intact() {
 #[test]
 fn cli_refuses_bad_numbers_before_any_work() {
     let i = inputs();
-    let base = |extra: &[&str]| {
-        let mut a = vec![
-            "build".to_string(),
-            "--corpus".into(),
-            s(&i.corpus),
-            "--entities".into(),
-            s(&i.entities),
-            "--model".into(),
-            s(&i.model),
-            "--out".into(),
-            s(&i.dir.path().join("t.safetensors")),
-        ];
-        a.extend(extra.iter().map(|x| x.to_string()));
-        a
-    };
+    let out = i.dir.path().join("t.safetensors");
+    let build = |extra: &[&str]| build_cli(&[&i.corpus], &i.entities, &i.model, &out, extra);
     for (extra, expect) in [
         (&["--norm", "NaN"][..], "norm"),
         (&["--norm", "inf"], "norm"),
@@ -310,9 +267,7 @@ fn cli_refuses_bad_numbers_before_any_work() {
         (&["--k", "0"], "k (contexts per entity)"),
         (&["--batch", "0"], "batch size"),
     ] {
-        let args = base(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (ok, _, err) = pelt(&args);
+        let (ok, _, err) = build(extra);
         assert!(!ok && err.contains(expect), "{extra:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
@@ -327,8 +282,7 @@ fn cli_refuses_bad_numbers_before_any_work() {
         "{err}"
     );
     // --resume with no checkpoint says so.
-    let args = base(&["--resume"]);
-    let (ok, _, err) = pelt(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, _, err) = build(&["--resume"]);
     assert!(!ok && err.contains("nothing to resume"), "{err}");
 }
 
@@ -382,42 +336,22 @@ fn config_values_no_encoder_can_use_are_refused_naming_the_field() {
     let base: serde_json::Value = json("models/tiny-bert/config.json");
     let file = Path::new("/m/config.json");
     for (field, value, expect) in [
-        (
-            "layer_norm_eps",
-            serde_json::json!(-1.0),
-            "`layer_norm_eps`",
-        ),
-        ("layer_norm_eps", serde_json::json!(0.0), "`layer_norm_eps`"),
-        (
-            "intermediate_size",
-            serde_json::json!(0),
-            "`intermediate_size` is 0",
-        ),
-        (
-            "num_attention_heads",
-            serde_json::json!(0),
-            "`num_attention_heads` is 0",
-        ),
-        ("num_attention_heads", serde_json::json!(5), "not divisible"),
+        ("layer_norm_eps", "-1.0", "`layer_norm_eps`"),
+        ("layer_norm_eps", "0.0", "`layer_norm_eps`"),
+        ("intermediate_size", "0", "`intermediate_size` is 0"),
+        ("num_attention_heads", "0", "`num_attention_heads` is 0"),
+        ("num_attention_heads", "5", "not divisible"),
         (
             "max_position_embeddings",
-            serde_json::json!(0),
+            "0",
             "`max_position_embeddings` is 0",
         ),
-        (
-            "hidden_size",
-            serde_json::json!(1u64 << 40),
-            "`hidden_size`",
-        ),
-        (
-            "pad_token_id",
-            serde_json::json!(1u64 << 40),
-            "`pad_token_id`",
-        ),
-        ("pad_token_id", serde_json::json!(100000), "`pad_token_id`"),
+        ("hidden_size", "1099511627776", "`hidden_size`"),
+        ("pad_token_id", "1099511627776", "`pad_token_id`"),
+        ("pad_token_id", "100000", "`pad_token_id`"),
     ] {
         let mut v = base.clone();
-        v[field] = value;
+        v[field] = serde_json::from_str(value).unwrap();
         let e = format!("{:#}", Config::from_json(&v, file).unwrap_err());
         assert!(
             e.contains("/m/config.json") && e.contains(expect),
@@ -427,16 +361,14 @@ fn config_values_no_encoder_can_use_are_refused_naming_the_field() {
     Config::from_json(&base, file).unwrap();
 }
 
-/// The tiny model with one weight matrix set to NaN.
-fn nan_model() -> tempfile::TempDir {
-    let dir = copy_dir(&fixture("models/tiny-bert"));
-    let path = dir.path().join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
+/// Sets the tensors of the model file `path` whose names contain `part` to NaN.
+fn nan_tensor(path: &Path, part: &str) {
+    let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, &str, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in st.tensors() {
         let mut data = t.data().to_vec();
-        if name.contains("layer.0.output.dense.weight") {
+        if name.contains(part) {
             assert_eq!(t.dtype(), safetensors::Dtype::F32);
             for c in data.chunks_exact_mut(4) {
                 c.copy_from_slice(&f32::NAN.to_le_bytes());
@@ -450,7 +382,16 @@ fn nan_model() -> tempfile::TempDir {
         tensors.push((name, dtype, t.shape().to_vec(), data));
     }
     let meta = BTreeMap::from([("format", "pt".to_string())]);
-    std::fs::write(&path, write_safetensors(&meta, &tensors).unwrap()).unwrap();
+    std::fs::write(path, write_safetensors(&meta, &tensors).unwrap()).unwrap();
+}
+
+/// The tiny model with one weight matrix set to NaN.
+fn nan_model() -> tempfile::TempDir {
+    let dir = copy_dir(&fixture("models/tiny-bert"));
+    nan_tensor(
+        &dir.path().join("model.safetensors"),
+        "layer.0.output.dense.weight",
+    );
     dir
 }
 
@@ -469,6 +410,26 @@ fn nan_weights_give_an_error_not_nan_probabilities_or_vectors() {
     let model = Model::load(dir.path(), &Device::Cpu).unwrap();
     let e = format!("{:#}", build_with(&model, &small_opts()).unwrap_err());
     assert!(e.contains("NaN or infinite"), "{e}");
+    // Nearest vocabulary tokens with NaN word embeddings.
+    let emb = copy_dir(&fixture("models/tiny-bert"));
+    let path = emb.path().join("model.safetensors");
+    nan_tensor(&path, "word_embeddings");
+    let t = tempfile::tempdir().unwrap();
+    let table = t.path().join("t.safetensors");
+    let mut built = build_with(&tiny(), &small_opts()).unwrap();
+    built.meta.model_sha256 = pelt::model::sha256_file(&path).unwrap();
+    built.save(&table).unwrap();
+    let row = (0..built.len()).find(|&i| built.counts[i] > 0).unwrap();
+    let (ok, out, err) = pelt(&[
+        "neighbors",
+        "--table",
+        &s(&table),
+        "--vocab",
+        "--model",
+        &s(emb.path()),
+        &built.entity_ids[row],
+    ]);
+    assert!(!ok && err.contains("word embedding"), "{out}{err}");
 }
 
 type Meta = BTreeMap<String, String>;
@@ -512,53 +473,47 @@ fn table_metadata_is_checked_against_its_tensors() {
     let bytes = t.to_bytes().unwrap();
     Table::from_bytes(&bytes).unwrap();
     let row = (0..t.len()).find(|&i| t.counts[i] > 0).unwrap();
-    let set_i64 =
-        |b: &mut Vec<u8>, i: usize, v: i64| b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-    let cases: Vec<(&str, Edit)> = vec![
-        (
-            "`norm` is NaN",
-            edit(|m, _| {
-                m.insert("norm".into(), "NaN".into());
-            }),
-        ),
-        (
-            "`norm` is -1",
-            edit(|m, _| {
-                m.insert("norm".into(), "-1".into());
-            }),
-        ),
-        (
-            "`norm` is 0",
-            edit(|m, _| {
-                m.insert("norm".into(), "0".into());
-            }),
-        ),
-        (
-            "`k` is 0",
-            edit(|m, _| {
-                m.insert("k".into(), "0".into());
-            }),
-        ),
-        (
-            "`hidden_size`",
-            edit(|m, _| {
-                m.insert("hidden_size".into(), "-3".into());
-            }),
-        ),
-        (
-            "`k` = `2.5`",
-            edit(|m, _| {
-                m.insert("k".into(), "2.5".into());
-            }),
-        ),
-        (
-            "expected 0..=8",
-            edit(move |_, t| set_i64(&mut t.get_mut("counts").unwrap().2, row, -1)),
-        ),
-        (
-            "expected 0..=8",
-            edit(move |_, t| set_i64(&mut t.get_mut("counts").unwrap().2, row, 9)),
-        ),
+    // Metadata fields set to values a table cannot have.
+    let mut cases: Vec<(&str, Edit)> = [
+        ("`norm` is NaN", "norm", "NaN"),
+        ("`norm` is -1", "norm", "-1"),
+        ("`norm` is 0", "norm", "0"),
+        ("`k` is 0", "k", "0"),
+        ("`hidden_size`", "hidden_size", "-3"),
+        ("`k` = `2.5`", "k", "2.5"),
+        ("`found` has", "found", "[1]"),
+        ("`shard`", "shard", "3/2"),
+        ("`case_sensitive`", "case_sensitive", "maybe"),
+    ]
+    .into_iter()
+    .map(|(expect, field, value)| {
+        let change = edit(move |m, _| {
+            m.insert(field.into(), value.into());
+        });
+        (expect, change)
+    })
+    .collect();
+    // Tensors and the first context record edited.
+    let set_count = |v: i64| {
+        edit(move |_, t| {
+            t.get_mut("counts").unwrap().2[row * 8..row * 8 + 8].copy_from_slice(&v.to_le_bytes())
+        })
+    };
+    let first_context = |field: &'static str, value: u64| {
+        edit(move |_, t| {
+            let c = &mut t.get_mut("contexts").unwrap();
+            let text = String::from_utf8(c.2.clone()).unwrap();
+            let first = text.lines().next().unwrap().to_string();
+            let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
+            v[field] = value.into();
+            let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
+            c.1 = vec![edited.len()];
+            c.2 = edited;
+        })
+    };
+    cases.extend([
+        ("expected 0..=8", set_count(-1)),
+        ("expected 0..=8", set_count(9)),
         (
             "fewer than its count",
             edit(move |m, _| {
@@ -568,56 +523,14 @@ fn table_metadata_is_checked_against_its_tensors() {
             }),
         ),
         (
-            "`found` has",
-            edit(|m, _| {
-                m.insert("found".into(), "[1]".into());
-            }),
-        ),
-        (
             "expected a finite number",
             edit(|_, t| {
                 t.get_mut("sums").unwrap().2[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
             }),
         ),
-        (
-            "out of range",
-            edit(|_, t| {
-                let c = &mut t.get_mut("contexts").unwrap();
-                let text = String::from_utf8(c.2.clone()).unwrap();
-                let first = text.lines().next().unwrap().to_string();
-                let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
-                v["entity"] = 999.into();
-                let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
-                c.1 = vec![edited.len()];
-                c.2 = edited;
-            }),
-        ),
-        (
-            "not inside the text",
-            edit(|_, t| {
-                let c = &mut t.get_mut("contexts").unwrap();
-                let text = String::from_utf8(c.2.clone()).unwrap();
-                let first = text.lines().next().unwrap().to_string();
-                let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
-                v["end"] = 100000.into();
-                let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
-                c.1 = vec![edited.len()];
-                c.2 = edited;
-            }),
-        ),
-        (
-            "`shard`",
-            edit(|m, _| {
-                m.insert("shard".into(), "3/2".into());
-            }),
-        ),
-        (
-            "`case_sensitive`",
-            edit(|m, _| {
-                m.insert("case_sensitive".into(), "maybe".into());
-            }),
-        ),
-    ];
+        ("out of range", first_context("entity", 999)),
+        ("not inside the text", first_context("end", 100000)),
+    ]);
     for (expect, change) in cases {
         let edited = edit_table(&bytes, |m, t| change(m, t));
         let e = format!("{:#}", Table::from_bytes(&edited).unwrap_err());
@@ -711,19 +624,7 @@ fn cli_build_says_it_replaces_an_existing_checkpoint() {
     let i = inputs();
     let out = i.dir.path().join("t.safetensors");
     std::fs::write(i.dir.path().join("t.safetensors.ckpt"), "stale").unwrap();
-    let (ok, _, err) = pelt(&[
-        "build",
-        "--corpus",
-        &s(&i.corpus),
-        "--entities",
-        &s(&i.entities),
-        "--model",
-        &s(&i.model),
-        "--k",
-        "2",
-        "--out",
-        &s(&out),
-    ]);
+    let (ok, _, err) = build_cli(&[&i.corpus], &i.entities, &i.model, &out, &[]);
     assert!(ok, "{err}");
     assert!(err.contains("replacing it with a new build"), "{err}");
 }

@@ -214,7 +214,7 @@ impl Config {
                 self.type_vocab_size
             );
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             bail!(
                 "{f}: hidden size {} (field `{}`) is not divisible by the number of attention heads {} (field `{}`)",
                 self.hidden_size,

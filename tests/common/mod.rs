@@ -82,3 +82,44 @@ pub fn fake_cache() -> (tempfile::TempDir, PathBuf) {
     std::fs::write(broken.join("refs/main"), "gone").unwrap();
     (d, root)
 }
+
+/// Runs the `pelt` binary: (success, stdout, stderr).
+pub fn pelt(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pelt"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Builds a table without checkpoints; a cancelled build is an error.
+pub fn build_from(
+    model: &pelt::model::Model,
+    corpus: &[PathBuf],
+    entities: &std::path::Path,
+    opts: &pelt::build::BuildOptions,
+) -> anyhow::Result<(pelt::table::Table, pelt::build::BuildReport)> {
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let corpus = pelt::corpus::Corpus::open(corpus)?;
+    let entities = pelt::entities::load_entities(entities)?;
+    let out = pelt::build::build_table(
+        pelt::build::BuildInput {
+            model,
+            corpus: &corpus,
+            entities: &entities,
+            options: opts,
+            checkpoint: None,
+            resume: false,
+            cancel: &cancel,
+        },
+        &mut |_| {},
+    )?;
+    match out {
+        pelt::build::BuildOutcome::Finished(t, r) => Ok((*t, r)),
+        pelt::build::BuildOutcome::Cancelled { .. } => anyhow::bail!("cancelled"),
+    }
+}
