@@ -173,7 +173,13 @@ fn tab(view: &mut InspectorPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comm
                         }
                     }
                     let file = table.meta.corpus.split(',').nth(c.file as usize).unwrap_or("corpus");
-                    ui.weak(format!("{file}:{} · mention \"{}\"", c.line, c.mention()));
+                    let how = if c.linked { "linked mention" } else { "name-matched mention" };
+                    ui.weak(format!("{file}:{} · {how} \"{}\"", c.line, c.mention()))
+                        .on_hover_text(if c.linked {
+                            "This mention is a span the corpus links to the entity"
+                        } else {
+                            "This mention was found by matching the entity's name or an alias"
+                        });
                 });
                 ui.label(masked_sentence(ui, &c.text, c.start as usize, c.end as usize, &mask));
                 if let Some((ins, k)) = insight {

@@ -127,6 +127,23 @@ fn report(app: &Session, ui: &mut Ui) {
                 ui.end_row();
             };
             row("sentences read", r.sentences.to_string());
+            row(
+                "mentions",
+                format!("{} ({})", r.mentions.as_str(), r.mentions_why),
+            );
+            if r.mentions.uses_links() {
+                let mut v = format!(
+                    "{} read, {} contexts from links",
+                    r.read.links, r.linked_contexts
+                );
+                if r.unknown_links > 0 {
+                    v += &format!(
+                        "; {} to ids not on the entity list (ignored)",
+                        r.unknown_links
+                    );
+                }
+                row("links", v);
+            }
             row("contexts encoded", r.contexts.to_string());
             row(
                 "speed",
@@ -164,12 +181,15 @@ fn report(app: &Session, ui: &mut Ui) {
             ),
         );
     }
-    if r.read.skipped_lines > 0 {
+    if r.read.skipped_lines + r.read.skipped_links > 0 {
         ui.colored_label(
             widgets::WARN,
-            format!("{} corpus lines were skipped:", r.read.skipped_lines),
+            format!(
+                "{} corpus lines and {} links were skipped:",
+                r.read.skipped_lines, r.read.skipped_links
+            ),
         );
-        for w in &r.read.warnings {
+        for w in &r.read.summary_lines() {
             ui.label(RichText::new(w).monospace().size(12.0));
         }
     }

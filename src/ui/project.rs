@@ -278,6 +278,20 @@ fn parameters(app: &Session, p: &mut Project, ui: &mut Ui) {
             .response
             .on_hover_text("device");
         ui.end_row();
+        ui.label("mentions").on_hover_text(
+            "Which spans of the corpus are an entity's mentions. links: only the spans the corpus links to the entity's id (Wikipedia anchors, PubTator annotations, FewRel h/t, JSON Lines links), as PELT does. names: matches of the entity's name and aliases. both: links, plus name matches that overlap no link. auto: links when the corpus carries links, else names.",
+        );
+        let mode = &mut p.options.mentions;
+        egui::ComboBox::from_id_salt("mentions_combo")
+            .selected_text(mode.as_str())
+            .show_ui(ui, |ui| {
+                for m in pelt::contexts::MentionMode::ALL {
+                    ui.selectable_value(mode, m, m.as_str());
+                }
+            })
+            .response
+            .on_hover_text("mention mode");
+        ui.end_row();
         ui.label("case-sensitive").on_hover_text("Match entity names with exact case (default: ASCII case folded)");
         ui
             .checkbox(&mut p.options.case_sensitive, "")

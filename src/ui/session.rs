@@ -610,6 +610,11 @@ impl Session {
         if t.meta.case_sensitive != o.case_sensitive {
             diff.push("case sensitivity".into());
         }
+        // `auto` resolves at build time; an explicit mode must match the table's.
+        if o.mentions != pelt::contexts::MentionMode::Auto && o.mentions.as_str() != t.meta.mentions
+        {
+            diff.push(format!("mentions {} to {}", t.meta.mentions, o.mentions.as_str()));
+        }
         (!diff.is_empty()).then(|| {
             format!(
                 "parameters changed since this table was built ({})",

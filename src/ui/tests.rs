@@ -629,3 +629,34 @@ fn switching_projects_mid_build_and_mid_load_keeps_old_results_out() {
     assert!(s.build.checkpoint, "the first project can resume its build");
     assert!(s.errors.is_empty(), "{:?}", s.errors);
 }
+
+#[test]
+fn the_linked_demo_builds_from_links_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project_in(dir.path(), |_| {});
+    let mut h = harness_for(&project);
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
+    assert!(
+        h.query_all_by_label("mention mode").next().is_some(),
+        "the project panel offers the mention mode"
+    );
+    h.get_by_label("Build").click();
+    h.run_ok();
+    wait_for(&mut h, "the build", |a| a.session.table.is_some());
+    let report = h.state().session.build.report.clone().unwrap();
+    assert_eq!(report.mentions, pelt::contexts::MentionMode::Links);
+    let table = h.state().session.table.clone().unwrap();
+    assert_eq!(table.meta.mentions, "links");
+    assert!(table.contexts.iter().all(|c| c.linked));
+    assert!(table.not_found().is_empty(), "every listed entity is linked");
+    assert!(has_label_containing(&h, "contexts from links"));
+    select_entity(&mut h, "p53");
+    click_tab(&mut h, "Inspector");
+    assert!(has_label_containing(&h, "linked mention \"p53\""));
+    // An explicit other mode makes the table stale until rebuilt.
+    let mut p = h.state().session.project.clone();
+    p.options.mentions = pelt::contexts::MentionMode::Names;
+    h.state_mut().session.apply(Command::EditProject(Box::new(p)));
+    h.run_ok();
+    assert!(has_label_containing(&h, "mentions links to names"));
+}
