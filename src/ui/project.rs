@@ -11,7 +11,7 @@ use super::{Command, Session};
 
 /// The method in a few lines (left panel and Help window).
 pub const HOW_PELT_WORKS: &[(&str, &str)] = &[
-    ("Collect", "take up to K sentences of the domain corpus that mention the entity (by name or alias)."),
+    ("Collect", "take up to K sentences of the domain corpus that mention the entity: spans the corpus links to it (as PELT does with Wikipedia anchors), or matches of its name and aliases."),
     ("Mask", "replace the mention by a single [MASK] and run the masked language model."),
     (
         "Read out",
