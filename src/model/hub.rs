@@ -31,8 +31,18 @@ pub fn cache_root_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
         .join(".cache/huggingface/hub")
 }
 
-/// The cache root of this process's environment.
+static ROOT_OVERRIDE: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// Uses `root` instead of the environment's cache (for tests and embedding; `None` undoes it).
+pub fn set_cache_root(root: Option<PathBuf>) {
+    *ROOT_OVERRIDE.write().unwrap_or_else(|e| e.into_inner()) = root;
+}
+
+/// The cache root: the one set with [`set_cache_root`], else the environment's.
 pub fn cache_root() -> PathBuf {
+    if let Some(r) = ROOT_OVERRIDE.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        return r;
+    }
     cache_root_from(|k| std::env::var_os(k))
 }
 

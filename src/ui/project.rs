@@ -68,6 +68,63 @@ pub fn panel(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
 }
 
 /// A label with a hover text; returns its id so an input can be labelled by it.
+/// The models of the local Hugging Face cache (listed when the menu opens, kept for a few
+/// seconds), the bundled model, and a folder; what cannot be loaded is greyed out with why.
+fn model_picker(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
+    use pelt::model::hub;
+    use std::sync::Arc;
+    ui.menu_button("Cached…", |ui| {
+        let id = egui::Id::unique("cached_models");
+        let now = ui.input(|i| i.time);
+        let cached: Option<(f64, Arc<Vec<hub::CachedModel>>)> = ui.data(|d| d.get_temp(id));
+        let list = match cached {
+            Some((at, l)) if now - at < 5.0 => l,
+            _ => {
+                let l = Arc::new(hub::list_cached(&hub::cache_root()));
+                ui.data_mut(|d| d.insert_temp(id, (now, l.clone())));
+                l
+            }
+        };
+        ui.weak(format!("Hugging Face cache: {}", hub::cache_root().display()));
+        if ui.button("bundled (splade-tiny)").clicked() {
+            out.push(Command::SetModel(None));
+            ui.close();
+        }
+        if list.is_empty() {
+            ui.weak("no models cached (download one with `hf download ID`)");
+        }
+        for m in list.iter() {
+            let text = format!(
+                "{}  ·  {}, hidden {}, {} layers, {:.0} MB",
+                m.id,
+                m.architecture,
+                m.hidden_size,
+                m.layers,
+                m.size as f64 / 1e6
+            );
+            let current = app.project.model_id.as_deref() == Some(m.id.as_str());
+            let r = ui.add_enabled(m.problem.is_none(), egui::Button::selectable(current, text));
+            match &m.problem {
+                Some(why) => {
+                    r.on_disabled_hover_text(format!("cannot be loaded: {why}"));
+                }
+                None => {
+                    if r.clicked() {
+                        out.push(Command::SetModelId(m.id.clone()));
+                        ui.close();
+                    }
+                }
+            }
+        }
+        if ui.button("Choose folder…").clicked() {
+            out.push(Command::ChooseModelDialog);
+            ui.close();
+        }
+    })
+    .response
+    .on_hover_text("Pick a model from the local Hugging Face cache");
+}
+
 fn field_label(ui: &mut Ui, text: &str, hover: &str) -> egui::Id {
     ui.label(text).on_hover_text(hover).id
 }
@@ -91,15 +148,16 @@ fn project_section(app: &Session, p_edit: &mut Project, ui: &mut Ui, out: &mut V
         );
         ui.vertical(|ui| {
             ui.horizontal(|ui| {
-                let name = match &app.project.model {
-                    Some(p) => file_name(p),
-                    None => "bundled (splade-tiny)".into(),
+                let name = match (&app.project.model_id, &app.project.model) {
+                    (None, None) => "bundled (splade-tiny)".into(),
+                    _ => app.project.model_label(),
                 };
                 ui.label(name).on_hover_text(app.project.model_dir().display().to_string());
+                model_picker(app, ui, out);
                 if ui.small_button("Choose…").on_hover_text("Choose a model folder").clicked() {
                     out.push(Command::ChooseModelDialog);
                 }
-                if app.project.model.is_some()
+                if (app.project.model.is_some() || app.project.model_id.is_some())
                     && ui.small_button("Bundled").on_hover_text("Use the bundled tiny BERT").clicked()
                 {
                     out.push(Command::SetModel(None));

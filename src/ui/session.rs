@@ -185,6 +185,8 @@ pub enum Command {
     SetState(Box<State>),
     ChooseModelDialog,
     SetModel(Option<PathBuf>),
+    /// A model of the Hugging Face cache, by id.
+    SetModelId(String),
     AddCorpusDialog,
     AddCorpus(Vec<PathBuf>),
     RemoveCorpus(usize),
@@ -932,6 +934,13 @@ impl Session {
                     }
                 }
                 self.project.model = m;
+                self.project.model_id = None;
+                self.project_dirty = true;
+                self.load_model();
+            }
+            Command::SetModelId(id) => {
+                self.project.model_id = Some(id);
+                self.project.model = None;
                 self.project_dirty = true;
                 self.load_model();
             }
@@ -1132,8 +1141,18 @@ impl Session {
     /// Asks the worker for the project's model; the current one stays shown (and in use) until
     /// the new one has loaded, and stays if it fails to load.
     fn load_model(&mut self) {
+        let dir = match self.project.resolve_model() {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    "load model",
+                    format!("{e:#}\nPick another model on the left (Model: Cached… or Choose…)."),
+                );
+                return;
+            }
+        };
         self.model_job = Some(self.send(Task::LoadModel {
-            dir: self.project.model_dir(),
+            dir,
             device: self.project.device,
         }));
     }
@@ -1146,8 +1165,11 @@ impl Session {
             self.error("build", "the project has no corpus files: add some on the left (or drop them onto the window)".into());
             return;
         }
-        if self.project.entities.is_none() {
-            self.error("build", "the project has no entity list: choose one on the left (or drop a .tsv onto the window)".into());
+        let linked = pelt::corpus::Corpus::open(&self.project.corpus)
+            .and_then(|c| c.has_links())
+            .unwrap_or(false);
+        if self.project.entities.is_none() && !linked {
+            self.error("build", "the project has no entity list, and its corpus carries no entity links to take the entities from: choose a list on the left (or drop a .tsv onto the window)".into());
             return;
         }
         self.build.running = true;

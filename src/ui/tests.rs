@@ -660,3 +660,49 @@ fn the_linked_demo_builds_from_links_and_says_so() {
     h.run_ok();
     assert!(has_label_containing(&h, "mentions links to names"));
 }
+
+#[test]
+fn the_model_picker_lists_the_cache_and_a_missing_model_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-bert");
+    for (repo, arch) in [("models--org--tiny", "BertForMaskedLM"), ("models--org--encoder", "BertModel")] {
+        let snap = root.join(repo).join("snapshots/abc");
+        std::fs::create_dir_all(&snap).unwrap();
+        for e in std::fs::read_dir(&fixture).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), snap.join(e.file_name())).unwrap();
+        }
+        let cfg = std::fs::read_to_string(snap.join("config.json")).unwrap();
+        std::fs::write(snap.join("config.json"), cfg.replace("BertForMaskedLM", arch)).unwrap();
+        std::fs::create_dir_all(root.join(repo).join("refs")).unwrap();
+        std::fs::write(root.join(repo).join("refs/main"), "abc").unwrap();
+    }
+    pelt::model::hub::set_cache_root(Some(root));
+    let project = demo_project_in(dir.path(), |_| {});
+    let mut h = harness_for(&project);
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
+    h.get_by_label("Cached…").click();
+    h.run_ok();
+    let tiny = "org/tiny  ·  BertForMaskedLM, hidden 32, 2 layers";
+    assert!(has_label_containing(&h, tiny), "the cached MLM is listed");
+    let enc = h
+        .query_all_by_label_contains("org/encoder")
+        .next()
+        .expect("the encoder is listed too");
+    assert!(enc.accesskit_node().is_disabled(), "a model without an MLM head is greyed out");
+    h.query_all_by_label_contains(tiny).next().unwrap().click();
+    h.run_ok();
+    wait_for(&mut h, "the cached model", |a| {
+        a.session.model.as_ref().is_some_and(|m| m.hidden == 32)
+    });
+    assert_eq!(h.state().session.project.model_id.as_deref(), Some("org/tiny"));
+    // A project whose model is not cached: the error names it.
+    let gone = demo_project_in(dir.path(), |p| p.model_id = Some("org/gone".into()));
+    h.state_mut().session.apply(Command::OpenProject(gone));
+    h.run_ok();
+    wait_for(&mut h, "the missing-model error", |a| !a.session.errors.is_empty());
+    let e = &h.state().session.errors.last().unwrap().message;
+    assert!(e.contains("org/gone") && e.contains("org/tiny") && e.contains("Pick another model"), "{e}");
+    pelt::model::hub::set_cache_root(None);
+}
