@@ -12,7 +12,7 @@
 //! plain masked sentence) and with it at each norm.
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -69,8 +69,17 @@ pub fn labels_from_fewrel(paths: &[impl AsRef<Path>], min_mentions: usize) -> Re
                 if e.id.is_empty() {
                     continue;
                 }
+                // Linked mentions: the position groups that are spans of this example's tokens
+                // (the corpus reader drops the others as links too).
+                let n = e
+                    .positions
+                    .iter()
+                    .filter(|g| !g.is_empty() && g.iter().all(|&t| t < ex.tokens.len()))
+                    .count();
+                if n == 0 {
+                    continue;
+                }
                 seen += 1;
-                let n = e.positions.len().max(1);
                 slots
                     .entry(e.id.clone())
                     .or_default()
@@ -106,7 +115,7 @@ pub fn labels_from_fewrel(paths: &[impl AsRef<Path>], min_mentions: usize) -> Re
 }
 
 /// Accuracy of one method, overall and per label.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MethodScore {
     pub method: String,
     pub correct: usize,
@@ -116,7 +125,7 @@ pub struct MethodScore {
     pub per_label: BTreeMap<String, (usize, usize)>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TypingReport {
     pub k: usize,
     /// Labelled entities of the table.
@@ -352,7 +361,7 @@ pub struct Probe {
 }
 
 /// Probes that could not be made, and why (a count per reason, a few locations).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ProbeReport {
     pub made: usize,
     pub no_one_piece_gold: usize,
@@ -514,7 +523,7 @@ pub fn probes_from_tsv(
 }
 
 /// P@1, P@10 and mean reciprocal rank over a set of probes.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClozeScore {
     pub probes: usize,
     pub p_at_1: f64,
@@ -534,7 +543,7 @@ impl ClozeScore {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClozeReport {
     pub probes: ProbeReport,
     pub without: ClozeScore,
@@ -641,6 +650,158 @@ pub fn eval_cloze(
         without: ClozeScore::of(&without),
         with: with.iter().map(|(n, r)| (*n, ClozeScore::of(r))).collect(),
         per_relation,
+    })
+}
+
+/// What to evaluate a table on (the GUI's Evaluate tab; saved with the project).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvalSettings {
+    /// `id<TAB>label` lines; without it, labels come from `fewrel`.
+    pub labels: Option<std::path::PathBuf>,
+    /// FewRel-style files (relation → examples) for labels and probes.
+    pub fewrel: Vec<std::path::PathBuf>,
+    /// `sentence with [MASK]<TAB>gold<TAB>entity id` lines; without it, probes come from
+    /// `fewrel`.
+    pub probes: Option<std::path::PathBuf>,
+    pub k: usize,
+    pub min_mentions: usize,
+    pub norms: Vec<f32>,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            labels: None,
+            fewrel: vec![],
+            probes: None,
+            k: 5,
+            min_mentions: 3,
+            norms: (1..=10).map(|n| n as f32).collect(),
+        }
+    }
+}
+
+/// Typing and cloze results of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResults {
+    /// The table's own norm when it was evaluated.
+    pub table_norm: f32,
+    pub typing: Option<TypingReport>,
+    pub cloze: Option<ClozeReport>,
+    /// Why a part could not run (no labels, no usable probes, …).
+    pub notes: Vec<String>,
+}
+
+impl EvalResults {
+    /// The norm with the best P@1 (the smallest on ties), if cloze ran.
+    pub fn best_norm(&self) -> Option<f32> {
+        let c = self.cloze.as_ref()?;
+        c.with
+            .iter()
+            .max_by(|a, b| a.1.p_at_1.total_cmp(&b.1.p_at_1).then(b.0.total_cmp(&a.0)))
+            .map(|x| x.0)
+    }
+
+    /// CSV rows: `part,method_or_norm,subset,metric,value,count`.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("part,method_or_norm,subset,metric,value,count\n");
+        if let Some(t) = &self.typing {
+            for (subset, scores) in [("all", &t.all), ("found", &t.found_only)] {
+                for m in scores {
+                    out += &format!(
+                        "typing,{},{subset},accuracy,{:.6},{}\n",
+                        m.method, m.accuracy, m.total
+                    );
+                }
+            }
+        }
+        if let Some(c) = &self.cloze {
+            let mut row = |name: String, s: &ClozeScore| {
+                for (metric, v) in [("p@1", s.p_at_1), ("p@10", s.p_at_10), ("mrr", s.mrr)] {
+                    out += &format!("cloze,{name},all,{metric},{v:.6},{}\n", s.probes);
+                }
+            };
+            row("without".into(), &c.without);
+            for (n, s) in &c.with {
+                row(format!("norm {n}"), s);
+            }
+        }
+        out
+    }
+}
+
+/// Runs what `settings` asks for on `table` with `model` (the table's): typing when there are
+/// labels, cloze when there are probes. A part that cannot run says why in `notes`; an error
+/// only when neither can.
+pub fn evaluate(
+    model: &crate::model::Model,
+    table: &Table,
+    settings: &EvalSettings,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<EvalResults> {
+    let mut notes = Vec::new();
+    let labels = match (&settings.labels, settings.fewrel.is_empty()) {
+        (Some(p), _) => Some(labels_from_tsv(p)),
+        (None, false) => Some(labels_from_fewrel(&settings.fewrel, settings.min_mentions)),
+        (None, true) => None,
+    };
+    let typing = match labels {
+        None => {
+            notes.push("typing: no labels (choose a labels file or FewRel files)".into());
+            None
+        }
+        Some(Err(e)) => {
+            notes.push(format!("typing: {e:#}"));
+            None
+        }
+        Some(Ok(l)) => {
+            let names = name_vectors(table, &model.tokenizer, &model.encoder.word_embeddings()?)?;
+            match eval_typing(table, &l, Some(&names), settings.k) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    notes.push(format!("typing: {e:#}"));
+                    None
+                }
+            }
+        }
+    };
+    let probes = match (&settings.probes, settings.fewrel.is_empty()) {
+        (Some(p), _) => Some(probes_from_tsv(p, table, &model.tokenizer)),
+        (None, false) => Some(probes_from_fewrel(&settings.fewrel, table, &model.tokenizer)),
+        (None, true) => None,
+    };
+    let mut norms = settings.norms.clone();
+    if !norms.contains(&table.norm) {
+        norms.push(table.norm);
+    }
+    norms.sort_by(f32::total_cmp);
+    let cloze = match probes {
+        None => {
+            notes.push("cloze: no probes (choose a probes file or FewRel files)".into());
+            None
+        }
+        Some(Err(e)) => {
+            notes.push(format!("cloze: {e:#}"));
+            None
+        }
+        Some(Ok((p, rep))) => match eval_cloze(model, table, p, rep, &norms, 32, cancel) {
+            Ok(r) => Some(r),
+            Err(e) if cancel.load(std::sync::atomic::Ordering::Relaxed) => return Err(e),
+            Err(e) => {
+                notes.push(format!("cloze: {e:#}"));
+                None
+            }
+        },
+    };
+    if typing.is_none() && cloze.is_none() {
+        bail!("nothing to evaluate: {}", notes.join("; "));
+    }
+    Ok(EvalResults {
+        table_norm: table.norm,
+        typing,
+        cloze,
+        notes,
     })
 }
 

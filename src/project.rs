@@ -25,6 +25,10 @@ pub struct Project {
     pub device: DeviceChoice,
     /// Probe sentence for the norm comparison and preview.
     pub probe: String,
+    /// What the Evaluate tab runs, and its last results.
+    pub eval: crate::eval::EvalSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_results: Option<crate::eval::EvalResults>,
 }
 
 impl Default for Project {
@@ -39,6 +43,8 @@ impl Default for Project {
             options: BuildOptions::default(),
             device: DeviceChoice::Auto,
             probe: String::new(),
+            eval: crate::eval::EvalSettings::default(),
+            eval_results: None,
         }
     }
 }
@@ -103,6 +109,9 @@ impl Project {
         self.corpus = self.corpus.iter().map(|c| f(c)).collect();
         self.entities = self.entities.as_deref().map(&f);
         self.table = self.table.as_deref().map(&f);
+        self.eval.labels = self.eval.labels.as_deref().map(&f);
+        self.eval.probes = self.eval.probes.as_deref().map(&f);
+        self.eval.fewrel = self.eval.fewrel.iter().map(|c| f(c)).collect();
     }
 
     /// The model folder to load: the cached id, the folder, or the bundled model. The error

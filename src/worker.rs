@@ -99,6 +99,12 @@ pub enum Task {
     Pca {
         table: Arc<Table>,
     },
+    /// Entity typing and cloze probes of the table ([`crate::eval::evaluate`]); cancelled by
+    /// [`Worker::cancel`].
+    Evaluate {
+        table: Arc<Table>,
+        settings: Box<crate::eval::EvalSettings>,
+    },
 }
 
 impl Task {
@@ -113,6 +119,7 @@ impl Task {
             Task::Neighbours { .. } => "neighbours",
             Task::Preview { .. } => "preview",
             Task::Pca { .. } => "map",
+            Task::Evaluate { .. } => "evaluate",
         }
     }
 }
@@ -233,6 +240,7 @@ pub enum Reply {
     Neighbours(NeighbourResult),
     Previewed(Box<PreviewResult>),
     Pca(Arc<Vec<MapPoint>>),
+    Evaluated(Box<crate::eval::EvalResults>),
     /// Final for a job that failed (an error, or a panic caught by the worker).
     Failed {
         message: String,
@@ -317,7 +325,7 @@ impl Worker {
 
     /// Queues `task` as a job of `generation` and returns its id.
     pub fn send(&self, generation: u64, task: Task) -> JobId {
-        if matches!(task, Task::Build { .. }) {
+        if matches!(task, Task::Build { .. } | Task::Evaluate { .. }) {
             self.cancel.store(false, Ordering::SeqCst);
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
@@ -506,6 +514,12 @@ impl Engine {
                 crate::outpath::check_dir_or_absent("export folder", &dir)?;
                 table.export_projector(&dir)?;
                 Reply::Saved { path: dir }
+            }
+            Task::Evaluate { table, settings } => {
+                let cancel = self.cancel.clone();
+                let model = self.model_for(&table)?;
+                let r = crate::eval::evaluate(model, &table, &settings, &cancel)?;
+                Reply::Evaluated(Box::new(r))
             }
             Task::Inspect {
                 table,

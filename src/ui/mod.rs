@@ -8,12 +8,13 @@
 //! the serde [`State`].
 //!
 //! Environment variables read at start-up (for demos and screenshots):
-//! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map` opens that tab;
+//! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|evaluate` opens that tab;
 //! - `PELT_UI_ENTITY=<name or id>` selects that entity once the entity list is known;
 //! - `PELT_UI_BUILD=1` starts a build at once when the project has no table yet.
 
 pub mod bench;
 mod entities;
+mod evaluate;
 mod inspector;
 mod map;
 mod neighbours;
@@ -161,6 +162,7 @@ impl App {
                 Tab::Norm => norm::tab(s, ui, out),
                 Tab::Preview => preview::tab(s, ui, out),
                 Tab::Map => self.map.ui(s, ui, out),
+                Tab::Evaluate => evaluate::tab(s, ui, out),
             }
         });
         status::error_window(s, &mut self.windows, &ctx, out);
@@ -238,6 +240,33 @@ impl App {
                     .save_file()
                     .map(Command::SaveTable)
             }
+            Command::ChooseEvalFile(what) => {
+                let d = self.dialog();
+                let mut p = s.project.clone();
+                let picked = match what {
+                    session::EvalFile::FewRel => d
+                        .add_filter("FewRel-style .json", &["json", "gz"])
+                        .pick_files()
+                        .map(|fs| p.eval.fewrel.extend(fs)),
+                    session::EvalFile::Labels => d
+                        .add_filter("id<TAB>label (.tsv)", &["tsv", "txt"])
+                        .pick_file()
+                        .map(|f| p.eval.labels = Some(f)),
+                    session::EvalFile::Probes => d
+                        .add_filter("probes (.tsv)", &["tsv", "txt"])
+                        .pick_file()
+                        .map(|f| p.eval.probes = Some(f)),
+                };
+                picked.map(|()| Command::EditProject(Box::new(p)))
+            }
+            Command::ExportEvalDialog if s.project.eval_results.is_some() => self
+                .dialog()
+                .set_title("Export the evaluation (.json or .csv)")
+                .add_filter("JSON", &["json"])
+                .add_filter("CSV", &["csv"])
+                .set_file_name("evaluation.json")
+                .save_file()
+                .map(Command::ExportEval),
             Command::ExportProjectorDialog if s.table.is_some() => self
                 .dialog()
                 .set_title("Folder for vectors.tsv and metadata.tsv")

@@ -44,16 +44,18 @@ pub enum Tab {
     Norm,
     Preview,
     Map,
+    Evaluate,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Overview,
         Tab::Inspector,
         Tab::Neighbours,
         Tab::Norm,
         Tab::Preview,
         Tab::Map,
+        Tab::Evaluate,
     ];
 
     pub fn label(self) -> &'static str {
@@ -64,6 +66,7 @@ impl Tab {
             Tab::Norm => "Norm",
             Tab::Preview => "Preview",
             Tab::Map => "Map",
+            Tab::Evaluate => "Evaluate",
         }
     }
 
@@ -75,6 +78,7 @@ impl Tab {
             Tab::Norm => "The norm (modL) of the vectors: A/B comparison and the MLM loss against the norm",
             Tab::Preview => "Plug entity vectors into a sentence of your own and compare fill-mask predictions",
             Tab::Map => "All entity vectors on a 2-D PCA map",
+            Tab::Evaluate => "Does the table carry knowledge? Entity typing and cloze probes, and which norm serves them best",
         }
     }
 
@@ -82,6 +86,24 @@ impl Tab {
         Tab::ALL
             .into_iter()
             .find(|t| t.label().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// An evaluation source chosen with a file dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalFile {
+    FewRel,
+    Labels,
+    Probes,
+}
+
+impl EvalFile {
+    pub fn label(self) -> &'static str {
+        match self {
+            EvalFile::FewRel => "FewRel files",
+            EvalFile::Labels => "labels",
+            EvalFile::Probes => "probes",
+        }
     }
 }
 
@@ -203,6 +225,14 @@ pub enum Command {
     SaveTableDialog,
     SaveTable(PathBuf),
     ExportProjectorDialog,
+    /// Opens a file dialog for an evaluation source.
+    ChooseEvalFile(EvalFile),
+    /// Runs the project's evaluation on the table (at the current norm).
+    RunEval,
+    CancelEval,
+    ExportEvalDialog,
+    /// Writes the evaluation results: `.csv` as rows, anything else as JSON.
+    ExportEval(PathBuf),
     ExportProjector(PathBuf),
     Select(usize),
     SetTab(Tab),
@@ -476,6 +506,8 @@ pub struct Session {
     /// An entity (name or id) to select once entities are known.
     pub pending_select: Option<String>,
     pub build_when_ready: bool,
+    /// The evaluation in flight.
+    pub eval_job: Option<JobId>,
 }
 
 impl Session {
@@ -512,6 +544,7 @@ impl Session {
             requests: Requests::default(),
             pending_select: None,
             build_when_ready: false,
+            eval_job: None,
         }
     }
 
@@ -764,6 +797,16 @@ impl Session {
                     }
                 }
             }
+            Reply::Evaluated(r) => {
+                if self.eval_job == Some(id) {
+                    self.eval_job = None;
+                    self.status = Some("Evaluation done".into());
+                    self.project.eval_results = Some(*r);
+                    self.project_dirty = true;
+                    changed.results = true;
+                    changed.project = true;
+                }
+            }
             Reply::Pca(points) => {
                 if matches!(self.pca, Pca::Computing(j) if j == id) {
                     self.pca = Pca::Ready(points);
@@ -778,6 +821,9 @@ impl Session {
                 }
                 if self.model_job == Some(id) {
                     self.model_job = None;
+                }
+                if self.eval_job == Some(id) {
+                    self.eval_job = None;
                 }
                 if self.opening == Some(id) {
                     self.opening = None;
@@ -890,7 +936,45 @@ impl Session {
             | Command::ChooseTableOutDialog
             | Command::OpenTableDialog
             | Command::SaveTableDialog
-            | Command::ExportProjectorDialog => return Changed::default(),
+            | Command::ExportProjectorDialog
+            | Command::ExportEvalDialog
+            | Command::ChooseEvalFile(_) => return Changed::default(),
+            Command::RunEval => {
+                if self.eval_job.is_some() {
+                    return changed;
+                }
+                let Some(table) = self.table_at_norm() else {
+                    self.error("evaluate", "build or open a table first".into());
+                    return changed;
+                };
+                self.status = Some("Evaluating the table…".into());
+                self.eval_job = Some(self.send(Task::Evaluate {
+                    table,
+                    settings: Box::new(self.project.eval.clone()),
+                }));
+            }
+            Command::CancelEval => {
+                if self.eval_job.is_some() {
+                    self.worker.cancel();
+                }
+            }
+            Command::ExportEval(path) => match &self.project.eval_results {
+                None => self.error("export evaluation", "nothing evaluated yet".into()),
+                Some(r) => {
+                    let csv = path
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                    let bytes = if csv {
+                        r.to_csv().into_bytes()
+                    } else {
+                        serde_json::to_vec_pretty(r).unwrap_or_default()
+                    };
+                    match pelt::io::write_atomic(&path, &bytes) {
+                        Ok(()) => self.status = Some(format!("Wrote {}", path.display())),
+                        Err(e) => self.error("export evaluation", format!("{e:#}")),
+                    }
+                }
+            },
             Command::OpenProject(p) => {
                 self.open_project(&p);
                 changed.entities = true;
@@ -1061,10 +1145,11 @@ impl Session {
     /// its build stops after the current batch (leaving a checkpoint to resume from).
     fn switch_project(&mut self) {
         self.generation += 1;
-        if self.build.running {
+        if self.build.running || self.eval_job.is_some() {
             self.worker.cancel();
         }
         self.build = BuildState::default();
+        self.eval_job = None;
         self.opening = None;
         self.model_job = None;
         self.requests = Requests::default();
@@ -1236,7 +1321,7 @@ impl Session {
                     self.pca = Pca::Computing(self.send(Task::Pca { table }));
                 }
             }
-            Tab::Overview => {}
+            Tab::Overview | Tab::Evaluate => {}
         }
     }
 

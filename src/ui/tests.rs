@@ -706,3 +706,75 @@ fn the_model_picker_lists_the_cache_and_a_missing_model_is_named() {
     assert!(e.contains("org/gone") && e.contains("org/tiny") && e.contains("Pick another model"), "{e}");
     pelt::model::hub::set_cache_root(None);
 }
+
+#[test]
+fn evaluate_tab_runs_typing_and_cloze_on_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let fewrel = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/fewrel.json");
+    // A linked corpus without an entity list: the entities are its links.
+    let project = demo_project_in(dir.path(), |p| {
+        p.corpus = vec![fewrel.clone()];
+        p.entities = None;
+        p.eval.fewrel = vec![fewrel.clone()];
+        p.eval.norms = vec![1.0, 20.0];
+    });
+    let mut h = harness_for(&project);
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
+    h.get_by_label("Build").click();
+    h.run_ok();
+    wait_for(&mut h, "the build", |a| a.session.table.is_some());
+    click_tab(&mut h, "Evaluate");
+    assert!(has_label_containing(&h, "No results yet"));
+    h.get_by_label("Run evaluation").click();
+    h.run_ok();
+    assert!(h.state().session.eval_job.is_some(), "the evaluation runs on the worker");
+    wait_for(&mut h, "the evaluation", |a| a.session.project.eval_results.is_some());
+    let got = h.state().session.project.eval_results.clone().unwrap();
+    // The same numbers as the engine gives directly.
+    let table = h.state().session.table.clone().unwrap();
+    let model = pelt::model::Model::load(&pelt::model::bundled_model_dir(), &candle_core::Device::Cpu).unwrap();
+    let settings = h.state().session.project.eval.clone();
+    let want = pelt::eval::evaluate(&model, &table, &settings, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+    same_results(&got, &want);
+    let t = got.typing.as_ref().expect("typing ran");
+    let c = got.cloze.as_ref().expect("cloze ran");
+    assert_eq!(c.with.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1.0, 7.0, 20.0], "the table's norm is added");
+    let table_row = &t.all[0];
+    assert!(has_label_containing(&h, &format!("{:.3} ({}/{})", table_row.accuracy, table_row.correct, table_row.total)));
+    assert!(has_label_containing(&h, &format!("{} probes · P@1 without the table {:.3}", c.probes.made, c.without.p_at_1)));
+    assert!(h.query_all_by_label("P@1 against the norm").next().is_some());
+    // Exports and persistence.
+    let json = dir.path().join("eval.json");
+    let csv = dir.path().join("eval.csv");
+    h.state_mut().session.apply(Command::ExportEval(json.clone()));
+    h.state_mut().session.apply(Command::ExportEval(csv.clone()));
+    let back: pelt::eval::EvalResults = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    same_results(&back, &got);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(rows.starts_with("part,method_or_norm,subset,metric,value,count\ntyping,table,all,accuracy,"), "{rows}");
+    h.state_mut().session.apply(Command::SaveProject);
+    let saved = Project::load(&project).unwrap();
+    same_results(saved.eval_results.as_ref().expect("results saved with the project"), &got);
+}
+
+/// Equal counts, and scores equal up to the last bits a text round trip may change.
+fn same_results(a: &pelt::eval::EvalResults, b: &pelt::eval::EvalResults) {
+    let (ta, tb) = (a.typing.as_ref().unwrap(), b.typing.as_ref().unwrap());
+    for (x, y) in ta.all.iter().chain(&ta.found_only).zip(tb.all.iter().chain(&tb.found_only)) {
+        assert_eq!((&x.method, x.correct, x.total, &x.per_label), (&y.method, y.correct, y.total, &y.per_label));
+    }
+    let (ca, cb) = (a.cloze.as_ref().unwrap(), b.cloze.as_ref().unwrap());
+    assert_eq!(ca.probes, cb.probes);
+    let close = |x: &pelt::eval::ClozeScore, y: &pelt::eval::ClozeScore| {
+        assert_eq!(x.probes, y.probes);
+        for (u, v) in [(x.p_at_1, y.p_at_1), (x.p_at_10, y.p_at_10), (x.mrr, y.mrr)] {
+            assert!((u - v).abs() < 1e-12, "{u} vs {v}");
+        }
+    };
+    close(&ca.without, &cb.without);
+    assert_eq!(ca.with.len(), cb.with.len());
+    for ((n, x), (m, y)) in ca.with.iter().zip(&cb.with) {
+        assert_eq!(n, m);
+        close(x, y);
+    }
+}
