@@ -19,9 +19,9 @@ use std::time::Instant;
 use crate::contexts::{mask_mention, ContextRecord, MaskedInput, MentionFinder, Sampler};
 use crate::corpus::{Corpus, ReadReport};
 use crate::entities::EntityList;
+use crate::io::{write_atomic, write_safetensors};
 use crate::model::Model;
 use crate::progress::{Meter, Phase, Progress};
-use crate::io::{write_atomic, write_safetensors};
 use crate::table::{Table, TableMeta};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

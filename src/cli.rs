@@ -242,7 +242,10 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
         } => {
             let model = load_model(model, device, Precision::F32)?;
-            for (i, preds) in pelt::analysis::fill_mask(&model, &text, k)?.iter().enumerate() {
+            for (i, preds) in pelt::analysis::fill_mask(&model, &text, k)?
+                .iter()
+                .enumerate()
+            {
                 writeln!(out, "mask {}:", i + 1)?;
                 for (token, p) in preds {
                     writeln!(out, "  {token:<16} {p:.4}")?;
@@ -423,11 +426,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.entity_ids[i]
                 );
             }
-            let index = pelt::analysis::NeighbourIndex::new(&t)?;
+            let index = pelt::analysis::NeighbourIndex::new(&t, center)?;
             if vocab {
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
-                let tokens =
-                    pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, center, t.norm)?;
+                let tokens = pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, t.norm)?;
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
@@ -447,7 +449,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     t.entity_ids[i],
                     if center { ", mean removed" } else { "" }
                 )?;
-                for (j, s) in index.entity_neighbours(i, k, center)? {
+                for (j, s) in index.entity_neighbours(i, k)? {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",
@@ -468,12 +470,13 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
         }
         Command::Bench {
-            what: Some(BenchWhat::Ui {
-                entities,
-                hidden,
-                frames,
-                dir,
-            }),
+            what:
+                Some(BenchWhat::Ui {
+                    entities,
+                    hidden,
+                    frames,
+                    dir,
+                }),
             ..
         } => {
             #[cfg(feature = "gui")]

@@ -6,8 +6,8 @@ use anyhow::{Context as _, Result};
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::entities::EntityList;
-pub use crate::table::ContextRecord;
 use crate::model::TextTokenizer;
+pub use crate::table::ContextRecord;
 
 /// One occurrence of an entity's name or alias in a text (byte offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

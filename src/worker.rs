@@ -280,9 +280,8 @@ impl Worker {
                         });
                         wake();
                     };
-                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        engine.run(job.task, &send)
-                    }));
+                    let r =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| engine.run(job.task, &send)));
                     let last = match r {
                         Ok(Ok(reply)) => reply,
                         Ok(Err(e)) => Reply::Failed {
@@ -367,9 +366,11 @@ struct TableCache {
 }
 
 impl TableCache {
-    fn index(&mut self) -> Result<&NeighbourIndex> {
-        if self.index.is_none() {
-            self.index = Some(NeighbourIndex::new(&self.table)?);
+    /// The neighbour index, rebuilt when asked with the mean removed or not as last time.
+    fn index(&mut self, center: bool) -> Result<&NeighbourIndex> {
+        if self.index.as_ref().is_none_or(|i| i.center() != center) {
+            self.index = None;
+            self.index = Some(NeighbourIndex::new(&self.table, center)?);
         }
         self.index.as_ref().context("no neighbour index")
     }
@@ -415,7 +416,11 @@ impl Engine {
 
     /// What is kept for `table` (a new cache when it is another table than last time).
     fn cache(&mut self, table: &Arc<Table>) -> &mut TableCache {
-        if !self.cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.table, table)) {
+        if !self
+            .cache
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.table, table))
+        {
             self.cache = None; // drop the old table's index before building the new one
         }
         self.cache.get_or_insert_with(|| TableCache {
@@ -535,14 +540,13 @@ impl Engine {
                 norm,
             } => {
                 self.model_for(&table)?;
-                self.cache(&table).index()?;
+                self.cache(&table).index(center)?;
                 let (Some((_, _, model)), Some(cache)) = (&self.model, &self.cache) else {
                     bail!("no model is loaded");
                 };
                 let index = cache.index.as_ref().context("no neighbour index")?;
-                let entities = index.entity_neighbours(entity, k, center)?;
-                let vocab =
-                    analysis::vocab_neighbours_of(model, &table, index, entity, k, center, norm)?;
+                let entities = index.entity_neighbours(entity, k)?;
+                let vocab = analysis::vocab_neighbours_of(model, &table, index, entity, k, norm)?;
                 Reply::Neighbours(NeighbourResult {
                     entity,
                     entities,
@@ -693,5 +697,6 @@ pub fn preview(
 }
 
 fn logits(out: &crate::model::EncoderOutput, row: usize) -> Result<&[f32]> {
-    out.logits_row(row).context("the encoder returned no logits")
+    out.logits_row(row)
+        .context("the encoder returned no logits")
 }
