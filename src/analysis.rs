@@ -39,9 +39,14 @@ pub fn fill_mask(model: &Model, text: &str, k: usize) -> Result<Vec<Predictions>
     let res = model.encoder.forward(&[enc.ids], &[], &pos, true)?;
     (0..masks.len())
         .map(|i| {
-            let logits = res
-                .logits_row(i)
-                .context("the encoder returned no logits")?;
+            let logits = res.logits_row(i).context("the encoder returned no logits")?;
+            if logits.iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "the model's output at mask {} is not a finite number (NaN or infinity); its weights ({}) may hold NaN or infinite values",
+                    i + 1,
+                    crate::escape::path(model.weights_path())
+                );
+            }
             Ok(predictions(model, logits, k))
         })
         .collect()
@@ -60,6 +65,14 @@ pub fn vocab_neighbours_of(
 ) -> Result<Vec<(String, f32)>> {
     check_fits(table, model)?;
     let emb = model.encoder.word_embeddings()?;
+    if let Some(i) = emb.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{}: the word embedding of token {} holds {}; the weights must be finite numbers",
+            crate::escape::path(model.weights_path()),
+            i / table.hidden().max(1),
+            emb[i]
+        );
+    }
     let query = crate::table::scale_to_norm(&index.direction(entity), norm);
     Ok(vocab_neighbours(&emb, table.hidden(), &query, k)
         .into_iter()
@@ -406,6 +419,8 @@ mod tests {
                 corpus_sha256: "0".into(),
                 shard: "all".into(),
                 case_sensitive: false,
+                mentions: "names".into(),
+                window: 512,
             },
             entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
             entity_names: (0..n).map(|i| format!("e{i}")).collect(),
@@ -417,6 +432,7 @@ mod tests {
             found: vec![1; n],
             norm: 7.0,
             contexts: vec![],
+            exact_sums: None,
         }
     }
 

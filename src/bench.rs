@@ -64,6 +64,7 @@ pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
             start: c.start as u32,
             end: c.end as u32,
             text: c.text,
+            linked: false,
         });
     }
     Ok((ids, records))
@@ -190,10 +191,40 @@ impl RandomWeights {
     }
 }
 
+/// The largest side `pelt bench --matmul` accepts (three 16384² f32 matrices are 3 GiB).
+pub const MAX_MATMUL: usize = 16384;
+
+/// Refuses a `--matmul` side whose matrices would not fit in memory.
+pub fn check_matmul_size(n: usize) -> Result<()> {
+    if n > MAX_MATMUL {
+        bail!("--matmul {n}: the side must be at most {MAX_MATMUL} (three {n}x{n} f32 matrices would need {:.0} GiB)", 3.0 * 4.0 * (n as f64).powi(2) / (1u64 << 30) as f64);
+    }
+    Ok(())
+}
+
+/// The files of a model directory the benchmark reads (those that exist).
+pub fn model_files(dir: &Path) -> Vec<PathBuf> {
+    [
+        "model.safetensors",
+        "pytorch_model.bin",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .filter(|p| p.exists())
+    .collect()
+}
+
 /// Single-precision matmul throughput of this machine through the path the encoder's dense
 /// layers use (OpenBLAS where the build found it, else candle): `[n,n] x [n,n]`, best of
 /// several runs, in GFLOP/s.
 pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
+    check_matmul_size(n)?;
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let dense = pelt::model::Linear {
@@ -254,6 +285,9 @@ pub fn run(
     contexts: &Path,
     batch: usize,
 ) -> Result<BenchResult> {
+    if batch == 0 {
+        bail!("batch size must be at least 1");
+    }
     let (ids, records) = load_contexts(contexts)?;
     let t0 = Instant::now();
     let model = Model::load_with_dtype(dir, device, dtype)?;
@@ -281,7 +315,7 @@ pub fn run(
         .map(|(e, id)| {
             let s: Vec<f32> = state.sums[e * h..(e + 1) * h]
                 .iter()
-                .map(|&x| x as f32)
+                .map(|x| x.to_f32())
                 .collect();
             (id.clone(), pelt::table::scale_to_norm(&s, 7.0))
         })

@@ -3,7 +3,7 @@
 //! 1. *Scanning*: stream the corpus, find every mention, keep per entity the K mentions with
 //!    the smallest seeded random keys (a uniform sample that does not depend on sharding).
 //! 2. *Collecting*: stream the corpus again and keep the sentences of the sampled mentions
-//!    that belong to this shard (sentence number mod n = i).
+//!    that belong to this shard (whole windows of the single build: window number mod n = i).
 //! 3. *Encoding*: mask each mention, batch by length (windows of contexts sorted by length,
 //!    so padding stays small), run the encoder and sum the transform outputs per entity.
 //!    Tokenization runs on a second thread, ahead of the model. Checkpoints are written every
@@ -16,16 +16,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::contexts::{mask_mention, ContextRecord, MaskedInput, MentionFinder, Sampler};
+use crate::contexts::{
+    mask_mention, ContextRecord, MaskedInput, MentionMode, MentionSource, Sampler,
+};
 use crate::corpus::{Corpus, ReadReport};
 use crate::entities::EntityList;
+use crate::exact_sum::ExactSum;
 use crate::io::{write_atomic, write_safetensors};
 use crate::model::Model;
 use crate::progress::{Meter, Phase, Progress};
 use crate::table::{Table, TableMeta};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BuildOptions {
+    /// Which spans are mentions: entity links, name matches, or both (`Auto`: links when the
+    /// corpus carries them).
+    pub mentions: MentionMode,
     pub k: usize,
     pub norm: f32,
     pub max_len: usize,
@@ -42,6 +49,7 @@ pub struct BuildOptions {
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
+            mentions: MentionMode::Auto,
             k: 256,
             norm: 7.0,
             max_len: 64,
@@ -52,6 +60,78 @@ impl Default for BuildOptions {
             window_batches: 16,
             checkpoint_secs: 30.0,
         }
+    }
+}
+
+/// A build that failed after reading the corpus: the message, and what reading skipped (so
+/// that a corpus of only bad lines says why).
+#[derive(Debug)]
+pub struct BuildError {
+    pub message: String,
+    pub read: ReadReport,
+}
+
+impl BuildError {
+    fn new(message: String, read: ReadReport) -> Self {
+        BuildError { message, read }
+    }
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        let lines = self.read.summary_lines();
+        if !lines.is_empty() {
+            write!(
+                f,
+                "\n{} corpus lines and {} links were skipped while reading:",
+                self.read.skipped_lines, self.read.skipped_links
+            )?;
+            for l in lines {
+                write!(f, "\n  {l}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl BuildOptions {
+    /// Refuses options no build can use: k or batch of 0, a norm that is not a
+    /// positive finite number, a shard outside `0 ≤ i < n`.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 {
+            bail!("k (contexts per entity) must be at least 1");
+        }
+        if self.batch == 0 {
+            bail!("batch size must be at least 1");
+        }
+        if self.batch.checked_mul(self.window_batches.max(1)).is_none() {
+            bail!(
+                "batch {} x window_batches {} is too large",
+                self.batch,
+                self.window_batches
+            );
+        }
+        if !(self.norm.is_finite() && self.norm > 0.0) {
+            bail!("norm must be a positive finite number, found {}", self.norm);
+        }
+        if self.max_len < 3 {
+            bail!("max_len must be at least 3 tokens");
+        }
+        if let Some((i, n)) = self.shard {
+            if n == 0 || i >= n {
+                bail!("shard {i}/{n}: expected i/n with 0 <= i < n");
+            }
+        }
+        if self.checkpoint_secs.is_nan() || self.checkpoint_secs < 0.0 {
+            bail!(
+                "checkpoint interval must be a number of seconds >= 0, found {}",
+                self.checkpoint_secs
+            );
+        }
+        Ok(())
     }
 }
 
@@ -72,6 +152,14 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 #[derive(Debug, Clone, Default)]
 pub struct BuildReport {
     pub read: ReadReport,
+    /// The mention mode used (`Auto` resolved) and why.
+    pub mentions: MentionMode,
+    pub mentions_why: String,
+    /// Links whose id is not on the entity list (ignored), and a few such ids.
+    pub unknown_links: u64,
+    pub unknown_examples: Vec<String>,
+    /// Sampled contexts that came from links.
+    pub linked_contexts: usize,
     pub sentences: u64,
     pub contexts: usize,
     /// Sampled mentions whose span no token covered (not encoded).
@@ -104,6 +192,22 @@ pub struct BuildInput<'a> {
     pub cancel: &'a AtomicBool,
 }
 
+/// The entity list of a build: the given file, or — for an entity-linked corpus — the ids of
+/// its links linked at least `min_count` times (see [`EntityList::from_links`]).
+pub fn entity_list_for(
+    corpus: &Corpus,
+    entities: Option<&Path>,
+    min_count: usize,
+) -> Result<EntityList> {
+    match entities {
+        Some(p) => crate::entities::load_entities(p),
+        None if corpus.has_links()? => EntityList::from_links(corpus, min_count),
+        None => bail!(
+            "no entity list: the corpus carries no entity links to take the entities from, so an entity list (.txt or .tsv) is needed"
+        ),
+    }
+}
+
 /// The checkpoint path used for an output table.
 pub fn checkpoint_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
@@ -127,11 +231,16 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         resume,
         cancel,
     } = input;
-    if opts.batch == 0 {
-        bail!("batch size must be at least 1");
-    }
-    if opts.max_len < 3 {
-        bail!("max_len must be at least 3 tokens");
+    opts.validate()?;
+    if resume {
+        match &checkpoint {
+            None => bail!("resume needs a checkpoint path"),
+            Some(p) if !p.exists() => bail!(
+                "nothing to resume: there is no checkpoint {} (build without --resume to start afresh)",
+                crate::escape::path(p)
+            ),
+            Some(_) => {}
+        }
     }
     if opts.max_len > model.config.max_sequence_len() {
         bail!(
@@ -142,9 +251,22 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     }
     let n = entities.len();
     let h = model.hidden_size();
-    let finder = MentionFinder::new(entities, opts.case_sensitive)?;
+    let has_links = corpus.has_links()?;
+    let mode = opts.mentions.resolve(has_links);
+    let mentions_why = match (opts.mentions, mode) {
+        (MentionMode::Auto, MentionMode::Links) => {
+            "auto: the corpus carries entity links".to_string()
+        }
+        (MentionMode::Auto, _) => {
+            "auto: the corpus carries no entity links, so names and aliases are matched".to_string()
+        }
+        (m, _) => format!("asked for: --mentions {}", m.as_str()),
+    };
+    let mut source = MentionSource::new(entities, mode, opts.case_sensitive)?;
     let mut report = BuildReport {
-        collisions: finder.collisions.clone(),
+        collisions: source.collisions(),
+        mentions: mode,
+        mentions_why,
         ..Default::default()
     };
 
@@ -153,7 +275,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let mut meter = Meter::new(Phase::Scanning, 0);
     let mut ordinal = 0u64;
     let read = corpus.for_each_sentence(|s| {
-        for m in finder.find(&s.text) {
+        for m in source.find(s) {
             sampler.offer(ordinal, &m);
         }
         ordinal += 1;
@@ -174,20 +296,48 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     }
     let total_sentences = ordinal;
     report.sentences = total_sentences;
-    report.read = read;
+    report.unknown_links = source.unknown_links;
+    report.unknown_examples = source.unknown_examples.clone();
     let found = sampler.found.clone();
-    if found.iter().all(|&f| f == 0) {
-        bail!(
-            "no entity of the list is mentioned in the corpus ({} sentences read from {})",
-            total_sentences,
-            corpus
-                .files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let files = || {
+        corpus
+            .files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if mode == MentionMode::Links && read.links == 0 {
+        return Err(BuildError::new(
+            format!(
+                "--mentions links: the corpus carries no entity links ({total_sentences} sentences read from {}); use --mentions names to match names and aliases",
+                files()
+            ),
+            read,
+        )
+        .into());
     }
+    if found.iter().all(|&f| f == 0) {
+        let why = if mode == MentionMode::Links {
+            format!(
+                "; {} links were read, {} of them to ids not on the entity list (e.g. {})",
+                read.links,
+                source.unknown_links,
+                source.unknown_examples.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        return Err(BuildError::new(
+            format!(
+                "no entity of the list is mentioned in the corpus ({total_sentences} sentences read from {}{why})",
+                files()
+            ),
+            read,
+        )
+        .into());
+    }
+    report.read = read;
     let selected = sampler.finish();
 
     // 2. Collecting.
@@ -196,10 +346,13 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let mut ptr = 0usize;
     let mut ordinal = 0u64;
     let mut meter = Meter::new(Phase::Collecting, 0);
+    // A shard encodes whole windows of the single build (window w goes to shard w mod n), so
+    // every context is encoded in the same batch as in the single build.
+    let window_size = opts.batch * opts.window_batches.max(1);
     corpus.for_each_sentence(|s| {
         while ptr < selected.len() && selected[ptr].ordinal == ordinal {
             let sel = selected[ptr];
-            if ordinal % shard_n as u64 == shard_i as u64 {
+            if (ptr / window_size) % shard_n == shard_i {
                 records.push(ContextRecord {
                     entity: sel.entity,
                     file: s.file as u32,
@@ -208,6 +361,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                     start: sel.start,
                     end: sel.end,
                     text: s.text.clone(),
+                    linked: sel.linked,
                 });
             }
             ptr += 1;
@@ -230,7 +384,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let model_sha = model.weights_sha256()?;
     let corpus_sha = corpus.sha256()?;
     let model_id = format!("{model_sha}/{:?}", model.encoder.dtype());
-    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts)?;
+    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts, mode)?;
     let total = records.len() as u64;
     let mut state = EncodeState {
         fingerprint: fingerprint.clone(),
@@ -241,7 +395,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             .as_ref()
             .context("resume needs a checkpoint path")?;
         if path.exists() {
-            let ck = load_checkpoint(path, n, h)?;
+            let ck = load_checkpoint(path, n, h, records.len(), opts)?;
             if ck.fingerprint != fingerprint {
                 bail!(
                     "{}: this checkpoint belongs to a build with other inputs or options (model, corpus, entity list, k, seed, max_len, batch or shard differ); delete it or build without --resume",
@@ -284,6 +438,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         .map(|(_, r)| r)
         .collect();
     report.contexts = contexts.len();
+    report.linked_contexts = contexts.iter().filter(|c| c.linked).count();
     let table = Table {
         meta: TableMeta {
             model: model.name(),
@@ -304,6 +459,8 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                 _ => "all".into(),
             },
             case_sensitive: opts.case_sensitive,
+            mentions: mode.as_str().to_string(),
+            window: window_size,
         },
         entity_ids: entities.entities.iter().map(|e| e.id.clone()).collect(),
         entity_names: entities.entities.iter().map(|e| e.name.clone()).collect(),
@@ -312,7 +469,8 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             .iter()
             .map(|e| e.aliases.clone())
             .collect(),
-        sums: state.sums.iter().map(|&x| x as f32).collect(),
+        sums: state.sums.iter().map(|x| x.to_f32()).collect(),
+        exact_sums: (shard_n > 1).then(|| state.sums.clone()),
         counts: state.counts,
         found,
         norm: opts.norm,
@@ -331,7 +489,8 @@ pub struct EncodeState {
     fingerprint: String,
     window: usize,
     batch: usize,
-    pub sums: Vec<f64>,
+    /// `[N, H]`, order-independent (see [`ExactSum`]).
+    pub sums: Vec<ExactSum>,
     pub counts: Vec<i64>,
     /// Records whose mention no token covered.
     pub skipped: Vec<usize>,
@@ -349,7 +508,7 @@ impl EncodeState {
             fingerprint: String::new(),
             window: 0,
             batch: 0,
-            sums: vec![0.0; n_entities * hidden],
+            sums: vec![ExactSum::default(); n_entities * hidden],
             counts: vec![0; n_entities],
             skipped: vec![],
             done: 0,
@@ -373,6 +532,7 @@ pub fn encode_records(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<bool> {
+    opts.validate()?;
     let h = model.hidden_size();
     let total = records.len() as u64;
     let window_size = opts.batch * opts.window_batches.max(1);
@@ -427,8 +587,13 @@ pub fn encode_records(
         for win in rx.iter() {
             let win = win?;
             if state.batch == 0 {
-                state.skipped.extend(&win.skipped);
-                state.done += win.skipped.len() as u64;
+                // Once only, also when a checkpoint was written before this window's first batch.
+                for &i in &win.skipped {
+                    if state.skipped.last().is_none_or(|&l| i > l) {
+                        state.skipped.push(i);
+                        state.done += 1;
+                    }
+                }
             }
             for (bi, batch) in win.batches.iter().enumerate().skip(state.batch) {
                 if cancel.load(Ordering::Relaxed) {
@@ -450,7 +615,10 @@ pub fn encode_records(
                     let e = records_ref[*ri].entity as usize;
                     let acc = &mut state.sums[e * h..(e + 1) * h];
                     for (a, &v) in acc.iter_mut().zip(out.transform_row(row)) {
-                        *a += v as f64;
+                        a.add(v).with_context(|| format!(
+                            "context {ri} (line {}): the model's output cannot be used; its weights may hold NaN or infinite values",
+                            records_ref[*ri].line
+                        ))?;
                     }
                     state.counts[e] += 1;
                 }
@@ -488,19 +656,38 @@ fn fingerprint(
     corpus_sha: &str,
     entities: &EntityList,
     opts: &BuildOptions,
+    mode: MentionMode,
 ) -> Result<String> {
     use sha2::{Digest, Sha256};
     let v = serde_json::json!({
-        "model": model_sha, "corpus": corpus_sha, "entities": entities,
+        "model": model_sha, "corpus": corpus_sha, "entities": entities, "mentions": mode.as_str(),
         "k": opts.k, "seed": opts.seed, "max_len": opts.max_len, "batch": opts.batch,
         "window": opts.window_batches, "case_sensitive": opts.case_sensitive, "shard": opts.shard,
     });
     Ok(format!("{:x}", Sha256::digest(serde_json::to_vec(&v)?)))
 }
 
+const CHECKPOINT_FORMAT: &str = "pelt-checkpoint/2";
+
+/// sha256 over a checkpoint's metadata (but `sha256`) and tensor bytes.
+fn checkpoint_digest(meta: &BTreeMap<&str, String>, counts: &[u8], sums: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut d = Sha256::new();
+    for (k, v) in meta.iter().filter(|(k, _)| **k != "sha256") {
+        d.update(k.as_bytes());
+        d.update([0]);
+        d.update(v.as_bytes());
+        d.update([0]);
+    }
+    d.update((counts.len() as u64).to_le_bytes());
+    d.update(counts);
+    d.update(sums);
+    format!("{:x}", d.finalize())
+}
+
 fn save_checkpoint(path: &Path, s: &EncodeState) -> Result<()> {
     let mut meta = BTreeMap::new();
-    meta.insert("format", "pelt-checkpoint/1".to_string());
+    meta.insert("format", CHECKPOINT_FORMAT.to_string());
     meta.insert("fingerprint", s.fingerprint.clone());
     meta.insert("window", s.window.to_string());
     meta.insert("batch", s.batch.to_string());
@@ -508,27 +695,35 @@ fn save_checkpoint(path: &Path, s: &EncodeState) -> Result<()> {
     meta.insert("skipped", serde_json::to_string(&s.skipped)?);
     let n = s.counts.len();
     let h = s.sums.len().checked_div(n).unwrap_or(0);
+    let counts: Vec<u8> = s.counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    let sums: Vec<u8> = s.sums.iter().flat_map(|c| c.to_le_bytes()).collect();
+    meta.insert("sha256", checkpoint_digest(&meta, &counts, &sums));
     let tensors = vec![
-        (
-            "counts",
-            "I64",
-            vec![n],
-            s.counts.iter().flat_map(|c| c.to_le_bytes()).collect(),
-        ),
-        (
-            "sums",
-            "F64",
-            vec![n, h],
-            s.sums.iter().flat_map(|c| c.to_le_bytes()).collect(),
-        ),
+        ("counts", "I64", vec![n], counts),
+        // Each sum is one little-endian i128, stored as two I64 values.
+        ("sums", "I64", vec![n, h, 2], sums),
     ];
     write_atomic(path, &write_safetensors(&meta, &tensors)?)
 }
 
-fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<EncodeState> {
+/// Reads the checkpoint of a build of `total` records of `n` entities (hidden size `h`) with
+/// `opts`, refusing one whose content does not match its checksum or whose fields are
+/// inconsistent with each other or with this build.
+fn load_checkpoint(
+    path: &Path,
+    n: usize,
+    h: usize,
+    total: usize,
+    opts: &BuildOptions,
+) -> Result<EncodeState> {
     let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let bad = |what: &str| anyhow::anyhow!("{}: not a usable checkpoint ({what})", path.display());
+        .with_context(|| format!("cannot read checkpoint {}", crate::escape::path(path)))?;
+    let bad = |what: &str| {
+        anyhow::anyhow!(
+            "{}: not a usable checkpoint ({what}); delete it or build without --resume",
+            crate::escape::path(path)
+        )
+    };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|_| bad("not safetensors"))?;
     let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|_| bad("header"))?;
     let meta = md.metadata().clone().unwrap_or_default();
@@ -542,29 +737,244 @@ fn load_checkpoint(path: &Path, n: usize, h: usize) -> Result<EncodeState> {
             .parse()
             .map_err(|_| bad(&format!("`{k}` is not a number")))
     };
+    let format = field("format")?;
+    if format != CHECKPOINT_FORMAT {
+        return Err(bad(&format!(
+            "format `{format}`, expected `{CHECKPOINT_FORMAT}`"
+        )));
+    }
     let sums = st.tensor("sums").map_err(|_| bad("missing sums"))?;
     let counts = st.tensor("counts").map_err(|_| bad("missing counts"))?;
-    if sums.shape() != [n, h] || counts.shape() != [n] {
+    if sums.dtype() != safetensors::Dtype::I64 || counts.dtype() != safetensors::Dtype::I64 {
+        return Err(bad("tensors are not I64"));
+    }
+    if sums.shape() != [n, h, 2] || counts.shape() != [n] {
         return Err(bad("shapes do not match this build"));
+    }
+    let sorted: BTreeMap<&str, String> =
+        meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    if field("sha256")? != checkpoint_digest(&sorted, counts.data(), sums.data()) {
+        return Err(bad(
+            "its content does not match its checksum: edited or damaged",
+        ));
+    }
+    let counts: Vec<i64> = counts
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+        .collect();
+    let sums = ExactSum::from_le_bytes(sums.data()).ok_or_else(|| bad("sums out of range"))?;
+    let skipped: Vec<usize> =
+        serde_json::from_str(&field("skipped")?).map_err(|_| bad("`skipped`"))?;
+    let (window, batch, done) = (num("window")?, num("batch")?, num("done")?);
+    // Consistency with this build: the window/batch position, the count of contexts done.
+    let ws = (opts.batch * opts.window_batches.max(1)) as u64;
+    let total = total as u64;
+    let n_windows = total.div_ceil(ws);
+    if let Some(c) = counts.iter().find(|&&c| c < 0 || c as u64 > opts.k as u64) {
+        return Err(bad(&format!("a count of {c} is outside 0..={}", opts.k)));
+    }
+    if skipped.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad("`skipped` is not strictly increasing"));
+    }
+    let window_end = window.saturating_add(1).saturating_mul(ws).min(total);
+    if let Some(&i) = skipped.iter().find(|&&i| i as u64 >= window_end) {
+        return Err(bad(&format!(
+            "skipped context {i} is beyond the window reached ({window})"
+        )));
+    }
+    if window > n_windows || (window == n_windows && batch != 0) {
+        return Err(bad(&format!(
+            "window {window}, batch {batch} is beyond the {n_windows} windows of this build"
+        )));
+    }
+    if batch > ws / opts.batch as u64 {
+        return Err(bad(&format!("batch {batch} is beyond a window's batches")));
+    }
+    let counted = counts.iter().map(|&c| c as u64).sum::<u64>() + skipped.len() as u64;
+    if done != counted
+        || done > total
+        || done < window.saturating_mul(ws).min(total)
+        || done > window_end
+    {
+        return Err(bad(&format!(
+            "`done` = {done} does not match its counts and skipped contexts ({counted}) or its position (window {window} of {n_windows}, {total} contexts)"
+        )));
     }
     Ok(EncodeState {
         fingerprint: field("fingerprint")?,
-        window: num("window")? as usize,
-        batch: num("batch")? as usize,
-        done: num("done")?,
-        skipped: serde_json::from_str(&field("skipped")?).map_err(|_| bad("`skipped`"))?,
+        window: window as usize,
+        batch: batch as usize,
+        done,
+        skipped,
         tokens: 0,
         padded_tokens: 0,
         flops: 0.0,
-        sums: sums
-            .data()
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
-            .collect(),
-        counts: counts
-            .data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
-            .collect(),
+        sums,
+        counts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(n: usize, h: usize) -> EncodeState {
+        let mut s = EncodeState::new(n, h);
+        s.fingerprint = "f".into();
+        for (i, x) in s.sums.iter_mut().enumerate() {
+            x.add(i as f32 * 0.25 - 1.0).unwrap();
+        }
+        s.counts = vec![2, 0, 1];
+        s.skipped = vec![1];
+        s.done = 4;
+        s.window = 1;
+        s.batch = 0;
+        s
+    }
+
+    fn opts() -> BuildOptions {
+        BuildOptions {
+            k: 2,
+            batch: 2,
+            window_batches: 2,
+            ..Default::default()
+        }
+    }
+
+    /// Rewrites a checkpoint's metadata and signs it again (as a careful forger would).
+    fn resign(bytes: &[u8], edit: impl FnOnce(&mut BTreeMap<String, String>)) -> Vec<u8> {
+        let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+        let (_, md) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+        let mut meta: BTreeMap<String, String> =
+            md.metadata().clone().unwrap().into_iter().collect();
+        edit(&mut meta);
+        let counts = st.tensor("counts").unwrap();
+        let sums = st.tensor("sums").unwrap();
+        let mut m: BTreeMap<&str, String> =
+            meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let digest = checkpoint_digest(&m, counts.data(), sums.data());
+        m.insert("sha256", digest);
+        let tensors = vec![
+            (
+                "counts",
+                "I64",
+                counts.shape().to_vec(),
+                counts.data().to_vec(),
+            ),
+            ("sums", "I64", sums.shape().to_vec(), sums.data().to_vec()),
+        ];
+        write_safetensors(&m, &tensors).unwrap()
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_inconsistent_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.ckpt");
+        let s = state(3, 4);
+        save_checkpoint(&p, &s).unwrap();
+        let back = load_checkpoint(&p, 3, 4, 10, &opts()).unwrap();
+        assert_eq!(
+            (back.sums, back.counts, back.done),
+            (s.sums, s.counts, s.done)
+        );
+        let good = std::fs::read(&p).unwrap();
+        for (field, value, expect) in [
+            ("done", "5", "`done` = 5"),
+            ("done", "99", "`done` = 99"),
+            ("window", "9", "beyond the 3 windows"),
+            ("batch", "7", "beyond a window's batches"),
+            ("skipped", "[1,1]", "strictly increasing"),
+            ("skipped", "[1000]", "beyond the window reached"),
+            ("skipped", "{}", "`skipped`"),
+            ("format", "pelt-checkpoint/1", "format"),
+        ] {
+            std::fs::write(
+                &p,
+                resign(&good, |m| {
+                    m.insert(field.into(), value.into());
+                }),
+            )
+            .unwrap();
+            let e = format!(
+                "{:#}",
+                load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+            );
+            assert!(e.contains(expect), "{field} = {value}: {e}");
+        }
+        // Counts above k, and a plain edit without re-signing.
+        let mut over = state(3, 4);
+        over.counts = vec![3, 0, 0];
+        save_checkpoint(&p, &over).unwrap();
+        let e = format!(
+            "{:#}",
+            load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+        );
+        assert!(e.contains("outside 0..=2"), "{e}");
+        let mut edited = good.clone();
+        let at = edited.windows(8).position(|w| w == b"\"done\":\"").unwrap();
+        edited[at + 8] = b'3';
+        std::fs::write(&p, &edited).unwrap();
+        let e = format!(
+            "{:#}",
+            load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+        );
+        assert!(e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn fuzzed_checkpoints_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.ckpt");
+        save_checkpoint(&p, &state(3, 4)).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        let mut rng = 0x5eed_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let nasty = [
+            "",
+            "-1",
+            "NaN",
+            "18446744073709551615",
+            "18446744073709551616",
+            "[]",
+            "[0,1,2,3]",
+            "[18446744073709551615]",
+            "null",
+            "1e3",
+            "2",
+            "0",
+        ];
+        let fields = [
+            "window",
+            "batch",
+            "done",
+            "skipped",
+            "fingerprint",
+            "format",
+        ];
+        for case in 0..400 {
+            let bytes = if case % 2 == 0 {
+                let f = fields[next() as usize % fields.len()];
+                let v = nasty[next() as usize % nasty.len()];
+                resign(&good, |m| {
+                    m.insert(f.into(), v.into());
+                })
+            } else {
+                let mut b = good.clone();
+                let i = next() as usize % b.len();
+                b[i] ^= 1 << (next() % 8);
+                if next() % 4 == 0 {
+                    b.truncate(next() as usize % b.len());
+                }
+                b
+            };
+            std::fs::write(&p, &bytes).unwrap();
+            let _ = load_checkpoint(&p, 3, 4, (next() % 20) as usize, &opts());
+        }
+    }
 }

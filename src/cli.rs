@@ -7,11 +7,15 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use pelt::build::{
-    build_table, checkpoint_path, parse_shard, BuildInput, BuildOptions, BuildOutcome,
+    build_table, checkpoint_path, entity_list_for, parse_shard, BuildInput, BuildOptions,
+    BuildOutcome,
 };
+use pelt::contexts::MentionMode;
 use pelt::corpus::Corpus;
-use pelt::entities::{load_entities, EntityList};
+use pelt::entities::EntityList;
+use pelt::escape;
 use pelt::model::{bundled_model_dir, DeviceChoice, Model};
+use pelt::outpath::{Input, Inputs};
 use pelt::progress::Progress;
 use pelt::table::Table;
 
@@ -31,7 +35,8 @@ pub enum Command {
     /// Fill-mask: the top-k tokens with probabilities at each mask of TEXT.
     Fill {
         text: String,
-        /// Model directory (default: the bundled model).
+        /// Model folder or cached Hugging Face id, e.g. bert-base-uncased or ORG/NAME@REV
+        /// (default: the bundled model).
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
@@ -40,13 +45,28 @@ pub enum Command {
         device: DeviceChoice,
     },
     /// Build a PELT table from a corpus and an entity list.
+    ///
+    /// Corpus formats: .txt (a passage per line), .jsonl ({"text": …}, optionally with
+    /// "links": [{"start", "end", "id"}] in code points), FewRel-style .json (h/t spans become
+    /// links), PubTator (.pubtator, .pubtator.txt), WikiExtractor --links output (wiki_NN,
+    /// .wiki); folders of these and .gz of any.
     Build {
-        /// Corpus files or folders (.txt, .jsonl, FewRel .json, optionally .gz).
+        /// Corpus files or folders.
         #[arg(long, required = true, num_args = 1..)]
         corpus: Vec<PathBuf>,
-        /// Entity list (.txt one name per line, or .tsv id<TAB>name<TAB>alias|alias).
+        /// Entity list (.txt one name per line, or .tsv id<TAB>name<TAB>alias|alias). Optional
+        /// for an entity-linked corpus: then the ids of its links, named by their most frequent
+        /// anchor text.
         #[arg(long)]
-        entities: PathBuf,
+        entities: Option<PathBuf>,
+        /// Which spans are mentions: `links` (linked spans only, as PELT did), `names` (match
+        /// names and aliases), `both` (links, plus name matches that overlap no link), `auto`
+        /// (links when the corpus carries links, else names).
+        #[arg(long, default_value = "auto", value_parser = parse_mentions)]
+        mentions: MentionMode,
+        /// With no --entities: leave out ids linked fewer than this many times.
+        #[arg(long, default_value_t = 1)]
+        min_count: usize,
         /// Output table (.safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -88,6 +108,9 @@ pub enum Command {
         tables: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Allow a merge of some of the shards only (the result is a partial table).
+        #[arg(long)]
+        partial: bool,
     },
     /// Rescale a table's embeddings to another norm (no rebuild needed).
     Renorm {
@@ -148,6 +171,24 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Write an entity list (id, name, aliases) from the links of an entity-linked corpus: the
+    /// most frequent anchor text is the name, the others are aliases.
+    EntitiesFromLinks {
+        /// Corpus files or folders (any linked format: .jsonl with links, FewRel .json,
+        /// PubTator, WikiExtractor).
+        #[arg(required = true, num_args = 1..)]
+        corpus: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out ids linked fewer than this many times.
+        #[arg(long, default_value_t = 1)]
+        min_count: usize,
+    },
+    /// Evaluate a table (entity typing by k-NN).
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
     /// Write an entity list (id, name, aliases) from FewRel-style files.
     EntitiesFromFewrel {
         #[arg(required = true, num_args = 1..)]
@@ -160,8 +201,68 @@ pub enum Command {
     },
 }
 
-fn load_model(dir: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
-    let dir = dir.unwrap_or_else(bundled_model_dir);
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// k-NN leave-one-out entity typing on cosine: the table's vectors against the mean
+    /// word-piece embedding of each entity's name and the majority label.
+    Typing {
+        #[arg(long)]
+        table: PathBuf,
+        /// Labels: id<TAB>label lines.
+        #[arg(long, conflicts_with = "from_fewrel")]
+        labels: Option<PathBuf>,
+        /// Labels from FewRel-style files (relation → examples): the relation slot
+        /// (relation/head or relation/tail) each entity fills most often.
+        #[arg(long, num_args = 1..)]
+        from_fewrel: Vec<PathBuf>,
+        /// With --from-fewrel: keep entities with at least this many linked mentions.
+        #[arg(long, default_value_t = 3)]
+        min_mentions: usize,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// The table's model, for the name baseline (default: the bundled model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Cloze probes: mask a one-piece mention, plug the other entity with `X ( X )`, and measure
+    /// P@1, P@10 and MRR of the gold piece without the table and with it at each norm.
+    Cloze {
+        #[arg(long)]
+        table: PathBuf,
+        /// Probes from FewRel-style files (the tail masked where it is one word piece, else
+        /// the head; the other entity plugged).
+        #[arg(long, num_args = 1.., conflicts_with = "probes")]
+        from_fewrel: Vec<PathBuf>,
+        /// Probes as `sentence with [MASK]<TAB>gold<TAB>entity id` lines.
+        #[arg(long)]
+        probes: Option<PathBuf>,
+        /// Norms to try, comma-separated (default 1,2,…,10 and the table's own).
+        #[arg(long, value_delimiter = ',')]
+        norms: Vec<f32>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// The table's model (default: the bundled model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
+    MentionMode::parse(s).ok_or_else(|| format!("`{s}`: expected auto, links, names or both"))
+}
+
+/// `--model`: a folder, or a Hugging Face id (`ORG/NAME[@REV]`) found in the local cache;
+/// none is the bundled model.
+fn load_model(spec: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
+    let dir = pelt::model::resolve_model(spec.as_deref().map(|p| p.to_str().unwrap_or("")))?;
     Model::load_with_dtype(&dir, &device.open()?, dtype.dtype())
 }
 
@@ -232,6 +333,16 @@ fn progress_bar(p: &Progress) {
     let _ = err.flush();
 }
 
+/// What `pelt bench` reads: the contexts file and the model directories' files.
+fn bench_inputs(contexts: &std::path::Path, dirs: &[(String, PathBuf)]) -> Inputs {
+    let mut inputs = Inputs::new();
+    inputs.add("contexts file", contexts);
+    for (_, dir) in dirs {
+        inputs.add_all("model file", crate::bench::model_files(dir));
+    }
+    inputs
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
@@ -248,13 +359,15 @@ pub fn run(cli: Cli) -> Result<()> {
             {
                 writeln!(out, "mask {}:", i + 1)?;
                 for (token, p) in preds {
-                    writeln!(out, "  {token:<16} {p:.4}")?;
+                    writeln!(out, "  {:<16} {p:.4}", escape::text(token))?;
                 }
             }
         }
         Command::Build {
             corpus,
             entities,
+            mentions,
+            min_count,
             out: out_path,
             model,
             k,
@@ -269,10 +382,8 @@ pub fn run(cli: Cli) -> Result<()> {
             case_sensitive,
             checkpoint_secs,
         } => {
-            let model = load_model(model, device, dtype)?;
-            let corpus = Corpus::open(&corpus)?;
-            let entities = load_entities(&entities)?;
             let options = BuildOptions {
+                mentions,
                 k,
                 norm,
                 max_len,
@@ -283,11 +394,30 @@ pub fn run(cli: Cli) -> Result<()> {
                 checkpoint_secs,
                 ..Default::default()
             };
+            options.validate()?;
+            let model = load_model(model, device, dtype)?;
+            let corpus = Corpus::open(&corpus)?;
+            let entities_path = entities;
+            let entities = entity_list_for(&corpus, entities_path.as_deref(), min_count)?;
+            if entities_path.is_none() {
+                eprintln!(
+                    "entities: {} ids from the corpus's links (linked at least {min_count} times)",
+                    entities.len()
+                );
+            }
             let ckpt = checkpoint_path(&out_path);
+            let mut inputs = Inputs::new();
+            inputs
+                .add_all("corpus file", corpus.files.iter().cloned())
+                .add_all("entity list", entities_path.iter().cloned())
+                .add_all("model file", model.input_files());
+            inputs.check_output("--out", &out_path)?;
+            inputs.add("output table", &out_path);
+            inputs.check_output("checkpoint", &ckpt)?;
             if !resume && ckpt.exists() {
                 eprintln!(
-                    "note: {} exists; starting afresh (use --resume to continue it)",
-                    ckpt.display()
+                    "note: {} exists; replacing it with a new build (use --resume to continue it instead)",
+                    escape::path(&ckpt)
                 );
             }
             // Ctrl-C stops after the current batch and writes a checkpoint for --resume.
@@ -320,23 +450,36 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             table.save(&out_path)?;
             let _ = std::fs::remove_file(&ckpt);
-            for w in &report.read.warnings {
-                eprintln!("warning: skipped {w}");
+            for w in report.read.summary_lines() {
+                eprintln!("warning: skipped {}", escape::text(&w));
             }
-            if report.read.skipped_lines > report.read.warnings.len() {
-                eprintln!(
-                    "warning: {} lines skipped in all",
-                    report.read.skipped_lines
+            let mut why = format!(
+                "mentions: {} ({})",
+                report.mentions.as_str(),
+                report.mentions_why
+            );
+            if report.mentions.uses_links() {
+                why += &format!(
+                    "; {} links read, {} contexts from links",
+                    report.read.links, report.linked_contexts
                 );
+                if report.unknown_links > 0 {
+                    why += &format!(
+                        "; {} links point to ids not on the entity list (ignored; e.g. {})",
+                        report.unknown_links,
+                        escape::text(&report.unknown_examples.join(", "))
+                    );
+                }
             }
+            writeln!(out, "{why}")?;
             for c in &report.collisions {
-                eprintln!("warning: {c}");
+                eprintln!("warning: {}", escape::text(c));
             }
             let found = table.len() - report.not_found.len();
             writeln!(
                 out,
                 "wrote {} ({} entities, {} found, {} contexts, hidden {}, norm {})",
-                out_path.display(),
+                escape::path(&out_path),
                 table.len(),
                 found,
                 report.contexts,
@@ -357,11 +500,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             )?;
             if !report.not_found.is_empty() {
-                let shown: Vec<&str> = report
+                let shown: Vec<std::borrow::Cow<str>> = report
                     .not_found
                     .iter()
                     .take(20)
-                    .map(String::as_str)
+                    .map(|s| escape::text(s))
                     .collect();
                 writeln!(
                     out,
@@ -379,17 +522,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge {
             tables,
             out: out_path,
+            partial,
         } => {
             let loaded: Vec<Table> = tables
                 .iter()
                 .map(|p| Table::load(p))
                 .collect::<Result<_>>()?;
-            let merged = Table::merge(&loaded)?;
+            Inputs(
+                tables
+                    .iter()
+                    .map(|p| Input::new("table to merge", p))
+                    .collect(),
+            )
+            .check_output("--out", &out_path)?;
+            let merged = Table::merge_with(&loaded, partial)?;
             merged.save(&out_path)?;
             writeln!(
                 out,
                 "wrote {} ({} tables merged, shards {}, {} contexts)",
-                out_path.display(),
+                escape::path(&out_path),
                 loaded.len(),
                 merged.meta.shard,
                 merged.counts.iter().sum::<i64>()
@@ -403,10 +554,11 @@ pub fn run(cli: Cli) -> Result<()> {
             if !(norm.is_finite() && norm > 0.0) {
                 bail!("--norm must be a positive number");
             }
+            Inputs(vec![Input::new("table", &table)]).check_output("--out", &out_path)?;
             let mut t = Table::load(&table)?;
             t.norm = norm;
             t.save(&out_path)?;
-            writeln!(out, "wrote {} (norm {norm})", out_path.display())?;
+            writeln!(out, "wrote {} (norm {norm})", escape::path(&out_path))?;
         }
         Command::Neighbors {
             table,
@@ -417,13 +569,17 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
         } => {
             let t = Table::load(&table)?;
-            let i = t
-                .index_of(&entity)
-                .with_context(|| format!("no entity `{entity}` in {}", table.display()))?;
+            let i = t.index_of(&entity).with_context(|| {
+                format!(
+                    "no entity `{}` in {}",
+                    escape::text(&entity),
+                    escape::path(&table)
+                )
+            })?;
             if t.counts[i] == 0 {
                 bail!(
                     "entity `{}` was not found in the corpus; it has no vector",
-                    t.entity_ids[i]
+                    escape::text(&t.entity_ids[i])
                 );
             }
             let index = pelt::analysis::NeighbourIndex::new(&t, center)?;
@@ -433,39 +589,46 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
-                    t.entity_names[i],
-                    t.entity_ids[i],
+                    escape::text(&t.entity_names[i]),
+                    escape::text(&t.entity_ids[i]),
                     t.norm,
                     if center { ", mean removed" } else { "" }
                 )?;
                 for (tok, s) in tokens {
-                    writeln!(out, "  {tok:<20} {s:.3}")?;
+                    writeln!(out, "  {:<20} {s:.3}", escape::text(&tok))?;
                 }
             } else {
                 writeln!(
                     out,
                     "entities nearest to {} ({}) by cosine{}:",
-                    t.entity_names[i],
-                    t.entity_ids[i],
+                    escape::text(&t.entity_names[i]),
+                    escape::text(&t.entity_ids[i]),
                     if center { ", mean removed" } else { "" }
                 )?;
                 for (j, s) in index.entity_neighbours(i, k)? {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",
-                        t.entity_names[j], t.entity_ids[j], s
+                        escape::text(&t.entity_names[j]),
+                        escape::text(&t.entity_ids[j]),
+                        s
                     )?;
                 }
             }
         }
         Command::ExportProjector { table, out: dir } => {
+            pelt::outpath::check_dir_or_absent("--out", &dir)?;
+            let inputs = Inputs(vec![Input::new("table", &table)]);
+            for f in ["vectors.tsv", "metadata.tsv"] {
+                inputs.check_output("--out", &dir.join(f))?;
+            }
             let t = Table::load(&table)?;
             t.export_projector(&dir)?;
             writeln!(
                 out,
                 "wrote {}/vectors.tsv and {}/metadata.tsv ({} entities)",
-                dir.display(),
-                dir.display(),
+                escape::path(&dir),
+                escape::path(&dir),
                 t.len()
             )?;
         }
@@ -498,6 +661,10 @@ pub fn run(cli: Cli) -> Result<()> {
             matmul,
             json,
         } => {
+            if batch == 0 {
+                bail!("--batch must be at least 1");
+            }
+            crate::bench::check_matmul_size(matmul)?;
             let dev = device.open()?;
             let contexts = contexts.unwrap_or_else(crate::bench::default_contexts);
             let mut report = serde_json::Map::new();
@@ -525,7 +692,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 ],
                 other => vec![(other.into(), PathBuf::from(other))],
             };
-            for (label, dir) in dirs {
+            if let Some(p) = &json {
+                // Checked before the (long) run as well as before writing.
+                bench_inputs(&contexts, &dirs).check_output("--json", p)?;
+            }
+            for (label, dir) in dirs.clone() {
                 if label == "bert-base" && !dir.join("model.safetensors").exists() {
                     eprintln!("writing random bert-base weights to {} …", dir.display());
                     crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
@@ -550,7 +721,183 @@ pub fn run(cli: Cli) -> Result<()> {
                 report.insert(label, v);
             }
             if let Some(p) = json {
+                bench_inputs(&contexts, &dirs).check_output("--json", &p)?;
                 pelt::io::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
+            }
+        }
+        Command::EntitiesFromLinks {
+            corpus,
+            out: out_path,
+            min_count,
+        } => {
+            let corpus = Corpus::open(&corpus)?;
+            Inputs(
+                corpus
+                    .files
+                    .iter()
+                    .map(|p| Input::new("corpus file", p))
+                    .collect(),
+            )
+            .check_output("--out", &out_path)?;
+            if !corpus.has_links()? {
+                bail!("the corpus carries no entity links (plain .txt, or .jsonl without a `links` field)");
+            }
+            let list = EntityList::from_links(&corpus, min_count)?;
+            list.write_tsv(&out_path)?;
+            writeln!(
+                out,
+                "wrote {} ({} entities)",
+                out_path.display(),
+                list.len()
+            )?;
+        }
+        Command::Eval {
+            what:
+                EvalCommand::Typing {
+                    table,
+                    labels,
+                    from_fewrel,
+                    min_mentions,
+                    k,
+                    model,
+                    json,
+                },
+        } => {
+            if let Some(p) = &json {
+                let mut inputs: Vec<Input> = vec![Input::new("table", &table)];
+                inputs.extend(labels.iter().map(|l| Input::new("labels", l)));
+                inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
+                Inputs(inputs).check_output("--json", p)?;
+            }
+            let table = Table::load(&table)?;
+            let labels = match (labels, from_fewrel.is_empty()) {
+                (Some(p), _) => pelt::eval::labels_from_tsv(&p)?,
+                (None, false) => pelt::eval::labels_from_fewrel(&from_fewrel, min_mentions)?,
+                (None, true) => bail!("give --labels FILE or --from-fewrel FILE…"),
+            };
+            let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
+            table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
+            let names =
+                pelt::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
+            let r = pelt::eval::eval_typing(&table, &labels, Some(&names), k)?;
+            writeln!(
+                out,
+                "entity typing, {k}-NN leave-one-out on cosine: {} labelled entities of the table ({} found in the corpus), {} labels{}",
+                r.entities,
+                r.found,
+                r.labels,
+                if r.unknown_ids > 0 {
+                    format!("; {} labelled ids are not in the table (ignored)", r.unknown_ids)
+                } else {
+                    String::new()
+                }
+            )?;
+            writeln!(
+                out,
+                "{:<10} {:>16} {:>16}",
+                "method", "all entities", "found only"
+            )?;
+            for (a, f) in r.all.iter().zip(&r.found_only) {
+                writeln!(
+                    out,
+                    "{:<10} {:>8.3} ({:>5}) {:>8.3} ({:>5})",
+                    a.method, a.accuracy, a.total, f.accuracy, f.total
+                )?;
+            }
+            if let Some(p) = json {
+                pelt::io::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+            }
+        }
+        Command::Eval {
+            what:
+                EvalCommand::Cloze {
+                    table,
+                    from_fewrel,
+                    probes,
+                    norms,
+                    batch,
+                    model,
+                    device,
+                    json,
+                },
+        } => {
+            if let Some(p) = &json {
+                let mut inputs: Vec<Input> = vec![Input::new("table", &table)];
+                inputs.extend(probes.iter().map(|l| Input::new("probes", l)));
+                inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
+                Inputs(inputs).check_output("--json", p)?;
+            }
+            let table = Table::load(&table)?;
+            let m = load_model(model, device, Precision::F32)?;
+            table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
+            let (probes, rep) = match (probes, from_fewrel.is_empty()) {
+                (Some(p), _) => pelt::eval::probes_from_tsv(&p, &table, &m.tokenizer)?,
+                (None, false) => {
+                    pelt::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?
+                }
+                (None, true) => bail!("give --probes FILE or --from-fewrel FILE…"),
+            };
+            let mut norms = norms;
+            if norms.is_empty() {
+                norms = (1..=10).map(|n| n as f32).collect();
+                if !norms.contains(&table.norm) {
+                    norms.push(table.norm);
+                }
+                norms.sort_by(f32::total_cmp);
+            }
+            for w in &rep.warnings {
+                eprintln!("note: skipped {w}");
+            }
+            let cancel = AtomicBool::new(false);
+            let r = pelt::eval::eval_cloze(&m, &table, probes, rep, &norms, batch, &cancel)?;
+            writeln!(
+                out,
+                "cloze: {} probes ({} without a one-piece gold word, {} whose entity has no vector, {} without a mention)",
+                r.probes.made, r.probes.no_one_piece_gold, r.probes.entity_not_in_table, r.probes.mention_not_found
+            )?;
+            writeln!(out, "{:<16} {:>6} {:>6} {:>6}", "", "P@1", "P@10", "MRR")?;
+            let row = |label: String, s: &pelt::eval::ClozeScore| {
+                format!(
+                    "{label:<16} {:>6.3} {:>6.3} {:>6.3}",
+                    s.p_at_1, s.p_at_10, s.mrr
+                )
+            };
+            writeln!(out, "{}", row("without table".into(), &r.without))?;
+            let best = r
+                .with
+                .iter()
+                .max_by(|a, b| a.1.p_at_1.total_cmp(&b.1.p_at_1).then(b.0.total_cmp(&a.0)))
+                .map(|x| x.0);
+            for (n, s) in &r.with {
+                let mark = match (Some(*n) == best, *n == table.norm) {
+                    (true, true) => "  <- best, table's norm",
+                    (true, false) => "  <- best",
+                    (false, true) => "  <- table's norm",
+                    _ => "",
+                };
+                writeln!(out, "{}{mark}", row(format!("with, norm {n}"), s))?;
+            }
+            if r.per_relation.len() > 1 {
+                let ti = r
+                    .with
+                    .iter()
+                    .position(|(n, _)| *n == best.unwrap_or(table.norm))
+                    .unwrap_or(0);
+                writeln!(
+                    out,
+                    "per relation, P@1 without / with at norm {}:",
+                    r.with[ti].0
+                )?;
+                for (rel, (w, ws)) in &r.per_relation {
+                    writeln!(
+                        out,
+                        "  {rel:<14} {:>5} probes  {:.3} / {:.3}",
+                        w.probes, w.p_at_1, ws[ti].p_at_1
+                    )?;
+                }
+            }
+            if let Some(p) = json {
+                pelt::io::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
             }
         }
         Command::EntitiesFromFewrel {
@@ -558,12 +905,14 @@ pub fn run(cli: Cli) -> Result<()> {
             out: out_path,
             min_count,
         } => {
+            Inputs(files.iter().map(|p| Input::new("FewRel file", p)).collect())
+                .check_output("--out", &out_path)?;
             let list = EntityList::from_fewrel(&files, min_count)?;
             list.write_tsv(&out_path)?;
             writeln!(
                 out,
                 "wrote {} ({} entities)",
-                out_path.display(),
+                escape::path(&out_path),
                 list.len()
             )?;
         }

@@ -1,20 +1,155 @@
-//! Contexts: mention finding (all names and aliases at once, whole words, leftmost-longest),
-//! seeded uniform sampling of at most K contexts per entity, and masking of one mention.
+//! Contexts: mentions from entity links or from names (all names and aliases at once, whole
+//! words, leftmost-longest), seeded uniform sampling of at most K contexts per entity, and
+//! masking of one mention.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::{BinaryHeap, HashMap};
 
+use crate::corpus::Sentence;
 use crate::entities::EntityList;
 use crate::model::TextTokenizer;
 pub use crate::table::ContextRecord;
 
-/// One occurrence of an entity's name or alias in a text (byte offsets).
+/// One mention of an entity in a text (byte offsets): a linked span, or a match of its name or
+/// an alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mention {
     pub entity: usize,
     pub start: usize,
     pub end: usize,
+    pub linked: bool,
+}
+
+/// Which spans count as mentions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MentionMode {
+    /// `Links` when the corpus carries entity links, else `Names`.
+    #[default]
+    Auto,
+    /// Only linked spans (the way PELT found mentions through Wikipedia's anchors).
+    Links,
+    /// Matches of entity names and aliases.
+    Names,
+    /// Linked spans, plus name/alias matches that overlap no link.
+    Both,
+}
+
+impl MentionMode {
+    pub const ALL: [MentionMode; 4] = [
+        MentionMode::Auto,
+        MentionMode::Links,
+        MentionMode::Names,
+        MentionMode::Both,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MentionMode::Auto => "auto",
+            MentionMode::Links => "links",
+            MentionMode::Names => "names",
+            MentionMode::Both => "both",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MentionMode> {
+        MentionMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+    /// The mode actually used: `Auto` becomes `Links` or `Names`.
+    pub fn resolve(self, corpus_has_links: bool) -> MentionMode {
+        match self {
+            MentionMode::Auto if corpus_has_links => MentionMode::Links,
+            MentionMode::Auto => MentionMode::Names,
+            m => m,
+        }
+    }
+    pub fn uses_links(self) -> bool {
+        matches!(self, MentionMode::Links | MentionMode::Both)
+    }
+    pub fn uses_names(self) -> bool {
+        matches!(self, MentionMode::Names | MentionMode::Both)
+    }
+}
+
+/// Finds the mentions of a sentence in a resolved [`MentionMode`] (not `Auto`).
+pub struct MentionSource {
+    mode: MentionMode,
+    finder: Option<MentionFinder>,
+    ids: HashMap<String, usize>,
+    /// Links seen whose id is not on the entity list.
+    pub unknown_links: u64,
+    /// A few of those ids, for the report.
+    pub unknown_examples: Vec<String>,
+}
+
+impl MentionSource {
+    pub fn new(entities: &EntityList, mode: MentionMode, case_sensitive: bool) -> Result<Self> {
+        let mode = mode.resolve(true);
+        let finder = if mode.uses_names() {
+            Some(MentionFinder::new(entities, case_sensitive)?)
+        } else {
+            None
+        };
+        let ids = entities
+            .entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
+        Ok(MentionSource {
+            mode,
+            finder,
+            ids,
+            unknown_links: 0,
+            unknown_examples: Vec::new(),
+        })
+    }
+
+    /// Surface strings shared by several entities (name matching only).
+    pub fn collisions(&self) -> Vec<String> {
+        self.finder
+            .as_ref()
+            .map(|f| f.collisions.clone())
+            .unwrap_or_default()
+    }
+
+    /// The sentence's mentions, sorted by start and disjoint.
+    pub fn find(&mut self, s: &Sentence) -> Vec<Mention> {
+        let mut out = Vec::new();
+        if self.mode.uses_links() {
+            for l in &s.links {
+                match self.ids.get(&l.id) {
+                    Some(&entity) => out.push(Mention {
+                        entity,
+                        start: l.start,
+                        end: l.end,
+                        linked: true,
+                    }),
+                    None => {
+                        self.unknown_links += 1;
+                        if self.unknown_examples.len() < 5 && !self.unknown_examples.contains(&l.id)
+                        {
+                            self.unknown_examples.push(l.id.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(f) = &self.finder {
+            let names = f.find(&s.text);
+            if self.mode == MentionMode::Names || s.links.is_empty() {
+                return names;
+            }
+            // `Both`: names only where no link is (unknown-id links block too: they are links).
+            let links = &s.links;
+            out.extend(
+                names
+                    .into_iter()
+                    .filter(|m| !links.iter().any(|l| l.start < m.end && l.end > m.start)),
+            );
+            out.sort_by_key(|m| m.start);
+        }
+        out
+    }
 }
 
 /// Finds mentions of all entities at once.
@@ -91,7 +226,12 @@ impl MentionFinder {
         let mut next_free = 0;
         for (start, end, entity) in cands {
             if start >= next_free {
-                out.push(Mention { entity, start, end });
+                out.push(Mention {
+                    entity,
+                    start,
+                    end,
+                    linked: false,
+                });
                 next_free = end;
             }
         }
@@ -120,7 +260,7 @@ pub fn sample_key(seed: u64, sentence_ordinal: u64, start: usize) -> u64 {
 pub struct Sampler {
     k: usize,
     seed: u64,
-    heaps: Vec<BinaryHeap<(u64, u64, u32, u32)>>,
+    heaps: Vec<BinaryHeap<(u64, u64, u32, u32, bool)>>,
     pub found: Vec<u64>,
 }
 
@@ -131,6 +271,7 @@ pub struct Selected {
     pub start: u32,
     pub end: u32,
     pub entity: u32,
+    pub linked: bool,
 }
 
 impl Sampler {
@@ -153,6 +294,7 @@ impl Sampler {
             ordinal,
             m.start as u32,
             m.end as u32,
+            m.linked,
         );
         let heap = &mut self.heaps[m.entity];
         if heap.len() < self.k {
@@ -170,12 +312,14 @@ impl Sampler {
             .into_iter()
             .enumerate()
             .flat_map(|(e, h)| {
-                h.into_iter().map(move |(_, ordinal, start, end)| Selected {
-                    ordinal,
-                    start,
-                    end,
-                    entity: e as u32,
-                })
+                h.into_iter()
+                    .map(move |(_, ordinal, start, end, linked)| Selected {
+                        ordinal,
+                        start,
+                        end,
+                        entity: e as u32,
+                        linked,
+                    })
             })
             .collect();
         out.sort();
@@ -322,6 +466,7 @@ mod tests {
                         entity: 0,
                         start: 0,
                         end: 1,
+                        linked: false,
                     },
                 )
             })

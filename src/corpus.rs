@@ -1,101 +1,195 @@
-//! Streaming corpus reader. Formats: `.txt` (one passage per line, split into sentences),
-//! `.jsonl` (a `text` field per line, split into sentences), FewRel-style `.json` (one sentence
-//! per example: its tokens joined by single spaces), a directory of these, and `.gz` of any.
-//! Bad lines are skipped and counted; the first few are reported with file and line.
+//! Streaming corpus reader.
+//!
+//! Plain formats (mentions are found by matching names):
+//! - `.txt`: one passage per line, split into sentences;
+//! - `.jsonl` / `.ndjson`: a `text` field per line, split into sentences.
+//!
+//! Entity-linked formats (each sentence carries [`Link`]s, the way PELT found its mentions):
+//! - `.jsonl` with a `links` field: `{"text": "...", "links": [{"start": 0, "end": 8, "id": "Q90"}]}`,
+//!   offsets in Unicode code points (as Python's `str` counts them), end exclusive;
+//! - FewRel-style `.json`: one sentence per example (its tokens joined by single spaces), the
+//!   `h`/`t` token positions become links to their ids;
+//! - PubTator (`.pubtator`, `.pubtator.txt`): `PMID|t|title`, `PMID|a|abstract`, then
+//!   `PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>id` lines; offsets in code points over
+//!   title + " " + abstract;
+//! - WikiExtractor output written with `--links` (files named `wiki_00`, `wiki_01`, … or
+//!   `*.wiki`): `<doc …>` blocks whose anchors `<a href="Target%20title">anchor</a>` link to the
+//!   URL-decoded title with its first letter upper-cased.
+//!
+//! A directory of these and `.gz` of any work too. Only regular files are read; folders are
+//! walked in sorted order with symlink loops and duplicate files refused. Memory is bounded:
+//! lines (and FewRel examples, PubTator documents) longer than [`Corpus::max_line_bytes`] are
+//! skipped without being buffered. Bad lines and bad links are skipped and counted; the first
+//! few are reported with file and line.
 
 use anyhow::{bail, Context, Result};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
     Jsonl,
     FewRel,
+    PubTator,
+    Wiki,
 }
 
 impl Format {
     pub fn of(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
         let name = name.strip_suffix(".gz").unwrap_or(&name);
-        if name.ends_with(".txt") || name.ends_with(".text") {
+        if name.ends_with(".pubtator") || name.ends_with(".pubtator.txt") {
+            Some(Format::PubTator)
+        } else if name.ends_with(".txt") || name.ends_with(".text") {
             Some(Format::Text)
         } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
             Some(Format::Jsonl)
         } else if name.ends_with(".json") {
             Some(Format::FewRel)
+        } else if name.ends_with(".wiki")
+            || name
+                .strip_prefix("wiki_")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            Some(Format::Wiki)
         } else {
             None
         }
     }
+
+    /// Formats whose every record carries entity links (JSON Lines may or may not).
+    pub fn always_linked(self) -> bool {
+        matches!(self, Format::FewRel | Format::PubTator | Format::Wiki)
+    }
+}
+
+/// What [`Format::of`] accepts, for messages.
+pub const FORMATS: &str =
+    ".txt, .jsonl, FewRel .json, .pubtator, WikiExtractor wiki_NN (optionally .gz)";
+
+/// An entity link inside a sentence: byte offsets into [`Sentence::text`], end exclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub start: usize,
+    pub end: usize,
+    pub id: String,
 }
 
 /// One sentence of the corpus with its location: `file` indexes [`Corpus::files`], `line` is
-/// 1-based (the example number for FewRel files), `index` counts sentences within the line.
+/// 1-based (the example number for FewRel files, the title line for PubTator documents),
+/// `index` counts sentences within the line or document. `links` are sorted and disjoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sentence {
     pub file: usize,
     pub line: usize,
     pub index: usize,
     pub text: String,
+    pub links: Vec<Link>,
 }
 
 /// What reading skipped, for the user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadReport {
     pub sentences: usize,
+    /// Entity links read (kept in sentences).
+    pub links: usize,
     pub skipped_lines: usize,
-    /// The first few skipped lines, as `file:line: reason`.
+    /// Links left out (bad offsets, overlaps, unknown ids are counted by the build).
+    pub skipped_links: usize,
+    /// The first few skipped lines and links, as `file:line: reason`.
     pub warnings: Vec<String>,
 }
 
 impl ReadReport {
-    fn warn(&mut self, msg: String) {
-        self.skipped_lines += 1;
+    fn note(&mut self, msg: String) {
         if self.warnings.len() < 20 {
             self.warnings.push(msg);
         }
+    }
+    fn warn(&mut self, msg: String) {
+        self.skipped_lines += 1;
+        self.note(msg);
+    }
+    fn warn_link(&mut self, msg: String) {
+        self.skipped_links += 1;
+        self.note(msg);
+    }
+    /// One line per skipped item (at most 20), then a count of the rest.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut out = self.warnings.clone();
+        let total = self.skipped_lines + self.skipped_links;
+        if total > self.warnings.len() {
+            out.push(format!(
+                "… and {} more ({} lines and {} links skipped in all)",
+                total - self.warnings.len(),
+                self.skipped_lines,
+                self.skipped_links
+            ));
+        }
+        out
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Corpus {
     pub files: Vec<PathBuf>,
-    /// Lines longer than this many bytes are skipped with a warning.
+    /// Lines (FewRel examples, PubTator documents) longer than this many bytes are skipped
+    /// with a warning.
     pub max_line_bytes: usize,
 }
 
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 
 impl Corpus {
-    /// Expands directories (recursively, sorted) and checks that every file exists and has a
-    /// known format.
+    /// Expands directories (recursively, sorted) and checks that every file is a regular file
+    /// of a known format. Devices, FIFOs and sockets are refused, given directly or met in a
+    /// folder; so are symlink loops and the same file reached twice (by canonical path).
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
         let mut files = Vec::new();
+        let mut seen: HashSet<PathBuf> = HashSet::new();
         for p in paths {
-            if p.is_dir() {
+            let meta = std::fs::metadata(p).map_err(|e| {
+                if std::fs::symlink_metadata(p).is_ok() {
+                    anyhow::anyhow!("corpus path {} cannot be followed ({e})", p.display())
+                } else {
+                    anyhow::anyhow!("corpus file {} does not exist", p.display())
+                }
+            })?;
+            if meta.is_dir() {
                 let mut found = Vec::new();
-                collect_dir(p, &mut found)?;
+                let mut stack = Vec::new();
+                collect_dir(p, &mut stack, &mut found)?;
                 if found.is_empty() {
                     bail!(
-                        "corpus directory {} holds no .txt, .jsonl or .json files",
+                        "corpus directory {} holds no corpus files ({FORMATS})",
                         p.display()
                     );
                 }
-                files.extend(found);
-            } else if p.is_file() {
+                for f in found {
+                    add_file(f, &mut seen, &mut files)?;
+                }
+            } else if meta.is_file() {
                 if Format::of(p).is_none() {
                     bail!(
-                        "corpus file {}: unknown format (expected .txt, .jsonl or FewRel .json, optionally .gz)",
+                        "corpus file {}: unknown format (expected {FORMATS})",
                         p.display()
                     );
                 }
-                files.push(p.clone());
+                add_file(p.clone(), &mut seen, &mut files)?;
             } else {
-                bail!("corpus file {} does not exist", p.display());
+                bail!(
+                    "corpus path {} is not a regular file or folder ({}); only regular files are read",
+                    p.display(),
+                    kind_of(&meta)
+                );
             }
         }
         if files.is_empty() {
@@ -119,41 +213,52 @@ impl Corpus {
         Ok(format!("{:x}", h.finalize()))
     }
 
-    /// Calls `f` for every sentence, in a fixed order, without holding the corpus in memory
-    /// (FewRel `.json` files are single JSON documents and are parsed one file at a time).
+    /// Whether the corpus carries entity links: any FewRel, PubTator or WikiExtractor file, or a
+    /// JSON Lines file whose first record has a `links` field (an empty list counts).
+    pub fn has_links(&self) -> Result<bool> {
+        for path in &self.files {
+            match Format::of(path) {
+                Some(f) if f.always_linked() => return Ok(true),
+                Some(Format::Jsonl) => {
+                    let mut lines = LineReader::open(path, self.max_line_bytes)?;
+                    while let Some(line) = lines.next_line()? {
+                        if let Ok(text) = std::str::from_utf8(line) {
+                            if text.trim().is_empty() {
+                                continue;
+                            }
+                            if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
+                                if m.contains_key("links") {
+                                    return Ok(true);
+                                }
+                            }
+                        }
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// Calls `f` for every sentence, in a fixed order, without holding the corpus in memory.
     pub fn for_each_sentence(
         &self,
         mut f: impl FnMut(&Sentence) -> Result<ControlFlow<()>>,
     ) -> Result<ReadReport> {
         let mut report = ReadReport::default();
         for (fi, path) in self.files.iter().enumerate() {
+            let mut r = Reader {
+                fi,
+                path,
+                report: &mut report,
+                f: &mut f,
+            };
             let flow = match Format::of(path).unwrap_or(Format::Text) {
-                Format::Text | Format::Jsonl => self.read_lines(fi, path, &mut report, &mut f)?,
-                Format::FewRel => {
-                    let mut flow = ControlFlow::Continue(());
-                    for (i, ex) in fewrel_examples(path)?.into_iter().enumerate() {
-                        if ex.tokens.is_empty() {
-                            report.warn(format!(
-                                "{}:{}: example has no tokens",
-                                path.display(),
-                                i + 1
-                            ));
-                            continue;
-                        }
-                        let s = Sentence {
-                            file: fi,
-                            line: i + 1,
-                            index: 0,
-                            text: ex.tokens.join(" "),
-                        };
-                        report.sentences += 1;
-                        flow = f(&s)?;
-                        if flow.is_break() {
-                            break;
-                        }
-                    }
-                    flow
-                }
+                Format::Text | Format::Jsonl => r.lines(self.max_line_bytes)?,
+                Format::FewRel => r.fewrel(self.max_line_bytes)?,
+                Format::PubTator => r.pubtator(self.max_line_bytes)?,
+                Format::Wiki => r.wiki(self.max_line_bytes)?,
             };
             if flow.is_break() {
                 break;
@@ -161,103 +266,100 @@ impl Corpus {
         }
         Ok(report)
     }
-
-    fn read_lines(
-        &self,
-        fi: usize,
-        path: &Path,
-        report: &mut ReadReport,
-        f: &mut impl FnMut(&Sentence) -> Result<ControlFlow<()>>,
-    ) -> Result<ControlFlow<()>> {
-        let jsonl = Format::of(path) == Some(Format::Jsonl);
-        let mut reader = open_reader(path)?;
-        let mut buf = Vec::new();
-        let mut line_no = 0;
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("{}:{}: read error", path.display(), line_no + 1))?;
-            if n == 0 {
-                return Ok(ControlFlow::Continue(()));
-            }
-            line_no += 1;
-            if buf.len() > self.max_line_bytes {
-                report.warn(format!(
-                    "{}:{line_no}: line of {} bytes is longer than the limit of {} bytes",
-                    path.display(),
-                    buf.len(),
-                    self.max_line_bytes
-                ));
-                continue;
-            }
-            let Ok(line) = std::str::from_utf8(&buf) else {
-                report.warn(format!("{}:{line_no}: not valid UTF-8", path.display()));
-                continue;
-            };
-            let line = line.trim_end_matches(['\n', '\r']);
-            let text: String = if jsonl {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Value>(line) {
-                    Ok(v) => match v.get("text").and_then(Value::as_str) {
-                        Some(t) => t.to_string(),
-                        None => {
-                            report.warn(format!(
-                                "{}:{line_no}: no string field `text`",
-                                path.display()
-                            ));
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        report.warn(format!(
-                            "{}:{line_no}: not valid JSON ({e})",
-                            path.display()
-                        ));
-                        continue;
-                    }
-                }
-            } else {
-                line.to_string()
-            };
-            for (index, (a, b)) in split_sentences(&text).into_iter().enumerate() {
-                let s = Sentence {
-                    file: fi,
-                    line: line_no,
-                    index,
-                    text: text[a..b].to_string(),
-                };
-                report.sentences += 1;
-                if f(&s)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-        }
-    }
 }
 
-fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    let _ = meta;
+    "not a regular file"
+}
+
+fn add_file(p: PathBuf, seen: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>) -> Result<()> {
+    let canon = std::fs::canonicalize(&p)
+        .with_context(|| format!("cannot resolve corpus file {}", p.display()))?;
+    if !seen.insert(canon.clone()) {
+        let first = files
+            .iter()
+            .find(|f| std::fs::canonicalize(f).ok().as_ref() == Some(&canon))
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        bail!(
+            "corpus file {} is the same file as {first} (given twice, or reached twice through a link); each file is read once",
+            p.display()
+        );
+    }
+    files.push(p);
+    Ok(())
+}
+
+/// Walks `dir` (sorted). `stack` holds the canonical folders being walked, to detect loops.
+fn collect_dir(dir: &Path, stack: &mut Vec<PathBuf>, out: &mut Vec<PathBuf>) -> Result<()> {
+    let canon = std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot resolve corpus folder {}", dir.display()))?;
+    if stack.contains(&canon) {
+        bail!(
+            "corpus folder {} leads back into {} (a symlink loop)",
+            dir.display(),
+            canon.display()
+        );
+    }
+    stack.push(canon);
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
     for p in entries {
-        if p.is_dir() {
-            collect_dir(&p, out)?;
+        let Ok(meta) = std::fs::metadata(&p) else {
+            bail!(
+                "corpus folder entry {} cannot be followed (a dangling link?)",
+                p.display()
+            );
+        };
+        if meta.is_dir() {
+            collect_dir(&p, stack, out)?;
         } else if Format::of(&p).is_some() {
+            if !meta.is_file() {
+                bail!(
+                    "corpus folder entry {} is {}; only regular files are read",
+                    p.display(),
+                    kind_of(&meta)
+                );
+            }
             out.push(p);
         }
     }
+    stack.pop();
     Ok(())
 }
 
-/// A buffered reader that decompresses `.gz` files.
+/// Opens a regular file, decompressing `.gz`.
 pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{} is {}; only regular files are read",
+            path.display(),
+            kind_of(&meta)
+        );
+    }
     if path
         .extension()
         .and_then(|e| e.to_str())
@@ -272,60 +374,922 @@ pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
     }
 }
 
-/// The whole (decompressed) content of a file.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+/// The whole (decompressed) content of a file, refused past `limit` bytes.
+pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     open_reader(path)?
+        .take(limit + 1)
         .read_to_end(&mut out)
         .with_context(|| format!("cannot read {}", path.display()))?;
+    if out.len() as u64 > limit {
+        bail!(
+            "{} is larger than the limit of {limit} bytes (after decompression)",
+            path.display()
+        );
+    }
     Ok(out)
 }
 
-/// One FewRel example: tokens and the linked head/tail entities as (name, id).
+/// Reads lines with a hard cap: a longer line is skipped without being buffered.
+pub struct LineReader {
+    inner: Box<dyn BufRead>,
+    cap: usize,
+    buf: Vec<u8>,
+    /// 1-based number of the line last returned.
+    pub line_no: usize,
+    path: PathBuf,
+}
+
+/// One line: its 1-based number and its bytes (without the line end), or its length in bytes
+/// when it was longer than the cap.
+pub type CappedLine<'a> = (usize, std::result::Result<&'a [u8], usize>);
+
+impl LineReader {
+    pub fn open(path: &Path, cap: usize) -> Result<Self> {
+        Ok(LineReader {
+            inner: open_reader(path)?,
+            cap,
+            buf: Vec::new(),
+            line_no: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The next line, `None` at the end.
+    pub fn next_capped(&mut self) -> Result<Option<CappedLine<'_>>> {
+        self.buf.clear();
+        let mut total = 0usize;
+        loop {
+            let avail = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "{}:{}: read error",
+                        self.path.display(),
+                        self.line_no + 1
+                    )))
+                }
+            };
+            if avail.is_empty() {
+                if total == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (len, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            if total + len <= self.cap.saturating_add(1) {
+                self.buf.extend_from_slice(&avail[..len]);
+            }
+            total = total.saturating_add(len);
+            self.inner.consume(len);
+            if done {
+                break;
+            }
+        }
+        self.line_no += 1;
+        if total > self.cap {
+            return Ok(Some((self.line_no, Err(total))));
+        }
+        let mut end = self.buf.len();
+        while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        Ok(Some((self.line_no, Ok(&self.buf[..end]))))
+    }
+
+    /// The next line that is within the cap (over-long ones are skipped silently).
+    fn next_line(&mut self) -> Result<Option<&[u8]>> {
+        loop {
+            match self.next_capped()? {
+                None => return Ok(None),
+                Some((_, Err(_))) => continue,
+                Some((_, Ok(_))) => break,
+            }
+        }
+        let mut end = self.buf.len();
+        while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        Ok(Some(&self.buf[..end]))
+    }
+}
+
+struct Reader<'a, F> {
+    fi: usize,
+    path: &'a Path,
+    report: &'a mut ReadReport,
+    f: &'a mut F,
+}
+
+impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
+    fn at(&self, line: usize) -> String {
+        format!("{}:{line}", self.path.display())
+    }
+
+    /// Splits a passage (links in byte offsets, sorted, disjoint) into sentences and emits them.
+    fn emit_passage(&mut self, line: usize, text: &str, links: &[Link]) -> Result<ControlFlow<()>> {
+        self.report.links += links.len();
+        for (index, (a, b)) in split_sentences_around(text, links).into_iter().enumerate() {
+            let links = links
+                .iter()
+                .filter(|l| l.start >= a && l.end <= b)
+                .map(|l| Link {
+                    start: l.start - a,
+                    end: l.end - a,
+                    id: l.id.clone(),
+                })
+                .collect();
+            let s = Sentence {
+                file: self.fi,
+                line,
+                index,
+                text: text[a..b].to_string(),
+                links,
+            };
+            self.report.sentences += 1;
+            if (self.f)(&s)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn too_long(&mut self, line_no: usize, len: usize, cap: usize) {
+        let at = self.at(line_no);
+        self.report.warn(format!(
+            "{at}: line of {len} bytes is longer than the limit of {cap} bytes"
+        ));
+    }
+
+    /// `.txt` and `.jsonl`.
+    fn lines(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        let jsonl = Format::of(self.path) == Some(Format::Jsonl);
+        let mut reader = LineReader::open(self.path, cap)?;
+        while let Some((line_no, line)) = reader.next_capped()? {
+            let bytes = match line {
+                Ok(b) => b,
+                Err(len) => {
+                    self.too_long(line_no, len, cap);
+                    continue;
+                }
+            };
+            let Ok(line) = std::str::from_utf8(bytes) else {
+                let at = self.at(line_no);
+                self.report.warn(format!("{at}: not valid UTF-8"));
+                continue;
+            };
+            let flow = if jsonl {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let Some((text, links)) = self.jsonl_record(line_no, line) else {
+                    continue;
+                };
+                self.emit_passage(line_no, &text, &links)?
+            } else {
+                self.emit_passage(line_no, line, &[])?
+            };
+            if flow.is_break() {
+                return Ok(flow);
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn jsonl_record(&mut self, line_no: usize, line: &str) -> Option<(String, Vec<Link>)> {
+        let at = self.at(line_no);
+        let v = match serde_json::from_str::<Value>(line) {
+            Ok(v) => v,
+            Err(e) => {
+                self.report.warn(format!("{at}: not valid JSON ({e})"));
+                return None;
+            }
+        };
+        let Some(text) = v.get("text").and_then(Value::as_str) else {
+            self.report.warn(format!("{at}: no string field `text`"));
+            return None;
+        };
+        let mut spans = Vec::new();
+        match v.get("links") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, l) in list.iter().enumerate() {
+                    let num = |k: &str| l.get(k).and_then(Value::as_u64);
+                    let id = l.get("id").and_then(Value::as_str).map(str::trim);
+                    match (num("start"), num("end"), id) {
+                        (Some(s), Some(e), Some(id)) if !id.is_empty() => {
+                            spans.push((s as usize, e as usize, id.to_string(), format!("{at}: links[{i}]")))
+                        }
+                        _ => self.report.warn_link(format!(
+                            "{at}: links[{i}]: expected {{\"start\": int, \"end\": int, \"id\": non-empty string}}"
+                        )),
+                    }
+                }
+            }
+            Some(_) => {
+                self.report
+                    .warn(format!("{at}: field `links` is not a list of links"));
+                return None;
+            }
+        }
+        let links = self.char_spans_to_links(text, spans);
+        Some((text.to_string(), links))
+    }
+
+    /// Converts code-point spans `(start, end, id, where)` to byte links, dropping (with a
+    /// warning that starts with `where`, e.g. `file:line: links[2]`) spans that are empty,
+    /// outside the text, or overlap an earlier kept span.
+    fn char_spans_to_links(
+        &mut self,
+        text: &str,
+        mut spans: Vec<(usize, usize, String, String)>,
+    ) -> Vec<Link> {
+        let mut bytes_at: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        bytes_at.push(text.len());
+        let n_chars = bytes_at.len() - 1;
+        spans.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut out: Vec<Link> = Vec::with_capacity(spans.len());
+        for (s, e, id, label) in spans {
+            if s >= e || e > n_chars {
+                self.report.warn_link(format!(
+                    "{label} ({id}): span {s}..{e} is empty or outside the text of {n_chars} characters"
+                ));
+                continue;
+            }
+            let (bs, be) = (bytes_at[s], bytes_at[e]);
+            if let Some(prev) = out.last() {
+                if bs < prev.end {
+                    if bs == prev.start && be == prev.end && id == prev.id {
+                        continue;
+                    }
+                    self.report.warn_link(format!(
+                        "{label} ({id}): span {s}..{e} overlaps the link to {}; left out",
+                        prev.id
+                    ));
+                    continue;
+                }
+            }
+            out.push(Link {
+                start: bs,
+                end: be,
+                id,
+            });
+        }
+        out
+    }
+
+    /// FewRel-style `.json`, parsed one example at a time.
+    fn fewrel(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        let path = self.path;
+        let mut flow = ControlFlow::Continue(());
+        for_each_fewrel_example(path, cap, |i, ex| {
+            let line = i + 1;
+            let at = format!("{}:{line}", path.display());
+            if ex.tokens.is_empty() {
+                self.report.warn(format!("{at}: example has no tokens"));
+                return Ok(ControlFlow::Continue(()));
+            }
+            let text = ex.tokens.join(" ");
+            let mut starts = Vec::with_capacity(ex.tokens.len());
+            let mut pos = 0usize;
+            for t in &ex.tokens {
+                starts.push(pos);
+                pos += t.chars().count() + 1;
+            }
+            let mut spans = Vec::new();
+            for (slot, ent) in [("h", &ex.head), ("t", &ex.tail)] {
+                let Some(ent) = ent else { continue };
+                if ent.id.is_empty() {
+                    continue;
+                }
+                for group in &ent.positions {
+                    let (Some(&lo), Some(&hi)) = (group.iter().min(), group.iter().max()) else {
+                        continue;
+                    };
+                    if hi >= ex.tokens.len() {
+                        self.report.warn_link(format!(
+                            "{at}: `{slot}` ({}): token position {hi} is outside the {} tokens",
+                            ent.id,
+                            ex.tokens.len()
+                        ));
+                        continue;
+                    }
+                    let end = starts[hi] + ex.tokens[hi].chars().count();
+                    spans.push((starts[lo], end, ent.id.clone(), format!("{at}: `{slot}`")));
+                }
+            }
+            let links = self.char_spans_to_links(&text, spans);
+            self.report.sentences += 1;
+            self.report.links += links.len();
+            let s = Sentence {
+                file: self.fi,
+                line,
+                index: 0,
+                text,
+                links,
+            };
+            flow = (self.f)(&s)?;
+            Ok(flow)
+        })?;
+        Ok(flow)
+    }
+
+    /// PubTator: documents of title, abstract and annotation lines, separated by blank lines.
+    fn pubtator(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        let mut reader = LineReader::open(self.path, cap)?;
+        let mut doc = PubTatorDoc::default();
+        loop {
+            let Some((line_no, next)) = reader.next_capped()? else {
+                break;
+            };
+            let line = match next {
+                Err(len) => {
+                    self.too_long(line_no, len, cap);
+                    continue;
+                }
+                Ok(b) => match std::str::from_utf8(b) {
+                    Ok(s) => s.to_string(),
+                    Err(_) => {
+                        let at = self.at(line_no);
+                        self.report.warn(format!("{at}: not valid UTF-8"));
+                        continue;
+                    }
+                },
+            };
+            if line.trim().is_empty() {
+                if self.flush_pubtator(&mut doc)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                continue;
+            }
+            if let Some((pmid, kind, text)) = split_pubtator_text(&line) {
+                let new_doc =
+                    doc.pmid.as_deref() != Some(pmid) || (kind == "t" && doc.title.is_some());
+                if new_doc && self.flush_pubtator(&mut doc)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                if doc.pmid.is_none() {
+                    doc.pmid = Some(pmid.to_string());
+                    doc.line = line_no;
+                }
+                let slot = if kind == "t" {
+                    &mut doc.title
+                } else {
+                    &mut doc.abstract_
+                };
+                if slot.is_some() {
+                    let at = self.at(line_no);
+                    self.report
+                        .warn(format!("{at}: second `|{kind}|` line for {pmid}"));
+                    continue;
+                }
+                *slot = Some(text.to_string());
+                continue;
+            }
+            let cols: Vec<&str> = line.split('\t').collect();
+            let at = self.at(line_no);
+            if cols.len() == 4 {
+                continue; // a relation line (`PMID<TAB>CID<TAB>id<TAB>id`)
+            }
+            if cols.len() < 5 {
+                self.report.warn(format!(
+                    "{at}: not a PubTator line (expected `PMID|t|title`, `PMID|a|abstract` or PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>id)"
+                ));
+                continue;
+            }
+            if doc.pmid.as_deref() != Some(cols[0]) {
+                self.report.warn(format!(
+                    "{at}: annotation for document {} outside that document's block",
+                    cols[0]
+                ));
+                continue;
+            }
+            let (Ok(s), Ok(e)) = (
+                cols[1].trim().parse::<usize>(),
+                cols[2].trim().parse::<usize>(),
+            ) else {
+                self.report.warn(format!(
+                    "{at}: start and end offsets must be non-negative integers, got `{}` and `{}`",
+                    cols[1], cols[2]
+                ));
+                continue;
+            };
+            let id = cols.get(5).map(|s| s.trim()).unwrap_or("");
+            if id.is_empty() || id == "-" {
+                continue;
+            }
+            doc.bytes += line.len();
+            if doc.bytes > cap.saturating_mul(4) {
+                if !doc.overflow {
+                    self.report.warn(format!(
+                        "{at}: document {} has more than {} bytes of annotations; the rest is skipped",
+                        cols[0],
+                        cap.saturating_mul(4)
+                    ));
+                }
+                doc.overflow = true;
+                continue;
+            }
+            doc.annotations
+                .push((s, e, id.to_string(), cols[3].to_string(), line_no));
+        }
+        self.flush_pubtator(&mut doc)
+    }
+
+    fn flush_pubtator(&mut self, doc: &mut PubTatorDoc) -> Result<ControlFlow<()>> {
+        let d = std::mem::take(doc);
+        let Some(pmid) = d.pmid else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let passage = match (d.title, d.abstract_) {
+            (Some(t), Some(a)) => format!("{t} {a}"),
+            (Some(t), None) => t,
+            (None, Some(a)) => a,
+            (None, None) => {
+                let at = self.at(d.line);
+                self.report
+                    .warn(format!("{at}: document {pmid} has no `|t|` or `|a|` line"));
+                return Ok(ControlFlow::Continue(()));
+            }
+        };
+        let chars: Vec<char> = passage.chars().collect();
+        let mut spans = Vec::new();
+        for (s, e, id, mention, line_no) in d.annotations {
+            let at = self.at(line_no);
+            if s >= e || e > chars.len() {
+                self.report.warn_link(format!(
+                    "{at}: span {s}..{e} is empty or outside the document's {} characters (title + \" \" + abstract)",
+                    chars.len()
+                ));
+                continue;
+            }
+            let got: String = chars[s..e].iter().collect();
+            if got != mention {
+                self.report.warn_link(format!(
+                    "{at}: span {s}..{e} reads `{got}`, not the annotated mention `{mention}`; left out"
+                ));
+                continue;
+            }
+            spans.push((s, e, id, at));
+        }
+        let links = self.char_spans_to_links(&passage, spans);
+        self.emit_passage(d.line, &passage, &links)
+    }
+
+    /// WikiExtractor `--links` output.
+    fn wiki(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        let mut reader = LineReader::open(self.path, cap)?;
+        let mut in_doc = false;
+        let mut title: Option<String> = None;
+        while let Some((line_no, line)) = reader.next_capped()? {
+            let bytes = match line {
+                Ok(b) => b,
+                Err(len) => {
+                    self.too_long(line_no, len, cap);
+                    continue;
+                }
+            };
+            let Ok(line) = std::str::from_utf8(bytes) else {
+                let at = self.at(line_no);
+                self.report.warn(format!("{at}: not valid UTF-8"));
+                continue;
+            };
+            let trimmed = line.trim();
+            if trimmed.starts_with("<doc ") || trimmed == "<doc>" {
+                in_doc = true;
+                title = attribute(trimmed, "title").map(|t| decode_entities(&t));
+                continue;
+            }
+            if trimmed == "</doc>" {
+                in_doc = false;
+                continue;
+            }
+            if trimmed.is_empty() {
+                continue;
+            }
+            if !in_doc {
+                let at = self.at(line_no);
+                self.report
+                    .warn(format!("{at}: text outside a <doc> block"));
+                continue;
+            }
+            if let Some(t) = title.take() {
+                if trimmed == t {
+                    continue; // WikiExtractor repeats the title as the first line
+                }
+            }
+            let at = self.at(line_no);
+            let (text, links) = parse_anchors(line, &at, self.report);
+            if self.emit_passage(line_no, &text, &links)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+#[derive(Default)]
+struct PubTatorDoc {
+    pmid: Option<String>,
+    line: usize,
+    title: Option<String>,
+    abstract_: Option<String>,
+    /// (start, end, id, mention, line) in code points.
+    annotations: Vec<(usize, usize, String, String, usize)>,
+    bytes: usize,
+    overflow: bool,
+}
+
+/// `PMID|t|text` or `PMID|a|text`.
+fn split_pubtator_text(line: &str) -> Option<(&str, &str, &str)> {
+    let (pmid, rest) = line.split_once('|')?;
+    let (kind, text) = rest.split_once('|')?;
+    if pmid.is_empty() || pmid.contains('\t') || !matches!(kind, "t" | "a") {
+        return None;
+    }
+    Some((pmid, kind, text))
+}
+
+/// The value of `name="…"` in a tag.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=\"");
+    let mut from = 0;
+    while let Some(i) = tag[from..].find(&key) {
+        let i = from + i;
+        let before = tag[..i].chars().next_back();
+        if before.is_none_or(char::is_whitespace) {
+            let rest = &tag[i + key.len()..];
+            return rest.find('"').map(|j| rest[..j].to_string());
+        }
+        from = i + key.len();
+    }
+    None
+}
+
+/// `&amp;` `&lt;` `&gt;` `&quot;` `&#39;` `&apos;` and numeric character references.
+pub fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest[..rest.len().min(12)].find(';');
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, e + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Percent-decodes a URL path (invalid escapes are kept as written; bytes as UTF-8, lossy).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The Wikipedia page an `href` names: URL-decoded, `_` as space, without a `#section`, first
+/// letter upper-cased. `None` for links to a section of the same page or to other sites.
+pub fn wiki_target(href: &str) -> Option<String> {
+    let t = percent_decode(&decode_entities(href)).replace('_', " ");
+    if t.contains("://") || t.starts_with("//") {
+        return None;
+    }
+    let t = t.split('#').next().unwrap_or("").trim();
+    let mut c = t.chars();
+    let first = c.next()?;
+    Some(first.to_uppercase().chain(c).collect())
+}
+
+/// Removes `<a href="…">…</a>` tags from a WikiExtractor line, returning the plain text and
+/// byte links into it. An anchor with no `href`, or a tag left open, is reported; its text is
+/// kept without a link.
+fn parse_anchors(line: &str, at: &str, report: &mut ReadReport) -> (String, Vec<Link>) {
+    let mut text = String::with_capacity(line.len());
+    let mut links = Vec::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("<a") {
+        let after = rest[i + 2..].chars().next();
+        if !matches!(after, Some(c) if c == '>' || c.is_whitespace()) {
+            text.push_str(&decode_entities(&rest[..i + 2]));
+            rest = &rest[i + 2..];
+            continue;
+        }
+        text.push_str(&decode_entities(&rest[..i]));
+        let tag_rest = &rest[i..];
+        let Some(close) = tag_rest.find('>') else {
+            report.warn_link(format!(
+                "{at}: `<a` tag is not closed with `>`; kept as text"
+            ));
+            text.push_str(&decode_entities(tag_rest));
+            rest = "";
+            break;
+        };
+        let tag = &tag_rest[..=close];
+        let body_and_more = &tag_rest[close + 1..];
+        let Some(end) = body_and_more.find("</a>") else {
+            report.warn_link(format!("{at}: `{tag}` has no closing `</a>`; kept as text"));
+            text.push_str(&decode_entities(body_and_more));
+            rest = "";
+            break;
+        };
+        let anchor = decode_entities(&body_and_more[..end]);
+        let start = text.len();
+        text.push_str(&anchor);
+        match attribute(tag, "href") {
+            None => report.warn_link(format!(
+                "{at}: `{tag}` has no href; its text is kept without a link"
+            )),
+            Some(h) => {
+                if let Some(id) = wiki_target(&h) {
+                    // Anchors are trimmed of surrounding spaces so that the span covers the words.
+                    let lead = anchor.len() - anchor.trim_start().len();
+                    let trail = anchor.len() - anchor.trim_end().len();
+                    if anchor.trim().is_empty() {
+                        report.warn_link(format!("{at}: `{tag}` has an empty anchor text"));
+                    } else {
+                        links.push(Link {
+                            start: start + lead,
+                            end: text.len() - trail,
+                            id,
+                        });
+                    }
+                }
+            }
+        }
+        rest = &body_and_more[end + 4..];
+    }
+    text.push_str(&decode_entities(rest));
+    (text, links)
+}
+
+/// One FewRel example: tokens, the linked head/tail entities and the relation it is filed
+/// under (for files that map relation → examples).
 #[derive(Debug, Clone, Default)]
 pub struct FewRelExample {
     pub tokens: Vec<String>,
-    pub head: Option<(String, String)>,
-    pub tail: Option<(String, String)>,
+    pub head: Option<FewRelEntity>,
+    pub tail: Option<FewRelEntity>,
+    pub relation: Option<String>,
 }
 
-/// Reads a FewRel-style file: a list of examples, or an object mapping relation → list.
-pub fn fewrel_examples(path: &Path) -> Result<Vec<FewRelExample>> {
-    let bytes = read_maybe_gz(path)?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}:{}: not valid JSON ({e})", path.display(), e.line()))?;
-    let list: Vec<&Value> = match &v {
-        Value::Array(a) => a.iter().collect(),
-        Value::Object(m) => m.values().filter_map(Value::as_array).flatten().collect(),
-        _ => bail!(
-            "{}: expected a FewRel list of examples or an object of relation → examples",
+/// `[name, id, [[token positions], …]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FewRelEntity {
+    pub name: String,
+    pub id: String,
+    pub positions: Vec<Vec<usize>>,
+}
+
+fn fewrel_entity(v: Option<&Value>) -> Option<FewRelEntity> {
+    let a = v?.as_array()?;
+    Some(FewRelEntity {
+        name: a.first()?.as_str()?.trim().to_string(),
+        id: a.get(1)?.as_str()?.trim().to_string(),
+        positions: a
+            .get(2)
+            .and_then(Value::as_array)
+            .map(|gs| {
+                gs.iter()
+                    .filter_map(Value::as_array)
+                    .map(|g| {
+                        g.iter()
+                            .filter_map(Value::as_u64)
+                            .map(|x| x as usize)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn fewrel_example(v: &Value, relation: Option<&str>) -> FewRelExample {
+    FewRelExample {
+        tokens: v
+            .get("tokens")
+            .and_then(Value::as_array)
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        head: fewrel_entity(v.get("h")),
+        tail: fewrel_entity(v.get("t")),
+        relation: relation.map(str::to_string),
+    }
+}
+
+/// A reader that fails once more than `cap` bytes are read since the counter was last reset,
+/// so that one FewRel example can never take more than about `cap` bytes of memory.
+struct CappedReader<R> {
+    inner: R,
+    since: Rc<Cell<usize>>,
+    cap: usize,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.since.get() > self.cap {
+            return Err(std::io::Error::other(format!(
+                "an example is longer than the limit of {} bytes",
+                self.cap
+            )));
+        }
+        let n = self.inner.read(buf)?;
+        self.since.set(self.since.get() + n);
+        Ok(n)
+    }
+}
+
+type ExampleFn<'a> = dyn FnMut(usize, FewRelExample) -> Result<ControlFlow<()>> + 'a;
+
+struct Examples<'a, 'f> {
+    f: &'a mut ExampleFn<'f>,
+    since: Rc<Cell<usize>>,
+    count: &'a mut usize,
+    error: &'a mut Option<anyhow::Error>,
+    stopped: &'a mut bool,
+    relation: Option<String>,
+}
+
+impl Examples<'_, '_> {
+    fn one(&mut self, v: Value) -> bool {
+        self.since.set(0);
+        if *self.stopped {
+            return false;
+        }
+        let i = *self.count;
+        *self.count += 1;
+        match (self.f)(i, fewrel_example(&v, self.relation.as_deref())) {
+            Ok(ControlFlow::Continue(())) => true,
+            Ok(ControlFlow::Break(())) => {
+                *self.stopped = true;
+                false
+            }
+            Err(e) => {
+                *self.error = Some(e);
+                *self.stopped = true;
+                false
+            }
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Examples<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a FewRel list of examples or an object of relation → examples")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<Value>()? {
+            if !self.one(v) {
+                // Stops the parser; the caller tells this from a real error by `stopped`.
+                return Err(serde::de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(rel) = map.next_key::<String>()? {
+            self.since.set(0);
+            let seed = Examples {
+                f: &mut *self.f,
+                since: self.since.clone(),
+                count: &mut *self.count,
+                error: &mut *self.error,
+                stopped: &mut *self.stopped,
+                relation: Some(rel),
+            };
+            map.next_value_seed(RelationList(seed))?;
+        }
+        Ok(())
+    }
+}
+
+/// The value under a relation key: a list of examples (anything else is skipped).
+struct RelationList<'a, 'f>(Examples<'a, 'f>);
+
+impl<'de> DeserializeSeed<'de> for RelationList<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'a, 'f>(Examples<'a, 'f>);
+        impl<'de> Visitor<'de> for V<'_, '_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of examples")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+                self.0.visit_seq(seq)
+            }
+        }
+        d.deserialize_seq(V(self.0))
+    }
+}
+
+/// Streams the examples of a FewRel-style file (a list of examples, or an object mapping
+/// relation → list) to `f` with their 0-based number; memory stays within about `cap` bytes per
+/// example.
+pub fn for_each_fewrel_example(
+    path: &Path,
+    cap: usize,
+    mut f: impl FnMut(usize, FewRelExample) -> Result<ControlFlow<()>>,
+) -> Result<()> {
+    let since = Rc::new(Cell::new(0));
+    let reader = CappedReader {
+        inner: open_reader(path)?,
+        since: since.clone(),
+        cap,
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut count = 0;
+    let mut error = None;
+    let mut stopped = false;
+    let visitor = Examples {
+        f: &mut f,
+        since,
+        count: &mut count,
+        error: &mut error,
+        stopped: &mut stopped,
+        relation: None,
+    };
+    let parsed = serde::Deserializer::deserialize_any(&mut de, visitor);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if stopped {
+        return Ok(());
+    }
+    if let Err(e) = parsed {
+        if e.is_io() {
+            bail!("{}:{}: {e}", path.display(), count + 1);
+        }
+        bail!("{}:{}: not valid JSON ({e})", path.display(), e.line());
+    }
+    de.end().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: trailing data after the JSON value ({e})",
             path.display()
-        ),
-    };
-    let ent = |x: Option<&Value>| -> Option<(String, String)> {
-        let a = x?.as_array()?;
-        Some((
-            a.first()?.as_str()?.to_string(),
-            a.get(1)?.as_str()?.to_string(),
-        ))
-    };
-    Ok(list
-        .into_iter()
-        .map(|ex| FewRelExample {
-            tokens: ex
-                .get("tokens")
-                .and_then(Value::as_array)
-                .map(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            head: ent(ex.get("h")),
-            tail: ent(ex.get("t")),
-        })
-        .collect())
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads all examples of a FewRel-style file.
+pub fn fewrel_examples(path: &Path) -> Result<Vec<FewRelExample>> {
+    let mut out = Vec::new();
+    for_each_fewrel_example(path, DEFAULT_MAX_LINE_BYTES, |_, ex| {
+        out.push(ex);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(out)
 }
 
 const ABBREVIATIONS: &[&str] = &[
@@ -334,6 +1298,25 @@ const ABBREVIATIONS: &[&str] = &[
     "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "gen", "gov", "sen",
     "rep", "rev", "ref", "eq", "ca",
 ];
+
+/// Sentences of `text` (byte ranges) that never cut through a link: sentences that a link
+/// crosses are joined.
+pub fn split_sentences_around(text: &str, links: &[Link]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (a, b) in split_sentences(text) {
+        if let Some(last) = out.last_mut() {
+            if links
+                .iter()
+                .any(|l| l.start < last.1 && l.end > last.1.min(a))
+            {
+                last.1 = b;
+                continue;
+            }
+        }
+        out.push((a, b));
+    }
+    out
+}
 
 /// Splits a passage into sentences (byte ranges, trimmed). A sentence ends at `.`, `!` or `?`
 /// (plus closing quotes/brackets) followed by whitespace and an upper-case letter, digit or
@@ -438,5 +1421,74 @@ mod tests {
             vec!["The value was 3.5 mg.", "Then \"it\" ended."]
         );
         assert!(split("   ").is_empty());
+    }
+
+    #[test]
+    fn sentences_are_not_split_inside_a_link() {
+        let t = "He met the Rev. Dr. Who. Then he left. Fine.";
+        // A link over "Who. Then" (made up) keeps those sentences together.
+        let s = t.find("Who").unwrap();
+        let e = t.find("Then").unwrap() + 4;
+        let links = [Link {
+            start: s,
+            end: e,
+            id: "x".into(),
+        }];
+        let got: Vec<&str> = split_sentences_around(t, &links)
+            .into_iter()
+            .map(|(a, b)| &t[a..b])
+            .collect();
+        assert_eq!(got, vec!["He met the Rev. Dr. Who. Then he left.", "Fine."]);
+    }
+
+    #[test]
+    fn wiki_targets_and_anchors() {
+        assert_eq!(
+            wiki_target("political%20philosophy").as_deref(),
+            Some("Political philosophy")
+        );
+        assert_eq!(
+            wiki_target("%C3%A9cole_normale#History").as_deref(),
+            Some("École normale")
+        );
+        assert_eq!(wiki_target("#Section"), None);
+        assert_eq!(wiki_target("https://example.org/x"), None);
+        let mut r = ReadReport::default();
+        let (text, links) = parse_anchors(
+            "An <a href=\"anarchism\">anarchist</a> &amp; <a>bare</a> <a href=\"Tom%20%26%20Jerry\"> Tom </a>.",
+            "w:3",
+            &mut r,
+        );
+        assert_eq!(text, "An anarchist & bare  Tom .");
+        let got: Vec<(&str, &str)> = links
+            .iter()
+            .map(|l| (&text[l.start..l.end], l.id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("anarchist", "Anarchism"), ("Tom", "Tom & Jerry")]
+        );
+        assert_eq!(r.skipped_links, 1);
+        assert!(
+            r.warnings[0].starts_with("w:3: `<a>` has no href"),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn capped_lines_never_buffer_past_the_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.txt");
+        let mut bytes = b"short\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 100_000));
+        bytes.extend(b"\nend");
+        std::fs::write(&p, &bytes).unwrap();
+        let mut r = LineReader::open(&p, 1000).unwrap();
+        assert_eq!(r.next_capped().unwrap(), Some((1, Ok(&b"short"[..]))));
+        assert_eq!(r.next_capped().unwrap(), Some((2, Err(100_001))));
+        assert!(r.buf.capacity() < 5000, "{}", r.buf.capacity());
+        assert_eq!(r.next_capped().unwrap(), Some((3, Ok(&b"end"[..]))));
+        assert_eq!(r.next_capped().unwrap(), None);
     }
 }

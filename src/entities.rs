@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
+/// Entity lists larger than this (after decompression) are refused.
+pub const MAX_LIST_BYTES: u64 = 1 << 30;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entity {
     pub id: String,
@@ -36,7 +39,7 @@ impl EntityList {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::corpus::read_maybe_gz(path)?;
+        let bytes = crate::corpus::read_maybe_gz(path, MAX_LIST_BYTES)?;
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -130,32 +133,64 @@ impl EntityList {
     /// the most frequent surface form becomes the name (the first seen on ties), the others
     /// aliases. Entities linked fewer than `min_count` times are left out.
     pub fn from_fewrel(paths: &[impl AsRef<Path>], min_count: usize) -> Result<Self> {
-        // Per id: surface form -> (count, first seen).
-        let mut order: Vec<String> = Vec::new();
-        let mut forms: HashMap<String, BTreeMap<String, (usize, usize)>> = HashMap::new();
-        let mut seen = 0usize;
+        let mut forms = FormCounter::default();
         for p in paths {
             for ex in crate::corpus::fewrel_examples(p.as_ref())? {
-                for (name, id) in [ex.head, ex.tail].into_iter().flatten() {
-                    let (name, id) = (name.trim().to_string(), id.trim().to_string());
-                    if id.is_empty() || name.is_empty() {
-                        continue;
-                    }
-                    if !forms.contains_key(&id) {
-                        order.push(id.clone());
-                    }
-                    seen += 1;
-                    forms
-                        .entry(id)
-                        .or_default()
-                        .entry(name)
-                        .or_insert((0, seen))
-                        .0 += 1;
+                for e in [ex.head, ex.tail].into_iter().flatten() {
+                    forms.add(&e.id, &e.name);
                 }
             }
         }
+        forms.finish(min_count, "the FewRel files")
+    }
+
+    /// The entities of an entity-linked corpus: ids from its links, the most frequent anchor
+    /// text as the name (the first seen on ties) and the other anchor texts as aliases. Ids
+    /// linked fewer than `min_count` times are left out.
+    pub fn from_links(corpus: &crate::corpus::Corpus, min_count: usize) -> Result<Self> {
+        let mut forms = FormCounter::default();
+        corpus.for_each_sentence(|s| {
+            for l in &s.links {
+                forms.add(&l.id, &s.text[l.start..l.end]);
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        forms.finish(min_count, "the corpus")
+    }
+}
+
+/// Surface forms per id, in order of first appearance.
+#[derive(Default)]
+struct FormCounter {
+    order: Vec<String>,
+    /// Per id: surface form -> (count, first seen).
+    forms: HashMap<String, BTreeMap<String, (usize, usize)>>,
+    seen: usize,
+}
+
+impl FormCounter {
+    fn add(&mut self, id: &str, name: &str) {
+        let (id, name) = (id.trim(), name.trim());
+        if id.is_empty() || name.is_empty() {
+            return;
+        }
+        if !self.forms.contains_key(id) {
+            self.order.push(id.to_string());
+        }
+        self.seen += 1;
+        let seen = self.seen;
+        self.forms
+            .entry(id.to_string())
+            .or_default()
+            .entry(name.to_string())
+            .or_insert((0, seen))
+            .0 += 1;
+    }
+
+    fn finish(self, min_count: usize, source: &str) -> Result<EntityList> {
+        let FormCounter { order, forms, .. } = self;
         if order.is_empty() {
-            bail!("no linked entities found in the FewRel files");
+            bail!("no linked entities found in {source}");
         }
         let entities: Vec<Entity> = order
             .into_iter()
@@ -176,7 +211,7 @@ impl EntityList {
             })
             .collect();
         if entities.is_empty() {
-            bail!("no entity is linked at least {min_count} times in the FewRel files");
+            bail!("no entity is linked at least {min_count} times in {source}");
         }
         Ok(EntityList { entities })
     }

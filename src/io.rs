@@ -1,5 +1,6 @@
 //! File output shared by every layer: atomic writes and deterministic safetensors bytes.
-//! A leaf module: it imports nothing from the crate.
+//! Near the bottom of the layers: it uses only `outpath` (which outputs are refused) and
+//! `escape` (printing untrusted paths).
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -37,9 +38,13 @@ pub fn write_safetensors<S: AsRef<str>>(
     Ok(out)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`, so a
-/// crash never leaves a half-written file where the old one was.
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path` and
+/// syncs the folder, so a crash never leaves a half-written file where the old one was and a
+/// failed write leaves the old file as it was. The temporary is created exclusively (never
+/// through an existing file or symbolic link at its name); an existing `path` that is not a
+/// regular file (directory, FIFO, device) is refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::outpath::check_regular_or_absent("output", path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -47,24 +52,61 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let name = path
-        .file_name()
+    path.file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let mut created = None;
+    for attempt in 0..TEMP_ATTEMPTS {
+        let tmp = temp_path(path, attempt);
+        // create_new: fails on any existing entry at the name, a dangling symbolic link too.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => {
+                created = Some((f, tmp));
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", tmp.display()));
+            }
+        }
+    }
+    let (mut f, tmp) = created.with_context(|| {
+        format!(
+            "cannot create a temporary file beside {}: {TEMP_ATTEMPTS} candidate names are taken",
+            path.display()
+        )
+    })?;
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        if let Ok(old) = std::fs::metadata(path) {
+            let _ = f.set_permissions(old.permissions());
+        }
         f.write_all(bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().ok();
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        // The rename is durable once the folder is synced (not supported everywhere: best effort).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// How many temporary names `write_atomic` tries before giving up.
+pub const TEMP_ATTEMPTS: u32 = 64;
+
+/// The `attempt`-th temporary name `write_atomic` tries for `path` (in its folder).
+pub fn temp_path(path: &Path, attempt: u32) -> std::path::PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp-{}-{attempt}", std::process::id()))
 }

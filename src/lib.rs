@@ -3,10 +3,11 @@
 //! binary puts a command line and an egui front end on top of it.
 //!
 //! Layers (each imports only from the layers before it, never back):
-//! 1. `io` (atomic writes), `progress`, `model`;
+//! 1. `escape`, `outpath` (which outputs are refused) → `io` (atomic writes), `exact_sum`,
+//!    `progress`, `model` (with `model::hub`, the Hugging Face cache);
 //! 2. `corpus` → `entities` → `table` (the table types, `ContextRecord` included);
 //! 3. `contexts`, `rewrite`, `analysis`;
-//! 4. `build` → `project`;
+//! 4. `build` → `project`, and `eval`;
 //! 5. `worker`.
 //!
 //! The front ends (the `pelt` command line with its benchmark, and the egui window) are
@@ -17,8 +18,12 @@ pub mod build;
 pub mod contexts;
 pub mod corpus;
 pub mod entities;
+pub mod escape;
+pub mod eval;
+pub mod exact_sum;
 pub mod io;
 pub mod model;
+pub mod outpath;
 pub mod progress;
 pub mod project;
 pub mod rewrite;

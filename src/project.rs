@@ -12,8 +12,11 @@ use crate::model::DeviceChoice;
 #[serde(default)]
 pub struct Project {
     pub name: String,
-    /// Model directory; `None` means the bundled model.
+    /// Model directory; `None` (and no `model_id`) means the bundled model.
     pub model: Option<PathBuf>,
+    /// A Hugging Face id (`ORG/NAME[@REV]`) resolved in the local cache; wins over `model`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
     pub corpus: Vec<PathBuf>,
     pub entities: Option<PathBuf>,
     /// Where the built table is written.
@@ -29,6 +32,7 @@ impl Default for Project {
         Project {
             name: "untitled".into(),
             model: None,
+            model_id: None,
             corpus: vec![],
             entities: None,
             table: None,
@@ -53,6 +57,9 @@ impl Project {
                 e.code
             )
         })?;
+        p.options
+            .validate()
+            .with_context(|| format!("{}: field `options`", crate::escape::path(path)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         p.map_paths(|q| {
             if q.is_absolute() {
@@ -71,6 +78,21 @@ impl Project {
             .map(absolute)
             .unwrap_or_else(|| PathBuf::from("."));
         let mut p = self.clone();
+        // A model folder inside the Hugging Face cache is stored as its id, so the project
+        // works on any machine that has that model cached.
+        if let Some(dir) = &p.model {
+            let root = crate::model::hub::cache_root();
+            if let Some(id) = crate::model::hub::id_of_snapshot(&absolute(&root), &absolute(dir)) {
+                let main = crate::model::hub::resolve_in(&root, &id, None).ok();
+                let hash = dir.file_name().map(|h| h.to_string_lossy().into_owned());
+                p.model_id = Some(match (main.map(|m| absolute(&m)), hash) {
+                    (Some(m), _) if m == absolute(dir) => id,
+                    (_, Some(h)) => format!("{id}@{h}"),
+                    _ => id,
+                });
+                p.model = None;
+            }
+        }
         p.map_paths(|q| relative_to(&absolute(q), &base));
         let text = ron::ser::to_string_pretty(&p, ron::ser::PrettyConfig::default())?;
         crate::io::write_atomic(path, text.as_bytes())
@@ -83,10 +105,42 @@ impl Project {
         self.table = self.table.as_deref().map(&f);
     }
 
+    /// The model folder to load: the cached id, the folder, or the bundled model. The error
+    /// names what is missing (and, for an id, lists the cached models).
+    pub fn resolve_model(&self) -> Result<PathBuf> {
+        if let Some(id) = &self.model_id {
+            return crate::model::hub::resolve(id)
+                .with_context(|| format!("the project's model `{id}`"));
+        }
+        match &self.model {
+            Some(dir) if !dir.is_dir() => anyhow::bail!(
+                "the project's model folder {} does not exist; choose another model",
+                dir.display()
+            ),
+            Some(dir) => Ok(dir.clone()),
+            None => crate::model::bundled_model_path(),
+        }
+    }
+
+    /// [`Project::resolve_model`], or the path that was asked for (so that loading it gives
+    /// the error).
     pub fn model_dir(&self) -> PathBuf {
-        self.model
-            .clone()
-            .unwrap_or_else(crate::model::bundled_model_dir)
+        self.resolve_model().unwrap_or_else(|_| match &self.model {
+            Some(d) => d.clone(),
+            None => crate::model::bundled_model_dir(),
+        })
+    }
+
+    /// A short label of the model: the id, the folder name, or `bundled`.
+    pub fn model_label(&self) -> String {
+        match (&self.model_id, &self.model) {
+            (Some(id), _) => id.clone(),
+            (None, Some(d)) => d
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| d.display().to_string()),
+            (None, None) => "bundled".into(),
+        }
     }
 }
 
@@ -133,9 +187,12 @@ fn relative_to(p: &Path, base: &Path) -> PathBuf {
     out
 }
 
-/// The bundled demo project, if the repository's `projects/` folder is present.
+/// The bundled demo project: the checkout's, else the copy the binary carries (unpacked into
+/// the user's data folder).
 pub fn bundled_demo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron")
+    crate::model::demo_project_path().unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron")
+    })
 }
 
 #[cfg(test)]
@@ -146,7 +203,7 @@ mod tests {
     fn bundled_demo_loads_with_resolved_paths() {
         let p = Project::load(&bundled_demo()).unwrap();
         assert!(
-            p.corpus[0].ends_with("assets/sample/pubmed.txt") && p.corpus[0].is_file(),
+            p.corpus[0].ends_with("assets/sample/pubmed-linked.jsonl") && p.corpus[0].is_file(),
             "{:?}",
             p.corpus
         );

@@ -4,7 +4,8 @@
 //! `counts` I64 [N] and `contexts` U8 [bytes] (JSON Lines, one supporting context per line);
 //! string metadata `format`, `entity_ids`, `entity_names` (JSON arrays in row order), `norm`,
 //! `k`, `seed`, `max_len`, `model`, `model_sha256`, `hidden_size`, `corpus`, `corpus_sha256`,
-//! `shard`, `case_sensitive`, `found` (JSON array: mentions seen per entity before sampling).
+//! `shard`, `case_sensitive`, `found` (JSON array: mentions seen per entity before sampling),
+//! `mentions` (`links`, `names` or `both`: which spans were mentions).
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
@@ -13,6 +14,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use crate::escape;
+use crate::exact_sum::ExactSum;
 use crate::io::{write_atomic, write_safetensors};
 
 pub const FORMAT: &str = "pelt-table/1";
@@ -30,6 +33,9 @@ pub struct ContextRecord {
     pub start: u32,
     pub end: u32,
     pub text: String,
+    /// The mention is a linked span (not a name match).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linked: bool,
 }
 
 impl ContextRecord {
@@ -54,9 +60,15 @@ pub struct TableMeta {
     pub max_len: usize,
     pub corpus: String,
     pub corpus_sha256: String,
-    /// `i/n` for a shard, `all` for a whole build or a complete merge.
+    /// `i/n` for a shard, `all` for a whole build or a complete merge, `i/n+j/n…` for a
+    /// partial merge.
     pub shard: String,
     pub case_sensitive: bool,
+    /// `links`, `names` or `both` (tables from before linked mentions say `names`).
+    pub mentions: String,
+    /// Contexts per encoding window (batch × window batches): shards split a build by whole
+    /// windows, so shards merge only with shards of the same window. 0 when unknown.
+    pub window: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +80,8 @@ pub struct Table {
     pub entity_aliases: Vec<Vec<String>>,
     /// `[N, H]` raw sums of transform outputs over each entity's contexts.
     pub sums: Vec<f32>,
+    /// `[N, H]` order-independent sums, kept by shard tables so that a merge is exact.
+    pub exact_sums: Option<Vec<ExactSum>>,
     pub counts: Vec<i64>,
     /// Mentions found per entity before sampling to K.
     pub found: Vec<u64>,
@@ -100,6 +114,11 @@ impl Table {
         (0..self.len())
             .flat_map(|i| self.embedding_at(i, norm))
             .collect()
+    }
+
+    /// The row of the entity with exactly this id.
+    pub fn index_of_id(&self, id: &str) -> Option<usize> {
+        self.entity_ids.iter().position(|x| x == id)
     }
 
     pub fn index_of(&self, id_or_name: &str) -> Option<usize> {
@@ -169,8 +188,10 @@ impl Table {
         meta.insert("corpus_sha256", self.meta.corpus_sha256.clone());
         meta.insert("shard", self.meta.shard.clone());
         meta.insert("case_sensitive", self.meta.case_sensitive.to_string());
+        meta.insert("mentions", self.meta.mentions.clone());
+        meta.insert("window", self.meta.window.to_string());
         let emb = self.embeddings(self.norm);
-        let tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
+        let mut tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
             ("contexts", "U8", vec![ctx_bytes.len()], ctx_bytes),
             (
                 "counts",
@@ -181,6 +202,11 @@ impl Table {
             ("embeddings", "F32", vec![n, h], f32_bytes(&emb)),
             ("sums", "F32", vec![n, h], f32_bytes(&self.sums)),
         ];
+        if let Some(exact) = &self.exact_sums {
+            // Each sum is one little-endian i128, stored as two I64 values.
+            let bytes = exact.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push(("sums_exact", "I64", vec![n, h, 2], bytes));
+        }
         write_safetensors(&meta, &tensors)
     }
 
@@ -208,17 +234,32 @@ impl Table {
         if format != FORMAT {
             bail!("metadata `format` is `{format}`, expected `{FORMAT}`");
         }
-        let num = |k: &str| -> Result<f64> {
-            get(k)?
-                .parse::<f64>()
-                .with_context(|| format!("metadata field `{k}` is not a number"))
-        };
+        fn parse<T: std::str::FromStr>(v: &str, k: &str, what: &str) -> Result<T> {
+            v.trim().parse::<T>().ok().with_context(|| {
+                format!("metadata field `{k}` = `{}` is not {what}", escape::text(v))
+            })
+        }
+        let uint = |k: &str| -> Result<usize> { parse(get(k)?, k, "a non-negative integer") };
         let entity_ids: Vec<String> = serde_json::from_str(get("entity_ids")?)
             .context("metadata `entity_ids` is not a JSON array of strings")?;
         let entity_names: Vec<String> = serde_json::from_str(get("entity_names")?)
             .context("metadata `entity_names` is not a JSON array of strings")?;
         let n = entity_ids.len();
-        let h = num("hidden_size")? as usize;
+        let h = uint("hidden_size")?;
+        if h == 0 {
+            bail!("metadata `hidden_size` is 0");
+        }
+        let nh = n
+            .checked_mul(h)
+            .context("metadata: entity count x hidden_size overflows")?;
+        let k = uint("k")?;
+        if k == 0 {
+            bail!("metadata `k` is 0: a table holds at least one context per entity");
+        }
+        let norm: f32 = parse(get("norm")?, "norm", "a number")?;
+        if !(norm.is_finite() && norm > 0.0) {
+            bail!("metadata `norm` is {norm}, expected a positive finite number");
+        }
         if entity_names.len() != n {
             bail!(
                 "metadata has {} entity ids but {} names",
@@ -247,12 +288,44 @@ impl Table {
             Ok(t.data().to_vec())
         };
         let sums = le_f32(&tensor("sums", Dtype::F32, &[n, h])?);
+        debug_assert_eq!(sums.len(), nh);
+        if let Some(i) = sums.iter().position(|x| !x.is_finite()) {
+            bail!(
+                "tensor `sums`: entity row {}, column {} is {}, expected a finite number",
+                i / h,
+                i % h,
+                sums[i]
+            );
+        }
         tensor("embeddings", Dtype::F32, &[n, h])?;
         let counts: Vec<i64> = tensor("counts", Dtype::I64, &[n])?
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
+        if let Some(i) = counts.iter().position(|&c| c < 0 || c as u64 > k as u64) {
+            bail!(
+                "tensor `counts`: entity row {i} has count {}, expected 0..={k} (k)",
+                counts[i]
+            );
+        }
+        let exact_sums = match st.tensor("sums_exact") {
+            Err(_) => None,
+            Ok(_) => {
+                let b = tensor("sums_exact", Dtype::I64, &[n, h, 2])?;
+                let exact = ExactSum::from_le_bytes(&b)
+                    .context("tensor `sums_exact` holds values out of range")?;
+                if let Some(i) = (0..nh).find(|&i| exact[i].to_f32() != sums[i]) {
+                    bail!(
+                        "tensor `sums_exact` does not match `sums` (entity row {}, column {})",
+                        i / h,
+                        i % h
+                    );
+                }
+                Some(exact)
+            }
+        };
         let mut contexts = Vec::new();
+        let mut per_entity = vec![0i64; n];
         if let Ok(t) = st.tensor("contexts") {
             for (i, line) in t.data().split(|&b| b == b'\n').enumerate() {
                 if line.is_empty() {
@@ -263,12 +336,28 @@ impl Table {
                 })?;
                 if c.entity as usize >= n {
                     bail!(
-                        "tensor `contexts`, line {}: entity row {} out of range",
+                        "tensor `contexts`, line {}: entity row {} out of range (the table has {n} entities)",
                         i + 1,
                         c.entity
                     );
                 }
+                let (a, b) = (c.start as usize, c.end as usize);
+                if a >= b || c.text.get(a..b).is_none() {
+                    bail!(
+                        "tensor `contexts`, line {}: mention span {a}..{b} is not inside the text ({} bytes) on character boundaries",
+                        i + 1,
+                        c.text.len()
+                    );
+                }
+                per_entity[c.entity as usize] += 1;
                 contexts.push(c);
+            }
+            if let Some(i) = (0..n).find(|&i| per_entity[i] != counts[i]) {
+                bail!(
+                    "entity row {i} has {} supporting contexts in tensor `contexts` but count {} in `counts`",
+                    per_entity[i],
+                    counts[i]
+                );
             }
         }
         let entity_aliases: Vec<Vec<String>> = match meta.get("entity_aliases") {
@@ -283,33 +372,65 @@ impl Table {
                 entity_aliases.len()
             );
         }
-        let found = match meta.get("found") {
+        let found: Vec<u64> = match meta.get("found") {
             Some(s) => serde_json::from_str(s).context("metadata `found` is not a JSON array")?,
             None => counts.iter().map(|&c| c as u64).collect(),
+        };
+        if found.len() != n {
+            bail!(
+                "metadata `found` has {} values for {n} entities",
+                found.len()
+            );
+        }
+        if let Some(i) = (0..n).find(|&i| found[i] < counts[i] as u64) {
+            bail!(
+                "entity row {i}: metadata `found` says {} mentions, fewer than its count {}",
+                found[i],
+                counts[i]
+            );
+        }
+        let shard = meta.get("shard").cloned().unwrap_or_else(|| "all".into());
+        parse_shard_label(&shard).context("metadata `shard`")?;
+        let case_sensitive = match meta.get("case_sensitive").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => bail!(
+                "metadata field `case_sensitive` = `{}` is not true or false",
+                escape::text(v)
+            ),
         };
         Ok(Table {
             meta: TableMeta {
                 model: get("model")?.clone(),
                 model_sha256: get("model_sha256")?.clone(),
                 hidden_size: h,
-                k: num("k")? as usize,
-                seed: num("seed")? as u64,
-                max_len: num("max_len")? as usize,
+                k,
+                seed: parse(get("seed")?, "seed", "a non-negative integer")?,
+                max_len: uint("max_len")?,
                 corpus: get("corpus")?.clone(),
                 corpus_sha256: get("corpus_sha256")?.clone(),
-                shard: meta.get("shard").cloned().unwrap_or_else(|| "all".into()),
-                case_sensitive: meta
-                    .get("case_sensitive")
-                    .map(|s| s == "true")
-                    .unwrap_or(false),
+                shard,
+                case_sensitive,
+                mentions: match meta.get("mentions").map(String::as_str) {
+                    None => "names".into(),
+                    Some(m @ ("links" | "names" | "both")) => m.into(),
+                    Some(other) => bail!(
+                        "metadata `mentions` is `{other}`, expected `links`, `names` or `both`"
+                    ),
+                },
+                window: match meta.get("window") {
+                    Some(v) => parse(v, "window", "a non-negative integer")?,
+                    None => 0,
+                },
             },
             entity_ids,
             entity_names,
             entity_aliases,
             sums,
+            exact_sums,
             counts,
             found,
-            norm: num("norm")? as f32,
+            norm,
             contexts,
         })
     }
@@ -330,52 +451,148 @@ impl Table {
         Ok(())
     }
 
-    /// Adds the sums and counts of shard tables built with the same model, entity list and
-    /// options; contexts are combined in corpus order.
+    /// Adds the sums and counts of all the shard tables of one build; see [`Table::merge_with`].
     pub fn merge(tables: &[Table]) -> Result<Table> {
+        Self::merge_with(tables, false)
+    }
+
+    /// Adds the sums and counts of shard tables built with the same model, entity list,
+    /// options and corpus; contexts are combined in corpus order. The shards must be distinct
+    /// and of one shard count, and all of them unless `partial` (the result is then a partial
+    /// table that merges with the remaining shards later). Sums are added exactly, so the
+    /// result is byte-identical to the single build.
+    pub fn merge_with(tables: &[Table], partial: bool) -> Result<Table> {
         let first = tables.first().context("nothing to merge")?;
+        let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut count = None;
+        for (t, table) in tables.iter().enumerate() {
+            let Some((shards, n)) = parse_shard_label(&table.meta.shard)? else {
+                bail!(
+                    "table {} is a complete table (shard `all`), not a shard: only shard tables are merged",
+                    t + 1
+                );
+            };
+            match count {
+                None => count = Some(n),
+                Some(m) if m != n => bail!(
+                    "table {} holds shards of {n} but table 1 shards of {m}: shards of one build share their count",
+                    t + 1
+                ),
+                _ => {}
+            }
+            for i in shards {
+                if let Some(other) = seen.insert(i, t) {
+                    bail!(
+                        "shard {i}/{n} is given twice (tables {} and {}): each shard is merged once",
+                        other + 1,
+                        t + 1
+                    );
+                }
+            }
+            if table.exact_sums.is_none() {
+                bail!(
+                    "table {} (shard {}) has no exact sums: rebuild it with this version of pelt",
+                    t + 1,
+                    escape::text(&table.meta.shard)
+                );
+            }
+        }
+        let n = count.expect("at least one table");
+        let n_missing = n - seen.len();
+        if n_missing > 0 && !partial {
+            let shown: Vec<String> = (0..n)
+                .filter(|i| !seen.contains_key(i))
+                .take(20)
+                .map(|i| format!("{i}/{n}"))
+                .collect();
+            bail!(
+                "shards {}{} are missing (merge all {n} shards, or pass --partial for a partial table)",
+                shown.join(", "),
+                if n_missing > shown.len() {
+                    format!(" and {} more", n_missing - shown.len())
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let h = first.hidden();
         let mut out = first.clone();
-        for (i, t) in tables.iter().enumerate().skip(1) {
+        let mut exact = vec![ExactSum::default(); first.len() * h];
+        out.counts = vec![0; first.len()];
+        out.contexts.clear();
+        for (t, table) in tables.iter().enumerate() {
             let what = |field: &str| {
                 format!(
                     "table {} differs from table 1 in {field}: cannot merge",
-                    i + 1
+                    t + 1
                 )
             };
-            if t.meta.model_sha256 != first.meta.model_sha256 || t.hidden() != first.hidden() {
+            if table.meta.model_sha256 != first.meta.model_sha256 || table.hidden() != h {
                 bail!(what("model"));
             }
-            if t.entity_ids != first.entity_ids
-                || t.entity_names != first.entity_names
-                || t.entity_aliases != first.entity_aliases
+            if table.entity_ids != first.entity_ids
+                || table.entity_names != first.entity_names
+                || table.entity_aliases != first.entity_aliases
             {
                 bail!(what("entity list"));
             }
             for (field, same) in [
-                ("k", t.meta.k == first.meta.k),
-                ("seed", t.meta.seed == first.meta.seed),
-                ("max_len", t.meta.max_len == first.meta.max_len),
-                ("corpus", t.meta.corpus_sha256 == first.meta.corpus_sha256),
+                ("k", table.meta.k == first.meta.k),
+                ("seed", table.meta.seed == first.meta.seed),
+                ("max_len", table.meta.max_len == first.meta.max_len),
+                (
+                    "corpus",
+                    table.meta.corpus_sha256 == first.meta.corpus_sha256,
+                ),
                 (
                     "case sensitivity",
-                    t.meta.case_sensitive == first.meta.case_sensitive,
+                    table.meta.case_sensitive == first.meta.case_sensitive,
                 ),
+                ("mention mode", table.meta.mentions == first.meta.mentions),
+                (
+                    "window (batch size)",
+                    table.meta.window == first.meta.window,
+                ),
+                ("norm", table.norm == first.norm),
+                ("found mentions", table.found == first.found),
             ] {
                 if !same {
                     bail!(what(field));
                 }
             }
-            for (a, b) in out.sums.iter_mut().zip(&t.sums) {
-                *a = (*a as f64 + *b as f64) as f32;
+            let sums = table.exact_sums.as_ref().expect("checked above");
+            for (e, (a, b)) in exact.iter_mut().zip(sums).enumerate() {
+                a.add_sum(*b)
+                    .with_context(|| format!("entity row {}: {}", e / h, what("range")))?;
             }
-            for (a, b) in out.counts.iter_mut().zip(&t.counts) {
-                *a += b;
+            for (e, (a, b)) in out.counts.iter_mut().zip(&table.counts).enumerate() {
+                *a = a
+                    .checked_add(*b)
+                    .filter(|&c| c as u64 <= first.meta.k as u64)
+                    .with_context(|| {
+                        format!(
+                            "entity row {e}: merged count exceeds k = {}; the shards overlap",
+                            first.meta.k
+                        )
+                    })?;
             }
-            out.contexts.extend(t.contexts.iter().cloned());
+            out.contexts.extend(table.contexts.iter().cloned());
         }
         out.contexts.sort_by_key(ContextRecord::sort_key);
-        let shards: Vec<&str> = tables.iter().map(|t| t.meta.shard.as_str()).collect();
-        out.meta.shard = merged_shard_label(&shards);
+        out.sums = exact.iter().map(|x| x.to_f32()).collect();
+        let mut all: Vec<usize> = seen.into_keys().collect();
+        all.sort();
+        if all.len() == n {
+            out.meta.shard = "all".into();
+            out.exact_sums = None;
+        } else {
+            out.meta.shard = all
+                .iter()
+                .map(|i| format!("{i}/{n}"))
+                .collect::<Vec<_>>()
+                .join("+");
+            out.exact_sums = Some(exact);
+        }
         Ok(out)
     }
 
@@ -406,24 +623,30 @@ impl Table {
     }
 }
 
-/// `all` when the shards `0/n … n-1/n` are all present, else the list.
-fn merged_shard_label(shards: &[&str]) -> String {
-    let parsed: Option<Vec<(usize, usize)>> = shards
-        .iter()
-        .map(|s| {
-            s.split_once('/')
-                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        })
-        .collect();
-    if let Some(mut p) = parsed {
-        p.sort();
-        p.dedup();
-        let n = p[0].1;
-        if p.len() == n && p.iter().enumerate().all(|(i, &(a, b))| a == i && b == n) {
-            return "all".into();
+/// Parses a `shard` label: `None` for `all`, else the shard numbers and their count
+/// (`i/n`, or `i/n+j/n…` for a partial merge).
+pub fn parse_shard_label(label: &str) -> Result<Option<(Vec<usize>, usize)>> {
+    if label == "all" {
+        return Ok(None);
+    }
+    let mut shards = Vec::new();
+    let mut count = None;
+    for part in label.split('+') {
+        let parsed = part
+            .split_once('/')
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+        match parsed {
+            Some((i, n)) if i < n && count.is_none_or(|c| c == n) && !shards.contains(&i) => {
+                shards.push(i);
+                count = Some(n);
+            }
+            _ => bail!(
+                "`{}` is not `all`, `i/n` or distinct shards of one count joined by `+`",
+                escape::text(label)
+            ),
         }
     }
-    shards.join("+")
+    Ok(Some((shards, count.expect("split yields a part"))))
 }
 
 fn tsv_field(s: &str) -> String {

@@ -24,10 +24,11 @@ use std::sync::Arc;
 
 pub use crate::analysis::Predictions;
 use crate::analysis::{self, check_fits, ContextInsight, NeighbourIndex};
-use crate::build::{build_table, checkpoint_path, BuildInput, BuildOutcome, BuildReport};
+use crate::build::{
+    build_table, checkpoint_path, entity_list_for, BuildInput, BuildOutcome, BuildReport,
+};
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
-use crate::entities::load_entities;
 use crate::model::{describe_device, DeviceChoice, Model};
 use crate::progress::Progress;
 use crate::project::Project;
@@ -439,15 +440,20 @@ impl Engine {
             }
             Task::Build { project, resume } => {
                 let cancel = self.cancel.clone();
-                let model = self.model(&project.model_dir(), project.device, true, send)?;
+                let model = self.model(&project.resolve_model()?, project.device, true, send)?;
                 let corpus = Corpus::open(&project.corpus)?;
-                let entities = load_entities(
-                    project
-                        .entities
-                        .as_deref()
-                        .context("the project has no entity list")?,
-                )?;
+                let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
+                if let (Some(out), Some(c)) = (&project.table, &ckpt) {
+                    let mut inputs = crate::outpath::Inputs::new();
+                    inputs
+                        .add_all("corpus file", corpus.files.iter().cloned())
+                        .add_all("entity list", project.entities.iter().cloned())
+                        .add_all("model file", model.input_files());
+                    inputs.check_output("the project's table", out)?;
+                    inputs.add("project table", out);
+                    inputs.check_output("checkpoint", c)?;
+                }
                 let outcome = build_table(
                     BuildInput {
                         model,
@@ -502,6 +508,7 @@ impl Engine {
                 Reply::Saved { path }
             }
             Task::ExportProjector { table, dir } => {
+                crate::outpath::check_dir_or_absent("export folder", &dir)?;
                 table.export_projector(&dir)?;
                 Reply::Saved { path: dir }
             }

@@ -21,26 +21,7 @@ fn build(
     entities: &Path,
     opts: &BuildOptions,
 ) -> (Table, BuildReport) {
-    let cancel = AtomicBool::new(false);
-    let corpus = Corpus::open(corpus).unwrap();
-    let entities = load_entities(entities).unwrap();
-    let out = build_table(
-        BuildInput {
-            model,
-            corpus: &corpus,
-            entities: &entities,
-            options: opts,
-            checkpoint: None,
-            resume: false,
-            cancel: &cancel,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    match out {
-        BuildOutcome::Finished(t, r) => (*t, r),
-        BuildOutcome::Cancelled { .. } => panic!("cancelled"),
-    }
+    build_from(model, corpus, entities, opts).unwrap()
 }
 
 fn sample() -> (Vec<PathBuf>, PathBuf) {
@@ -202,10 +183,12 @@ fn shards_merged_equal_the_single_build() {
     assert_eq!(merged.meta.shard, "all");
     assert_eq!(merged.counts, whole.counts);
     assert_eq!(merged.contexts, whole.contexts);
-    let d = max_abs_diff(&merged.sums, &whole.sums);
-    assert!(d <= 1e-4, "sums differ by {d}");
-    let d = max_abs_diff(&merged.embeddings(7.0), &whole.embeddings(7.0));
-    assert!(d <= 1e-5, "embeddings differ by {d}");
+    assert_eq!(merged.sums, whole.sums, "sums are exact, not merely close");
+    assert_eq!(
+        merged.to_bytes().unwrap(),
+        whole.to_bytes().unwrap(),
+        "merged shards are byte-identical to the single build"
+    );
     // Mismatched tables are refused.
     let other = build(
         &model,

@@ -22,7 +22,11 @@ fn try_build(corpus: &[PathBuf], entities: &Path) -> anyhow::Result<(Table, Buil
     let corpus = Corpus::open(corpus)?;
     let entities = load_entities(entities)?;
     let cancel = AtomicBool::new(false);
-    let opts = BuildOptions::default();
+    // Name matching in every format (FewRel files would default to their links).
+    let opts = BuildOptions {
+        mentions: pelt::contexts::MentionMode::Names,
+        ..Default::default()
+    };
     match build_table(
         BuildInput {
             model: &model,

@@ -5,7 +5,6 @@ use common::*;
 
 use pelt::project::{bundled_demo, Project};
 use pelt::worker::{Event, JobId, Reply, Task, Worker};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,18 +234,6 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         *reopened, *table,
         "the saved table reopens with vectors and contexts"
     );
-}
-
-fn pelt(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pelt"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]

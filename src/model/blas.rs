@@ -72,36 +72,58 @@ impl CustomOp3 for Affine {
             f32_slice(s2, l2, "sgemm weight")?,
             f32_slice(s3, l3, "sgemm bias")?,
         );
-        let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        let beta = if self.epilogue == Epilogue::Bias {
+        let dim = |v: usize, what: &str| {
+            i32::try_from(v).map_err(|_| {
+                candle_core::Error::Msg(format!(
+                    "sgemm: {what} = {v} is larger than OpenBLAS accepts ({})",
+                    i32::MAX
+                ))
+            })
+        };
+        let (mi, ni, ki) = (dim(m, "m")?, dim(n, "n")?, dim(k, "k")?);
+        let len = m.checked_mul(n).ok_or_else(|| {
+            candle_core::Error::Msg(format!("sgemm: output [{m},{n}] is too large"))
+        })?;
+        if x.len() < m * k || w.len() < n * k || b.len() != n {
+            candle_core::bail!("sgemm: input slices are shorter than their shapes");
+        }
+        // Initialised before sgemm runs: the bias rows (beta = 1) or zeros (beta = 0), so no
+        // value is left uninitialised whatever sgemm does (it writes nothing when k = 0).
+        let mut out: Vec<f32> = if self.epilogue == Epilogue::Bias {
+            let mut out = Vec::with_capacity(len);
             for _ in 0..m {
                 out.extend_from_slice(b);
             }
+            out
+        } else {
+            vec![0.0; len]
+        };
+        let beta = if self.epilogue == Epilogue::Bias {
             1.0
         } else {
-            0.0 // sgemm writes the output without reading it
+            0.0
         };
-        if m > 0 && n > 0 {
-            // SAFETY: the slices hold m*k, n*k and m*n f32 values in row-major order.
+        if m > 0 && n > 0 && k > 0 {
+            // SAFETY: x holds m*k, w n*k and out m*n initialised f32 values, row-major, as
+            // checked above; all dimensions fit in i32 and are at least 1, so the leading
+            // dimensions k, k and n are valid; sgemm reads x and w and writes only out.
             unsafe {
                 cblas_sgemm(
                     ROW_MAJOR,
                     NO_TRANS,
                     TRANS,
-                    m as i32,
-                    n as i32,
-                    k as i32,
+                    mi,
+                    ni,
+                    ki,
                     1.0,
                     x.as_ptr(),
-                    k as i32,
+                    ki,
                     w.as_ptr(),
-                    k as i32,
+                    ki,
                     beta,
                     out.as_mut_ptr(),
-                    n as i32,
+                    ni,
                 );
-                // SAFETY: sgemm has written all m*n values.
-                out.set_len(m * n);
             }
         }
         if self.epilogue == Epilogue::BiasGelu {

@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
+/// The largest size a config field may give (vocabulary, hidden size, layers, …).
+const MAX_SIZE: usize = 1 << 24;
+/// The largest weight matrix (elements) a config may imply.
+const MAX_TENSOR: usize = 1 << 34;
+
 /// The encoder families this crate can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Family {
@@ -91,6 +96,12 @@ impl Fields<'_> {
             Ok(default)
         }
     }
+    fn u32_or(&self, name: &str, default: u32) -> Result<u32> {
+        let v = self.usize_or(name, default as usize)?;
+        u32::try_from(v).map_err(|_| {
+            anyhow::anyhow!("{}: field `{name}` = {v} is too large", self.file.display())
+        })
+    }
     fn f64_or(&self, name: &str, default: f64) -> Result<f64> {
         match self.get(name) {
             None => Ok(default),
@@ -144,7 +155,7 @@ impl Config {
                 max_position_embeddings: f.usize("max_position_embeddings")?,
                 type_vocab_size: 0,
                 layer_norm_eps: 1e-12,
-                pad_token_id: f.usize_or("pad_token_id", 0)? as u32,
+                pad_token_id: f.u32_or("pad_token_id", 0)?,
                 activation: Activation::parse(f.str_or("activation", "gelu")?, file, "activation")?,
             },
             Family::Bert | Family::Roberta => Config {
@@ -157,28 +168,96 @@ impl Config {
                 max_position_embeddings: f.usize("max_position_embeddings")?,
                 type_vocab_size: f.usize_or("type_vocab_size", 2)?,
                 layer_norm_eps: f.f64_or("layer_norm_eps", 1e-12)?,
-                pad_token_id: f.usize_or(
+                pad_token_id: f.u32_or(
                     "pad_token_id",
                     if family == Family::Roberta { 1 } else { 0 },
-                )? as u32,
+                )?,
                 activation: Activation::parse(f.str_or("hidden_act", "gelu")?, file, "hidden_act")?,
             },
         };
-        if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 {
-            bail!(
-                "{}: hidden size {} is not divisible by the number of attention heads {}",
-                file.display(),
-                cfg.hidden_size,
-                cfg.num_heads
-            );
-        }
-        if cfg.vocab_size == 0 || cfg.hidden_size == 0 || cfg.num_layers == 0 {
-            bail!(
-                "{}: vocab_size, hidden size and layer count must be positive",
-                file.display()
-            );
-        }
+        cfg.validate(file)?;
         Ok(cfg)
+    }
+
+    /// Refuses values no encoder can run with, naming the file and the field.
+    fn validate(&self, file: &Path) -> Result<()> {
+        let f = file.display();
+        let distil = self.family == Family::DistilBert;
+        let name = |bert: &'static str, distil_name: &'static str| {
+            if distil {
+                distil_name
+            } else {
+                bert
+            }
+        };
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            (name("hidden_size", "dim"), self.hidden_size),
+            (name("num_hidden_layers", "n_layers"), self.num_layers),
+            (name("num_attention_heads", "n_heads"), self.num_heads),
+            (
+                name("intermediate_size", "hidden_dim"),
+                self.intermediate_size,
+            ),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                bail!("{f}: field `{field}` is 0, expected a positive integer");
+            }
+            if v > MAX_SIZE {
+                bail!("{f}: field `{field}` = {v} is too large (at most {MAX_SIZE})");
+            }
+        }
+        if self.type_vocab_size > MAX_SIZE {
+            bail!(
+                "{f}: field `type_vocab_size` = {} is too large (at most {MAX_SIZE})",
+                self.type_vocab_size
+            );
+        }
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
+            bail!(
+                "{f}: hidden size {} (field `{}`) is not divisible by the number of attention heads {} (field `{}`)",
+                self.hidden_size,
+                name("hidden_size", "dim"),
+                self.num_heads,
+                name("num_attention_heads", "n_heads")
+            );
+        }
+        for (what, a, b) in [
+            (
+                "vocab_size x hidden size",
+                self.vocab_size,
+                self.hidden_size,
+            ),
+            (
+                "intermediate size x hidden size",
+                self.intermediate_size,
+                self.hidden_size,
+            ),
+            (
+                "max_position_embeddings x hidden size",
+                self.max_position_embeddings,
+                self.hidden_size,
+            ),
+        ] {
+            if a.checked_mul(b).is_none_or(|x| x > MAX_TENSOR) {
+                bail!("{f}: {what} = {a} x {b} is too large for one weight matrix");
+            }
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            bail!(
+                "{f}: field `layer_norm_eps` = {}, expected a positive finite number",
+                self.layer_norm_eps
+            );
+        }
+        if self.pad_token_id as usize >= self.vocab_size {
+            bail!(
+                "{f}: field `pad_token_id` = {} is not below vocab_size {}",
+                self.pad_token_id,
+                self.vocab_size
+            );
+        }
+        Ok(())
     }
 
     /// Number of positions a sequence may use (RoBERTa reserves `pad_token_id + 1` of them).

@@ -39,10 +39,17 @@ fn cores() -> usize {
 }
 
 /// Defines `fn $name(args)` that runs `$body(args)` compiled for AVX-512, for AVX2 or for the
-/// baseline, whichever this CPU has (`$body` should be `#[inline(always)]`).
+/// baseline, whichever this CPU has (`$body` should be `#[inline(always)]`), and
+/// `fn $on(simd, args)` that runs the variant `simd` (the baseline where the CPU lacks it;
+/// see [`supported`]), for tests of each variant.
 macro_rules! simd_dispatch {
-    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:path) => {
+    ($vis:vis fn $name:ident / $on:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:path) => {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $on(simd(), $($arg),*)
+        }
+
+        $vis fn $on(variant: Simd, $($arg: $ty),*) $(-> $ret)? {
+            let _ = variant;
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -53,11 +60,15 @@ macro_rules! simd_dispatch {
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
-                match simd() {
-                    // SAFETY: the CPU has these instruction sets (checked at run time).
-                    Simd::Avx512 => return unsafe { avx512($($arg),*) },
-                    Simd::Avx2 => return unsafe { avx2($($arg),*) },
-                    Simd::None => {}
+                if supported(variant) {
+                    match variant {
+                        // SAFETY: `supported` checked at run time that this CPU has AVX-512F,
+                        // AVX2 and FMA, the features this function is compiled for.
+                        Simd::Avx512 => return unsafe { avx512($($arg),*) },
+                        // SAFETY: `supported` checked at run time that this CPU has AVX2 and FMA.
+                        Simd::Avx2 => return unsafe { avx2($($arg),*) },
+                        Simd::None => {}
+                    }
                 }
             }
             $body($($arg),*)
@@ -112,7 +123,7 @@ fn gelu_body(v: &mut [f32], bias: &[f32]) {
     }
 }
 
-simd_dispatch!(fn gelu_slice(v: &mut [f32], bias: &[f32]) => gelu_body);
+simd_dispatch!(fn gelu_slice / gelu_slice_on(v: &mut [f32], bias: &[f32]) => gelu_body);
 
 /// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
 /// and runs `f` on each run with the index of its first row.
@@ -172,7 +183,7 @@ fn add_ln_body(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) {
     }
 }
 
-simd_dispatch!(fn add_ln(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) => add_ln_body);
+simd_dispatch!(fn add_ln / add_ln_on(x: &mut [f32], residual: &[f32], p: &[f32], eps: f32) => add_ln_body);
 
 /// The residual connection and LayerNorm after a dense layer whose product `x · wᵀ` was
 /// computed without its bias: `LayerNorm(product + bias + residual)`, one pass over the rows.
@@ -215,28 +226,40 @@ impl candle_core::InplaceOp3 for AddLayerNorm {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy, PartialEq)]
-enum Simd {
+/// The vector instruction sets the kernels are compiled for (x86-64; elsewhere only `None`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum Simd {
     Avx512,
     Avx2,
     None,
 }
 
+/// Whether this CPU can run the kernels compiled for `s`.
+pub(crate) fn supported(s: Simd) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        match s {
+            Simd::Avx512 => avx2 && is_x86_feature_detected!("avx512f"),
+            Simd::Avx2 => avx2,
+            Simd::None => true,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        s == Simd::None
+    }
+}
+
 /// The widest vector instruction set of this CPU that the kernels are compiled for.
-#[cfg(target_arch = "x86_64")]
 fn simd() -> Simd {
     use std::sync::OnceLock;
     static HAS: OnceLock<Simd> = OnceLock::new();
     *HAS.get_or_init(|| {
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-        if avx2 && is_x86_feature_detected!("avx512f") {
-            Simd::Avx512
-        } else if avx2 {
-            Simd::Avx2
-        } else {
-            Simd::None
-        }
+        [Simd::Avx512, Simd::Avx2, Simd::None]
+            .into_iter()
+            .find(|&s| supported(s))
+            .unwrap_or(Simd::None)
     })
 }
 
@@ -316,7 +339,7 @@ pub struct Attention {
     pub v_offset: usize,
 }
 
-simd_dispatch!(fn attend(
+simd_dispatch!(fn attend / attend_on(
     op: &Attention,
     q: &[f32],
     q_stride: usize,
@@ -588,6 +611,160 @@ mod tests {
             .zip(b)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max)
+    }
+
+    const VARIANTS: [Simd; 3] = [Simd::Avx512, Simd::Avx2, Simd::None];
+
+    /// Runs `f` for each instruction-set variant this CPU has; says which it skips.
+    fn each_variant(mut f: impl FnMut(Simd)) {
+        for s in VARIANTS {
+            if supported(s) {
+                f(s);
+            } else {
+                eprintln!("skipped the {s:?} kernels: this CPU does not have them");
+            }
+        }
+    }
+
+    /// A deterministic pseudo-random sequence in [-1, 1).
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gelu_kernel_of_each_instruction_set_matches_candle() {
+        let bias = noise(7, 1);
+        let xs: Vec<f32> = noise(7 * 300, 2).iter().map(|x| x * 6.0).collect();
+        let shifted: Vec<f32> = xs
+            .chunks(7)
+            .flat_map(|r| r.iter().zip(&bias).map(|(x, b)| x + b).collect::<Vec<_>>())
+            .collect();
+        let t = Tensor::new(shifted.as_slice(), &candle_core::Device::Cpu).unwrap();
+        let want: Vec<f32> = t.gelu_erf().unwrap().to_vec1().unwrap();
+        each_variant(|s| {
+            let mut got = xs.clone();
+            gelu_slice_on(s, &mut got, &bias);
+            let worst = max_abs_diff(&got, &want);
+            assert!(worst < 2e-6, "{s:?}: max |diff| {worst}");
+        });
+    }
+
+    #[test]
+    fn add_layer_norm_kernel_of_each_instruction_set_matches_plain() {
+        let (m, n) = (5, 37);
+        let x = noise(m * n, 3);
+        let r = noise(m * n, 4);
+        let p = noise(3 * n, 5);
+        let eps = 1e-5f64;
+        let mut want = vec![0f32; m * n];
+        for row in 0..m {
+            let v: Vec<f64> = (0..n)
+                .map(|j| (x[row * n + j] + r[row * n + j] + p[j]) as f64)
+                .collect();
+            let mean = v.iter().sum::<f64>() / n as f64;
+            let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n as f64;
+            for j in 0..n {
+                want[row * n + j] = ((v[j] - mean) / (var + eps).sqrt() * p[n + j] as f64
+                    + p[2 * n + j] as f64) as f32;
+            }
+        }
+        each_variant(|s| {
+            let mut got = x.clone();
+            add_ln_on(s, &mut got, &r, &p, eps as f32);
+            let worst = max_abs_diff(&got, &want);
+            assert!(worst < 1e-4, "{s:?}: max |diff| {worst}");
+        });
+    }
+
+    /// Attention computed plainly in f64: softmax(q·kᵀ/√d)·v per head.
+    fn plain_attention(op: &Attention, q: &[f32], qs: usize, kv: &[f32], kvs: usize) -> Vec<f32> {
+        let (nh, d) = (op.heads, op.head_dim);
+        let mut out = vec![0f32; op.queries.len() * nh * d];
+        for (n, &(b, qi, _)) in op.queries.iter().enumerate() {
+            for head in 0..nh {
+                let qv = &q[qi * qs + op.q_offset + head * d..][..d];
+                let scores: Vec<f64> = (0..op.lens[b])
+                    .map(|j| {
+                        let k = &kv[(op.starts[b] + j) * kvs + op.k_offset + head * d..][..d];
+                        qv.iter()
+                            .zip(k)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for t in 0..d {
+                    let v: f64 = (0..op.lens[b])
+                        .map(|j| {
+                            e[j] * kv[(op.starts[b] + j) * kvs + op.v_offset + head * d + t] as f64
+                        })
+                        .sum();
+                    out[n * nh * d + head * d + t] = (v / z) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_kernel_of_each_instruction_set_matches_plain() {
+        // Head size 64 takes the tiled path, 24 the generic one; lengths not multiples of 16.
+        for head_dim in [64, 24] {
+            let heads = 2;
+            let h = heads * head_dim;
+            let lens = vec![5, 19, 1, 33];
+            let starts: Vec<usize> = lens
+                .iter()
+                .scan(0, |at, &l| {
+                    let s = *at;
+                    *at += l;
+                    Some(s)
+                })
+                .collect();
+            let rows: usize = lens.iter().sum();
+            // One fused projection [rows, 3h]: queries, keys, values side by side.
+            let qkv: Vec<f32> = noise(rows * 3 * h, head_dim as u64)
+                .iter()
+                .map(|x| x * 2.0)
+                .collect();
+            let mut queries = Vec::new();
+            for (b, &l) in lens.iter().enumerate() {
+                for i in (0..l).step_by(3) {
+                    queries.push((b, starts[b] + i, queries.len()));
+                }
+            }
+            let op = Attention {
+                heads,
+                head_dim,
+                starts,
+                lens,
+                out_rows: queries.len(),
+                queries,
+                q_offset: 0,
+                k_offset: h,
+                v_offset: 2 * h,
+            };
+            let want = plain_attention(&op, &qkv, 3 * h, &qkv, 3 * h);
+            each_variant(|s| {
+                let got = attend_on(s, &op, &qkv, 3 * h, &qkv, 3 * h, &op.queries);
+                let worst = max_abs_diff(&got, &want);
+                assert!(
+                    worst < 1e-5,
+                    "{s:?}, head size {head_dim}: max |diff| {worst}"
+                );
+            });
+        }
     }
 
     #[test]

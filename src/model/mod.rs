@@ -3,8 +3,10 @@
 
 #[cfg(pelt_blas)]
 mod blas;
+mod bundled;
 mod config;
 mod encoder;
+pub mod hub;
 mod kernels;
 mod tokenizer;
 mod weights;
@@ -29,9 +31,25 @@ pub fn cpu_matmul() -> &'static str {
     }
 }
 
-/// Directory of the model bundled with the project (SPLADE-tiny-msmarco, a BERT MLM).
+pub use bundled::{
+    bundled_model_path, data_dir, demo_project_path, embedded_files, write_files, Files,
+};
+
+/// Directory of the model bundled with the project (SPLADE-tiny-msmarco, a BERT MLM): see
+/// [`bundled_model_path`], which says why when there is none.
 pub fn bundled_model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/splade-tiny-msmarco")
+    bundled_model_path().unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/splade-tiny-msmarco")
+    })
+}
+
+/// A model given as a folder or a cached Hugging Face id (`ORG/NAME[@REV]`); `None` is the
+/// bundled model.
+pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
+    match spec {
+        None => bundled_model_path(),
+        Some(s) => hub::resolve(s),
+    }
 }
 
 /// Where the model runs. `Auto` takes an accelerator when this build and machine have one.
@@ -173,6 +191,27 @@ impl Model {
         }
         let s = sha256_file(&self.weights_path)?;
         Ok(self.sha256.get_or_init(|| s).clone())
+    }
+
+    /// The files of the model directory this crate reads (weights, config, tokenizer), for
+    /// refusing outputs that would overwrite them.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.weights_path.clone()];
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.txt",
+            "vocab.json",
+            "merges.txt",
+        ] {
+            let p = self.dir.join(f);
+            if p.exists() {
+                files.push(p);
+            }
+        }
+        files
     }
 
     /// A short name for the model (its directory name).

@@ -47,6 +47,7 @@ pub fn synthetic_table(n: usize, h: usize, seed: u64) -> Table {
                 start: 11,
                 end: 11 + name.len() as u32,
                 text,
+                linked: true,
             });
         }
         for _ in 0..h {
@@ -72,11 +73,14 @@ pub fn synthetic_table(n: usize, h: usize, seed: u64) -> Table {
             corpus_sha256: "0".repeat(64),
             shard: "all".into(),
             case_sensitive: false,
+            mentions: "links".into(),
+            window: 512,
         },
         entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
         entity_names: names,
         entity_aliases: vec![vec![]; n],
         sums,
+        exact_sums: None,
         found: counts.iter().map(|&c| c as u64 * 2).collect(),
         counts,
         norm: 7.0,

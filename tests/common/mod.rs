@@ -50,3 +50,76 @@ pub fn copy_dir(src: &std::path::Path) -> tempfile::TempDir {
     }
     dir
 }
+
+/// A fake cache: `models--org--tiny` (tiny-bert, refs/main → abc, refs/v1 → def) and a
+/// non-MLM `models--org--encoder`, plus broken entries.
+pub fn fake_cache() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("hub");
+    let repo = root.join("models--org--tiny");
+    for (rev, hash) in [("main", "abc"), ("v1", "def")] {
+        let snap = repo.join("snapshots").join(hash);
+        std::fs::create_dir_all(&snap).unwrap();
+        for e in std::fs::read_dir(fixture("models/tiny-bert")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), snap.join(e.file_name())).unwrap();
+        }
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs").join(rev), format!("{hash}\n")).unwrap();
+    }
+    // An encoder without an MLM head: listed, greyed out with the reason.
+    let enc = root.join("models--org--encoder/snapshots/111");
+    std::fs::create_dir_all(&enc).unwrap();
+    let cfg = std::fs::read_to_string(fixture("models/tiny-bert/config.json")).unwrap();
+    let cfg = cfg.replace("BertForMaskedLM", "BertModel");
+    std::fs::write(enc.join("config.json"), cfg).unwrap();
+    std::fs::create_dir_all(root.join("models--org--encoder/refs")).unwrap();
+    std::fs::write(root.join("models--org--encoder/refs/main"), "111").unwrap();
+    // refs/main points to a snapshot that is gone.
+    let broken = root.join("models--org--broken");
+    std::fs::create_dir_all(broken.join("refs")).unwrap();
+    std::fs::create_dir_all(broken.join("snapshots")).unwrap();
+    std::fs::write(broken.join("refs/main"), "gone").unwrap();
+    (d, root)
+}
+
+/// Runs the `pelt` binary: (success, stdout, stderr).
+pub fn pelt(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pelt"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Builds a table without checkpoints; a cancelled build is an error.
+pub fn build_from(
+    model: &pelt::model::Model,
+    corpus: &[PathBuf],
+    entities: &std::path::Path,
+    opts: &pelt::build::BuildOptions,
+) -> anyhow::Result<(pelt::table::Table, pelt::build::BuildReport)> {
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let corpus = pelt::corpus::Corpus::open(corpus)?;
+    let entities = pelt::entities::load_entities(entities)?;
+    let out = pelt::build::build_table(
+        pelt::build::BuildInput {
+            model,
+            corpus: &corpus,
+            entities: &entities,
+            options: opts,
+            checkpoint: None,
+            resume: false,
+            cancel: &cancel,
+        },
+        &mut |_| {},
+    )?;
+    match out {
+        pelt::build::BuildOutcome::Finished(t, r) => Ok((*t, r)),
+        pelt::build::BuildOutcome::Cancelled { .. } => anyhow::bail!("cancelled"),
+    }
+}
