@@ -80,42 +80,43 @@ pub fn vocab_neighbours_of(
         .collect())
 }
 
-/// The table's entity directions as one `[N, H]` matrix of unit rows (with the mean direction
-/// of the found entities removed first when `center`; zero rows for entities never found),
-/// built once per table, so that each neighbour query is a single matrix-vector product.
+/// The found entities' directions as one `[F, H]` matrix of unit rows (with the mean direction
+/// of the found entities removed first when `center`), built once per table, so that each
+/// neighbour query is a single matrix-vector product. Entities never found have no row.
 pub struct NeighbourIndex {
     h: usize,
     center: bool,
     dirs: Tensor,
-    found: Vec<bool>,
+    /// The entity of each row of `dirs`, and the row of each entity (if found).
+    entities: Vec<usize>,
+    row_of: Vec<Option<usize>>,
 }
 
 impl NeighbourIndex {
     pub fn new(table: &Table, center: bool) -> Result<NeighbourIndex> {
-        let (n, h) = (table.len(), table.hidden());
-        let found: Vec<bool> = table.counts.iter().map(|&c| c > 0).collect();
-        let mut dirs = vec![0f32; n * h];
-        for (i, row) in dirs.chunks_exact_mut(h).enumerate() {
+        let h = table.hidden();
+        let entities: Vec<usize> = (0..table.len())
+            .filter(|&i| table.counts[i] > 0 && norm(table.sum(i)) > 0.0)
+            .collect();
+        let mut row_of = vec![None; table.len()];
+        let mut dirs = vec![0f32; entities.len() * h];
+        for (r, (row, &i)) in dirs.chunks_exact_mut(h).zip(&entities).enumerate() {
+            row_of[i] = Some(r);
             let s = table.sum(i);
             let len = norm(s);
-            if found[i] && len > 0.0 {
-                for (d, &x) in row.iter_mut().zip(s) {
-                    *d = (x as f64 / len) as f32;
-                }
+            for (d, &x) in row.iter_mut().zip(s) {
+                *d = (x as f64 / len) as f32;
             }
         }
         if center {
             let mut mean = vec![0f64; h];
-            let nf = found.iter().filter(|&&f| f).count().max(1) as f64;
+            let nf = entities.len().max(1) as f64;
             for row in dirs.chunks_exact(h) {
                 for (m, &d) in mean.iter_mut().zip(row) {
                     *m += d as f64 / nf;
                 }
             }
-            for (i, row) in dirs.chunks_exact_mut(h).enumerate() {
-                if !found[i] {
-                    continue;
-                }
+            for row in dirs.chunks_exact_mut(h) {
                 for (d, m) in row.iter_mut().zip(&mean) {
                     *d = (*d as f64 - m) as f32;
                 }
@@ -130,8 +131,9 @@ impl NeighbourIndex {
         Ok(NeighbourIndex {
             h,
             center,
-            dirs: Tensor::from_vec(dirs, (n, h), &Device::Cpu)?,
-            found,
+            dirs: Tensor::from_vec(dirs, (entities.len(), h), &Device::Cpu)?,
+            entities,
+            row_of,
         })
     }
 
@@ -142,28 +144,29 @@ impl NeighbourIndex {
 
     /// Entity `i`'s unit direction (zeros for an entity never found).
     pub fn direction(&self, i: usize) -> Vec<f32> {
-        self.dirs
+        self.row_of
             .get(i)
-            .and_then(|r| r.to_vec1())
-            .unwrap_or_else(|_| vec![0.0; self.h])
+            .copied()
+            .flatten()
+            .and_then(|r| self.dirs.get(r).and_then(|r| r.to_vec1()).ok())
+            .unwrap_or_else(|| vec![0.0; self.h])
     }
 
     /// The `k` entities most similar to entity `i` by cosine of their directions, excluding
     /// `i` itself and entities never found; most similar first.
     pub fn entity_neighbours(&self, i: usize, k: usize) -> Result<Vec<(usize, f32)>> {
+        if self.entities.is_empty() {
+            return Ok(vec![]);
+        }
         let q = Tensor::from_vec(self.direction(i), (self.h, 1), &Device::Cpu)?;
         let mut scores: Vec<f32> = self.dirs.matmul(&q)?.flatten_all()?.to_vec1()?;
-        let mut eligible = 0;
-        for (j, s) in scores.iter_mut().enumerate() {
-            if j == i || !self.found[j] {
-                *s = f32::NEG_INFINITY;
-            } else {
-                eligible += 1;
-            }
+        if let Some(r) = self.row_of.get(i).copied().flatten() {
+            scores[r] = f32::NEG_INFINITY;
         }
+        let eligible = scores.iter().filter(|s| s.is_finite()).count();
         Ok(top_k(&scores, k.min(eligible))
             .into_iter()
-            .map(|j| (j, scores[j]))
+            .map(|r| (self.entities[r], scores[r]))
             .collect())
     }
 }
