@@ -190,9 +190,8 @@ fn relative_to(p: &Path, base: &Path) -> PathBuf {
 /// The bundled demo project: the checkout's, else the copy the binary carries (unpacked into
 /// the user's data folder).
 pub fn bundled_demo() -> PathBuf {
-    crate::model::demo_project_path().unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron")
-    })
+    crate::model::demo_project_path()
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron"))
 }
 
 #[cfg(test)]

@@ -281,8 +281,9 @@ impl Worker {
                         });
                         wake();
                     };
-                    let r =
-                        std::panic::catch_unwind(AssertUnwindSafe(|| engine.run(job.task, &send)));
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        engine.run(job.task, &send)
+                    }));
                     let last = match r {
                         Ok(Ok(reply)) => reply,
                         Ok(Err(e)) => Reply::Failed {
@@ -417,11 +418,7 @@ impl Engine {
 
     /// What is kept for `table` (a new cache when it is another table than last time).
     fn cache(&mut self, table: &Arc<Table>) -> &mut TableCache {
-        if !self
-            .cache
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(&c.table, table))
-        {
+        if !self.cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.table, table)) {
             self.cache = None; // drop the old table's index before building the new one
         }
         self.cache.get_or_insert_with(|| TableCache {
@@ -553,7 +550,8 @@ impl Engine {
                 };
                 let index = cache.index.as_ref().context("no neighbour index")?;
                 let entities = index.entity_neighbours(entity, k)?;
-                let vocab = analysis::vocab_neighbours_of(model, &table, index, entity, k, norm)?;
+                let vocab =
+                    analysis::vocab_neighbours_of(model, &table, index, entity, k, norm)?;
                 Reply::Neighbours(NeighbourResult {
                     entity,
                     entities,
@@ -704,6 +702,5 @@ pub fn preview(
 }
 
 fn logits(out: &crate::model::EncoderOutput, row: usize) -> Result<&[f32]> {
-    out.logits_row(row)
-        .context("the encoder returned no logits")
+    out.logits_row(row).context("the encoder returned no logits")
 }

@@ -338,12 +338,7 @@ fn build_section(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     });
     if running {
         progress(app, ui);
-    } else if let Some(super::session::Cancelled {
-        done,
-        total,
-        checkpoint: ckpt,
-    }) = &app.build.cancelled
-    {
+    } else if let Some(super::session::Cancelled { done, total, checkpoint: ckpt }) = &app.build.cancelled {
         if *total > 0 {
             ui.add(
                 egui::ProgressBar::new(*done as f32 / *total as f32)

@@ -53,8 +53,7 @@ fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bo
         }
         let errors: Vec<String> = h
             .state()
-            .session
-            .errors
+            .session.errors
             .iter()
             .map(|e| format!("{}: {}", e.job, e.message))
             .collect();
@@ -95,8 +94,7 @@ fn select_entity(h: &mut Harness<'static, App>, name: &str) {
     h.run_ok();
     let sel = h
         .state()
-        .session
-        .selected
+        .session.selected
         .map(|i| h.state().session.entity_name(i).to_string());
     assert_eq!(sel.as_deref(), Some(name));
 }
@@ -132,13 +130,7 @@ fn startup_without_table_lists_entities_and_offers_build() {
     h.run_ok();
     assert_eq!(h.state().session.state.sort, SortKey::Name);
     assert!(h.state().session.state.ascending);
-    let rows = entities::visible_rows(
-        &h.state().session,
-        "",
-        entities::Show::All,
-        SortKey::Name,
-        true,
-    );
+    let rows = entities::visible_rows(&h.state().session, "", entities::Show::All, SortKey::Name, true);
     let names: Vec<String> = rows
         .iter()
         .map(|&i| h.state().session.entity_name(i).to_lowercase())
@@ -183,8 +175,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.run_ok();
     assert!(h.state().session.build.running);
     wait_for(&mut h, "encoding progress", |a| {
-        a.session
-            .build
+        a.session.build
             .progress
             .as_ref()
             .is_some_and(|p| p.phase == Phase::Encoding && p.done > 0)
@@ -196,14 +187,9 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.get_by_label("Cancel").click();
     h.run_ok();
     wait_for(&mut h, "the cancelled build", |a| !a.session.build.running);
-    let session::Cancelled {
-        done,
-        total,
-        checkpoint: ckpt,
-    } = h
+    let session::Cancelled { done, total, checkpoint: ckpt } = h
         .state()
-        .session
-        .build
+        .session.build
         .cancelled
         .clone()
         .expect("the build was cancelled");
@@ -227,13 +213,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         table_path.is_file(),
         "the build saved its table to the project's table path"
     );
-    let report = h
-        .state()
-        .session
-        .build
-        .report
-        .clone()
-        .expect("a build report");
+    let report = h.state().session.build.report.clone().expect("a build report");
     assert!(
         report.resumed_from > 0,
         "the build resumed from the checkpoint"
@@ -269,10 +249,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         "each context is shown masked"
     );
     wait_for(&mut h, "the inspection", |a| {
-        a.session
-            .inspection
-            .as_ref()
-            .is_some_and(|i| i.entity == p53)
+        a.session.inspection.as_ref().is_some_and(|i| i.entity == p53)
     });
     let ins = h.state().session.inspection.clone().unwrap();
     assert_eq!(ins.insights.len(), n);
@@ -310,10 +287,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Neighbours: entities by cosine and vocabulary tokens; clicking one selects it.
     click_tab(&mut h, "Neighbours");
     wait_for(&mut h, "the neighbours", |a| {
-        a.session
-            .neighbours
-            .as_ref()
-            .is_some_and(|n| n.entity == p53)
+        a.session.neighbours.as_ref().is_some_and(|n| n.entity == p53)
     });
     let nb = h.state().session.neighbours.clone().unwrap();
     assert_eq!(nb.entities.len(), 15);
@@ -339,11 +313,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     assert!(!h.state().session.state.center);
     let other = nb.entities[0].0;
     wait_for(&mut h, "uncentred neighbours", |a| {
-        !a.session.pending(Purpose::Neighbours)
-            && a.session
-                .neighbours
-                .as_ref()
-                .is_some_and(|n| n.entity == other)
+        !a.session.pending(Purpose::Neighbours) && a.session.neighbours.as_ref().is_some_and(|n| n.entity == other)
     });
     h.state_mut().apply(Command::Select(p53));
 
@@ -353,19 +323,13 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         .set_value_accesskit(3.5);
     h.run_ok();
     assert_eq!(h.state().session.norm(), 3.5);
-    assert!(
-        h.state().session.project_dirty,
-        "the norm is a project setting"
-    );
+    assert!(h.state().session.project_dirty, "the norm is a project setting");
     h.get_by_role_and_label(Role::Slider, "norm B")
         .set_value_accesskit(9.0);
     h.run_ok();
     assert_eq!(h.state().session.state.norm_b, 9.0);
     wait_for(&mut h, "the A/B comparison", |a| {
-        a.session
-            .norm_compare
-            .as_ref()
-            .is_some_and(|p| p.norm_b == 9.0)
+        a.session.norm_compare.as_ref().is_some_and(|p| p.norm_b == 9.0)
     });
     let cmp = h.state().session.norm_compare.clone().unwrap();
     assert_eq!(cmp.text, PROBE);
@@ -374,19 +338,9 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     assert!(has_label_containing(&h, "with vectors, norm B = 9"));
     assert!(has_label_containing(&h, "without entity vectors"));
     wait_for(&mut h, "the loss curve", |a| {
-        a.session
-            .inspection
-            .as_ref()
-            .is_some_and(|i| i.entity == p53)
+        a.session.inspection.as_ref().is_some_and(|i| i.entity == p53)
     });
-    let curve = h
-        .state()
-        .session
-        .inspection
-        .as_ref()
-        .unwrap()
-        .loss_curve
-        .clone();
+    let curve = h.state().session.inspection.as_ref().unwrap().loss_curve.clone();
     assert_eq!(curve.len(), norm::loss_norms().len());
     assert!(curve.iter().all(|(_, l)| l.is_finite() && *l >= 0.0));
     assert!(has_label_containing(&h, "MLM loss against the norm: p53"));
@@ -415,30 +369,19 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         has_label_containing(&h, "[[p53]]"),
         "the token list shows the plugged position"
     );
-    let mention = p
-        .mentions
-        .iter()
-        .find(|m| m.entity == p53)
-        .copied()
-        .unwrap();
+    let mention = p.mentions.iter().find(|m| m.entity == p53).copied().unwrap();
     h.get_by_label("p53  (entity p53)").click();
     h.run_ok();
-    assert_eq!(
-        h.state().session.preview_disabled,
-        vec![(mention.start, mention.end)]
-    );
+    assert_eq!(h.state().session.preview_disabled, vec![(mention.start, mention.end)]);
     wait_for(&mut h, "the preview without p53", |a| {
-        a.session
-            .preview
+        a.session.preview
             .as_ref()
             .is_some_and(|p| p.text == text && !p.rewritten.contains("[[p53]]"))
     });
 
     // Map: the PCA of every found entity; the selected one is labelled.
     click_tab(&mut h, "Map");
-    wait_for(&mut h, "the PCA", |a| {
-        matches!(a.session.pca, Pca::Ready(_))
-    });
+    wait_for(&mut h, "the PCA", |a| matches!(a.session.pca, Pca::Ready(_)));
     if let Pca::Ready(points) = &h.state().session.pca {
         assert_eq!(
             points.len(),
@@ -451,10 +394,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let out = dir.path().join("export/p53-norm.safetensors");
     h.state_mut().apply(Command::SaveTable(out.clone()));
     wait_for(&mut h, "the saved table", |a| {
-        a.session
-            .status
-            .as_deref()
-            .is_some_and(|s| s.starts_with("Saved"))
+        a.session.status.as_deref().is_some_and(|s| s.starts_with("Saved"))
     });
     let saved = Table::load(&out).expect("the exported table loads");
     assert_eq!(saved.norm, 3.5);
@@ -478,9 +418,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let bogus = dir.path().join("broken.safetensors");
     std::fs::write(&bogus, b"not a table").unwrap();
     h.state_mut().apply(Command::OpenTable(bogus));
-    wait_for(&mut h, "the open-table error", |a| {
-        !a.session.errors.is_empty()
-    });
+    wait_for(&mut h, "the open-table error", |a| !a.session.errors.is_empty());
     assert!(has_label_containing(&h, "not a usable PELT table"));
     assert_eq!(
         h.state().session.table.as_ref().map(|t| t.len()),
@@ -491,17 +429,9 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Start-up again: the project now has a table, which is opened at once.
     drop(h);
     let mut h = harness_for(&project);
-    wait_for(&mut h, "the table at start-up", |a| {
-        a.session.table.is_some()
-    });
-    assert_eq!(
-        h.state().session.table_path.as_deref(),
-        Some(table_path.as_path())
-    );
-    assert_eq!(
-        h.state().session.table.as_ref().unwrap().counts,
-        table.counts
-    );
+    wait_for(&mut h, "the table at start-up", |a| a.session.table.is_some());
+    assert_eq!(h.state().session.table_path.as_deref(), Some(table_path.as_path()));
+    assert_eq!(h.state().session.table.as_ref().unwrap().counts, table.counts);
 }
 
 #[test]
@@ -531,10 +461,7 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
         .expect("a Dismiss button")
         .click();
     h.run_ok();
-    assert!(
-        h.state().session.errors.is_empty(),
-        "the error was dismissed"
-    );
+    assert!(h.state().session.errors.is_empty(), "the error was dismissed");
     assert!(!has_label_containing(&h, "build failed"));
 
     // Still usable: entities can be selected, tabs switched, files dropped.
@@ -698,10 +625,7 @@ fn switching_projects_mid_build_and_mid_load_keeps_old_results_out() {
     h.run_ok();
     let s = &h.state().session;
     assert_eq!(s.project.name, "PubMed demo");
-    assert!(
-        s.table.is_none(),
-        "the second project's table did not land in the first"
-    );
+    assert!(s.table.is_none(), "the second project's table did not land in the first");
     assert!(s.build.checkpoint, "the first project can resume its build");
     assert!(s.errors.is_empty(), "{:?}", s.errors);
 }
