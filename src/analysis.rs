@@ -52,16 +52,15 @@ pub fn fill_mask(model: &Model, text: &str, k: usize) -> Result<Vec<Predictions>
         .collect()
 }
 
-/// The `k` vocabulary tokens nearest to entity `entity`'s vector at `norm` (with the mean
-/// entity direction removed when `center`), by dot product with the input embeddings; checks
-/// that `model` is the table's.
+/// The `k` vocabulary tokens nearest to entity `entity`'s direction in `index` (centred if the
+/// index is) scaled to `norm`, by dot product with the input embeddings; checks that `model`
+/// is the table's.
 pub fn vocab_neighbours_of(
     model: &Model,
     table: &Table,
     index: &NeighbourIndex,
     entity: usize,
     k: usize,
-    center: bool,
     norm: f32,
 ) -> Result<Vec<(String, f32)>> {
     check_fits(table, model)?;
@@ -74,114 +73,100 @@ pub fn vocab_neighbours_of(
             emb[i]
         );
     }
-    let query = crate::table::scale_to_norm(&index.direction(entity, center), norm);
+    let query = crate::table::scale_to_norm(&index.direction(entity), norm);
     Ok(vocab_neighbours(&emb, table.hidden(), &query, k)
         .into_iter()
         .map(|(t, s)| (model.tokenizer.display_token(t), s))
         .collect())
 }
 
-/// The table's unit-length entity directions as one `[N, H]` matrix, built once per table, so
-/// that each entity-neighbour query is a single matrix-vector product.
+/// The found entities' directions as one `[F, H]` matrix of unit rows (with the mean direction
+/// of the found entities removed first when `center`), built once per table, so that each
+/// neighbour query is a single matrix-vector product. Entities never found have no row.
 pub struct NeighbourIndex {
     h: usize,
-    /// `[N, H]` unit rows (zero rows for entities never found).
-    unit: Tensor,
-    found: Vec<bool>,
-    /// Mean of the found entities' unit rows.
-    mean: Vec<f32>,
-    /// `unit[j] · mean` per row.
-    unit_dot_mean: Vec<f32>,
-    mean_sq: f64,
+    center: bool,
+    dirs: Tensor,
+    /// The entity of each row of `dirs`, and the row of each entity (if found).
+    entities: Vec<usize>,
+    row_of: Vec<Option<usize>>,
 }
 
 impl NeighbourIndex {
-    pub fn new(table: &Table) -> Result<NeighbourIndex> {
-        let (n, h) = (table.len(), table.hidden());
-        let found: Vec<bool> = table.counts.iter().map(|&c| c > 0).collect();
-        let mut unit = vec![0f32; n * h];
-        let mut mean = vec![0f64; h];
-        for (i, row) in unit.chunks_exact_mut(h).enumerate() {
+    pub fn new(table: &Table, center: bool) -> Result<NeighbourIndex> {
+        let h = table.hidden();
+        let entities: Vec<usize> = (0..table.len())
+            .filter(|&i| table.counts[i] > 0 && norm(table.sum(i)) > 0.0)
+            .collect();
+        let mut row_of = vec![None; table.len()];
+        let mut dirs = vec![0f32; entities.len() * h];
+        for (r, (row, &i)) in dirs.chunks_exact_mut(h).zip(&entities).enumerate() {
+            row_of[i] = Some(r);
             let s = table.sum(i);
             let len = norm(s);
-            if len > 0.0 {
-                for ((u, &x), m) in row.iter_mut().zip(s).zip(mean.iter_mut()) {
-                    *u = (x as f64 / len) as f32;
-                    if found[i] {
-                        *m += *u as f64;
+            for (d, &x) in row.iter_mut().zip(s) {
+                *d = (x as f64 / len) as f32;
+            }
+        }
+        if center {
+            let mut mean = vec![0f64; h];
+            let nf = entities.len().max(1) as f64;
+            for row in dirs.chunks_exact(h) {
+                for (m, &d) in mean.iter_mut().zip(row) {
+                    *m += d as f64 / nf;
+                }
+            }
+            for row in dirs.chunks_exact_mut(h) {
+                for (d, m) in row.iter_mut().zip(&mean) {
+                    *d = (*d as f64 - m) as f32;
+                }
+                let len = norm(row);
+                if len > 0.0 {
+                    for d in row.iter_mut() {
+                        *d = (*d as f64 / len) as f32;
                     }
                 }
             }
         }
-        let nf = found.iter().filter(|&&f| f).count().max(1) as f64;
-        let mean: Vec<f32> = mean.iter().map(|m| (m / nf) as f32).collect();
-        let mean_sq = dot(&mean, &mean);
-        let unit = Tensor::from_vec(unit, (n, h), &Device::Cpu)?;
-        let mut index = NeighbourIndex {
+        Ok(NeighbourIndex {
             h,
-            unit,
-            found,
-            unit_dot_mean: vec![],
-            mean_sq,
-            mean,
-        };
-        index.unit_dot_mean = index.product(&index.mean.clone())?;
-        Ok(index)
+            center,
+            dirs: Tensor::from_vec(dirs, (entities.len(), h), &Device::Cpu)?,
+            entities,
+            row_of,
+        })
     }
 
-    /// `unit · q` for every row: one matrix-vector product.
-    fn product(&self, q: &[f32]) -> Result<Vec<f32>> {
-        let q = Tensor::from_slice(q, (self.h, 1), &Device::Cpu)?;
-        Ok(self.unit.matmul(&q)?.flatten_all()?.to_vec1()?)
+    /// Whether the mean direction was removed.
+    pub fn center(&self) -> bool {
+        self.center
     }
 
-    fn row(&self, i: usize) -> Result<Vec<f32>> {
-        Ok(self.unit.get(i)?.to_vec1()?)
+    /// Entity `i`'s unit direction (zeros for an entity never found).
+    pub fn direction(&self, i: usize) -> Vec<f32> {
+        self.row_of
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|r| self.dirs.get(r).and_then(|r| r.to_vec1()).ok())
+            .unwrap_or_else(|| vec![0.0; self.h])
     }
 
-    /// Entity `i`'s unit direction, minus the mean found direction when `center` (zeros for
-    /// an entity never found).
-    pub fn direction(&self, i: usize, center: bool) -> Vec<f32> {
-        let mut d = self.row(i).unwrap_or_else(|_| vec![0.0; self.h]);
-        if center && self.found.get(i).copied().unwrap_or(false) {
-            for (v, m) in d.iter_mut().zip(&self.mean) {
-                *v -= m;
-            }
+    /// The `k` entities most similar to entity `i` by cosine of their directions, excluding
+    /// `i` itself and entities never found; most similar first.
+    pub fn entity_neighbours(&self, i: usize, k: usize) -> Result<Vec<(usize, f32)>> {
+        if self.entities.is_empty() {
+            return Ok(vec![]);
         }
-        d
-    }
-
-    /// The `k` entities most similar to entity `i` by cosine of their directions (centred when
-    /// `center`), excluding `i` itself and entities never found; most similar first.
-    pub fn entity_neighbours(&self, i: usize, k: usize, center: bool) -> Result<Vec<(usize, f32)>> {
-        let q = self.direction(i, center);
-        let q_len = norm(&q);
-        let raw = self.product(&q)?;
-        let m_q = if center { dot(&self.mean, &q) } else { 0.0 };
-        let scores: Vec<f32> = raw
-            .iter()
-            .enumerate()
-            .map(|(j, &s)| {
-                if j == i || !self.found[j] || q_len == 0.0 {
-                    return f32::NEG_INFINITY;
-                }
-                let (num, len) = if center {
-                    let sq = 1.0 - 2.0 * self.unit_dot_mean[j] as f64 + self.mean_sq;
-                    (s as f64 - m_q, sq.max(0.0).sqrt())
-                } else {
-                    (s as f64, 1.0)
-                };
-                if len == 0.0 {
-                    0.0
-                } else {
-                    (num / (len * q_len)) as f32
-                }
-            })
-            .collect();
+        let q = Tensor::from_vec(self.direction(i), (self.h, 1), &Device::Cpu)?;
+        let mut scores: Vec<f32> = self.dirs.matmul(&q)?.flatten_all()?.to_vec1()?;
+        if let Some(r) = self.row_of.get(i).copied().flatten() {
+            scores[r] = f32::NEG_INFINITY;
+        }
         let eligible = scores.iter().filter(|s| s.is_finite()).count();
         Ok(top_k(&scores, k.min(eligible))
             .into_iter()
-            .map(|j| (j, scores[j]))
+            .map(|r| (self.entities[r], scores[r]))
             .collect())
     }
 }
@@ -205,8 +190,13 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 /// The `k` entities most similar to entity `i` by cosine (excluding itself and entities not
 /// found). Builds a [`NeighbourIndex`]; keep one for repeated queries.
-pub fn entity_neighbours(table: &Table, i: usize, k: usize, center: bool) -> Result<Vec<(usize, f32)>> {
-    NeighbourIndex::new(table)?.entity_neighbours(i, k, center)
+pub fn entity_neighbours(
+    table: &Table,
+    i: usize,
+    k: usize,
+    center: bool,
+) -> Result<Vec<(usize, f32)>> {
+    NeighbourIndex::new(table, center)?.entity_neighbours(i, k)
 }
 
 /// The `k` vocabulary tokens with the largest dot product between `vector` and their input
@@ -222,8 +212,11 @@ pub fn vocab_neighbours(word_emb: &[f32], h: usize, vector: &[f32], k: usize) ->
         .collect()
 }
 
+/// Rows the principal components of [`pca_2d`] are fitted on, at most.
+pub const PCA_FIT: usize = 20_000;
+
 /// Projects the unit-length entity vectors (found entities only) on their first two principal
-/// components. Returns `(entity row, [x, y])`. The covariance and the projection are matrix
+/// components (fitted on an even sample of [`PCA_FIT`] rows when there are more). Returns `(entity row, [x, y])`. The covariance and the projection are matrix
 /// products, so a table of 100,000 entities takes seconds, not minutes.
 pub fn pca_2d(table: &Table) -> Result<Vec<(usize, [f64; 2])>> {
     let rows: Vec<usize> = (0..table.len()).filter(|&i| table.counts[i] > 0).collect();
@@ -247,11 +240,20 @@ pub fn pca_2d(table: &Table) -> Result<Vec<(usize, [f64; 2])>> {
         }
     }
     let xt = Tensor::from_vec(x, (rows.len(), h), &Device::Cpu)?;
-    // XᵀX, [h, h]; the power iteration then runs on it instead of on X.
-    let cov: Vec<f64> = xt
+    // XᵀX, [h, h], of at most PCA_FIT rows (an even sample of larger tables); the power
+    // iteration then runs on it instead of on X.
+    let step = rows.len().div_ceil(PCA_FIT);
+    let fit = if step > 1 {
+        let pick: Vec<u32> = (0..rows.len() as u32).step_by(step).collect();
+        let n = pick.len();
+        xt.index_select(&Tensor::from_vec(pick, n, &Device::Cpu)?, 0)?
+    } else {
+        xt.clone()
+    };
+    let cov: Vec<f64> = fit
         .t()?
         .contiguous()?
-        .matmul(&xt)?
+        .matmul(&fit)?
         .flatten_all()?
         .to_vec1::<f32>()?
         .into_iter()
@@ -340,7 +342,9 @@ pub fn inspect_contexts(
         }
         let res = model.encoder.forward(&seqs, &[], &pos, true)?;
         for (row, &ci) in kept.iter().enumerate() {
-            let logits = res.logits_row(row).context("the encoder returned no logits")?;
+            let logits = res
+                .logits_row(row)
+                .context("the encoder returned no logits")?;
             let lse = log_sum_exp(logits);
             let predictions = top_k(logits, k)
                 .into_iter()
@@ -383,4 +387,127 @@ pub fn loss_vs_norm(direction: &[f32], insights: &[ContextInsight], norms: &[f32
             total / insights.len() as f64
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::TableMeta;
+
+    /// Entity 3 is never found; the others point in pseudo-random directions.
+    fn table() -> Table {
+        let (n, h) = (7, 5);
+        let mut x = 12345u64;
+        let sums: Vec<f32> = (0..n * h)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if i / h == 3 {
+                    0.0
+                } else {
+                    ((x >> 33) % 1000) as f32 / 100.0 - 4.0
+                }
+            })
+            .collect();
+        Table {
+            meta: TableMeta {
+                model: "m".into(),
+                model_sha256: "0".into(),
+                hidden_size: h,
+                k: 1,
+                seed: 0,
+                max_len: 8,
+                corpus: "c".into(),
+                corpus_sha256: "0".into(),
+                shard: "all".into(),
+                case_sensitive: false,
+                mentions: "names".into(),
+                window: 512,
+            },
+            entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
+            entity_names: (0..n).map(|i| format!("e{i}")).collect(),
+            entity_aliases: vec![vec![]; n],
+            sums,
+            counts: (0..n as i64)
+                .map(|i| if i == 3 { 0 } else { 1 + i })
+                .collect(),
+            found: vec![1; n],
+            norm: 7.0,
+            contexts: vec![],
+            exact_sums: None,
+        }
+    }
+
+    /// The cosines the index must reproduce, computed row by row.
+    fn brute_force(t: &Table, i: usize, center: bool) -> Vec<(usize, f32)> {
+        let dirs: Vec<Vec<f32>> = (0..t.len()).map(|j| t.embedding_at(j, 1.0)).collect();
+        let found: Vec<usize> = (0..t.len()).filter(|&j| t.counts[j] > 0).collect();
+        let mut mean = vec![0f32; t.hidden()];
+        if center {
+            for &j in &found {
+                for (m, v) in mean.iter_mut().zip(&dirs[j]) {
+                    *m += v / found.len() as f32;
+                }
+            }
+        }
+        let centred =
+            |j: usize| -> Vec<f32> { dirs[j].iter().zip(&mean).map(|(a, b)| a - b).collect() };
+        let mut sims: Vec<(usize, f32)> = found
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|&j| (j, cosine(&centred(i), &centred(j))))
+            .collect();
+        sims.sort_by(|a, b| b.1.total_cmp(&a.1));
+        sims
+    }
+
+    #[test]
+    fn the_index_ranks_like_the_cosine_row_by_row() {
+        let t = table();
+        for center in [false, true] {
+            let index = NeighbourIndex::new(&t, center).unwrap();
+            for i in [0, 2, 6] {
+                let got = index.entity_neighbours(i, 10).unwrap();
+                let want = brute_force(&t, i, center);
+                assert_eq!(got.len(), 5, "all found entities but {i} itself, not 3");
+                let ids = |v: &[(usize, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "center {center}, entity {i}");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g.1 - w.1).abs() < 1e-5, "{} vs {}", g.1, w.1);
+                }
+            }
+            assert_eq!(index.entity_neighbours(0, 2).unwrap().len(), 2);
+            assert!(index.direction(3).iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn the_pca_separates_two_clusters_along_its_first_axis() {
+        let mut t = table();
+        let h = t.hidden();
+        // Rows 0–2 near +e0, rows 4–6 near -e0 (small offsets along e1).
+        for i in 0..t.len() {
+            let row = &mut t.sums[i * h..(i + 1) * h];
+            row.fill(0.0);
+            if i != 3 {
+                row[0] = if i < 3 { 1.0 } else { -1.0 };
+                row[1] = 0.05 * i as f32;
+            }
+        }
+        let pts = pca_2d(&t).unwrap();
+        assert_eq!(pts.len(), 6, "entities never found are left out");
+        let x = |e: usize| pts.iter().find(|p| p.0 == e).unwrap().1[0];
+        assert!(x(0) * x(5) < 0.0, "the clusters land on opposite sides");
+        assert!((x(0) - x(1)).abs() < 0.2 && (x(4) - x(6)).abs() < 0.2);
+    }
+
+    #[test]
+    fn log_sum_exp_is_the_softmax_normaliser() {
+        let logits = [1.0f32, 2.0, 3.0, 1000.0];
+        let lse = log_sum_exp(&logits);
+        assert!((lse - 1000.0).abs() < 1e-9, "no overflow: {lse}");
+        let p = softmax(&[0.0, (2f32).ln()]);
+        assert!((p[0] - 1.0 / 3.0).abs() < 1e-6 && (p[1] - 2.0 / 3.0).abs() < 1e-6);
+    }
 }

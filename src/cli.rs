@@ -575,11 +575,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     escape::text(&t.entity_ids[i])
                 );
             }
-            let index = pelt::analysis::NeighbourIndex::new(&t)?;
+            let index = pelt::analysis::NeighbourIndex::new(&t, center)?;
             if vocab {
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
                 let tokens =
-                    pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, center, t.norm)?;
+                    pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, t.norm)?;
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
@@ -599,7 +599,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     escape::text(&t.entity_ids[i]),
                     if center { ", mean removed" } else { "" }
                 )?;
-                for (j, s) in index.entity_neighbours(i, k, center)? {
+                for (j, s) in index.entity_neighbours(i, k)? {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",

@@ -376,9 +376,11 @@ struct TableCache {
 }
 
 impl TableCache {
-    fn index(&mut self) -> Result<&NeighbourIndex> {
-        if self.index.is_none() {
-            self.index = Some(NeighbourIndex::new(&self.table)?);
+    /// The neighbour index, rebuilt when asked with the mean removed or not as last time.
+    fn index(&mut self, center: bool) -> Result<&NeighbourIndex> {
+        if self.index.as_ref().is_none_or(|i| i.center() != center) {
+            self.index = None;
+            self.index = Some(NeighbourIndex::new(&self.table, center)?);
         }
         self.index.as_ref().context("no neighbour index")
     }
@@ -556,14 +558,14 @@ impl Engine {
                 norm,
             } => {
                 self.model_for(&table)?;
-                self.cache(&table).index()?;
+                self.cache(&table).index(center)?;
                 let (Some((_, _, model)), Some(cache)) = (&self.model, &self.cache) else {
                     bail!("no model is loaded");
                 };
                 let index = cache.index.as_ref().context("no neighbour index")?;
-                let entities = index.entity_neighbours(entity, k, center)?;
+                let entities = index.entity_neighbours(entity, k)?;
                 let vocab =
-                    analysis::vocab_neighbours_of(model, &table, index, entity, k, center, norm)?;
+                    analysis::vocab_neighbours_of(model, &table, index, entity, k, norm)?;
                 Reply::Neighbours(NeighbourResult {
                     entity,
                     entities,
