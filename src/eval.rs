@@ -694,12 +694,17 @@ pub struct EvalResults {
 }
 
 impl EvalResults {
-    /// The norm with the best P@1 (the smallest on ties), if cloze ran.
+    /// The norm with the best P@1, then the best MRR (the smallest norm on ties), if cloze ran.
     pub fn best_norm(&self) -> Option<f32> {
         let c = self.cloze.as_ref()?;
         c.with
             .iter()
-            .max_by(|a, b| a.1.p_at_1.total_cmp(&b.1.p_at_1).then(b.0.total_cmp(&a.0)))
+            .max_by(|a, b| {
+                a.1.p_at_1
+                    .total_cmp(&b.1.p_at_1)
+                    .then(a.1.mrr.total_cmp(&b.1.mrr))
+                    .then(b.0.total_cmp(&a.0))
+            })
             .map(|x| x.0)
     }
 

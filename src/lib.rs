@@ -7,7 +7,7 @@
 //!    `progress`, `model` (with `model::hub`, the Hugging Face cache);
 //! 2. `corpus` → `entities` → `table` (the table types, `ContextRecord` included);
 //! 3. `contexts`, `rewrite`, `analysis`;
-//! 4. `build` → `project`, and `eval`;
+//! 4. `build`, `eval` → `project` (a project holds build options and evaluation settings);
 //! 5. `worker`.
 //!
 //! The front ends (the `pelt` command line with its benchmark, and the egui window) are

@@ -217,6 +217,7 @@ mod tests {
         );
         assert!(p.entities.as_ref().unwrap().is_file());
         assert!(p.model_dir().join("config.json").is_file());
+        assert!(p.eval.fewrel.iter().all(|f| f.is_file()), "{:?}", p.eval.fewrel);
         assert_eq!(p.options.k, 256);
     }
 

@@ -69,6 +69,10 @@ const DEMO_FILES: Files = &[
         include_bytes!("../../assets/sample/pubmed-entities.tsv"),
     ),
     (
+        "assets/sample/val_pubmed.json",
+        include_bytes!("../../assets/sample/val_pubmed.json"),
+    ),
+    (
         "assets/sample/LICENSE-FewRel",
         include_bytes!("../../assets/sample/LICENSE-FewRel"),
     ),

@@ -173,8 +173,12 @@ fn results(app: &Session, r: &EvalResults, ui: &mut Ui, out: &mut Vec<Command>) 
                 ui.label(format!("· with it at norm {} {:.3}", r.table_norm, s.p_at_1));
             }
             if let Some(b) = best {
-                let bs = c.with.iter().find(|(n, _)| *n == b).map(|x| x.1.p_at_1).unwrap_or(0.0);
-                ui.label(RichText::new(format!("· best {bs:.3} at norm {b}")).color(widgets::GOOD));
+                let bs = c.with.iter().find(|(n, _)| *n == b).map(|x| x.1.clone()).unwrap_or_default();
+                ui.label(
+                    RichText::new(format!("· best at norm {b}: P@1 {:.3}, MRR {:.3}", bs.p_at_1, bs.mrr))
+                        .color(widgets::GOOD),
+                )
+                .on_hover_text("The norm with the highest P@1; ties go to the higher MRR");
                 if b != app.norm()
                     && ui
                         .button(format!("Set the table norm to {b}"))
@@ -196,25 +200,36 @@ fn results(app: &Session, r: &EvalResults, ui: &mut Ui, out: &mut Vec<Command>) 
                 ),
             );
         }
+        if c.with.iter().all(|(_, s)| s.p_at_1 == 0.0) && c.without.p_at_1 == 0.0 {
+            hint(ui, "P@1 is 0 at every norm: the gold word is never this model's top prediction here (the bundled SPLADE model is trained for retrieval, and its fill-mask guesses are weak). MRR still shows whether plugging the entity moves the gold word up.");
+        }
         let pts: Vec<[f64; 2]> = c.with.iter().map(|(n, s)| [*n as f64, s.p_at_1]).collect();
+        let mrr: Vec<[f64; 2]> = c.with.iter().map(|(n, s)| [*n as f64, s.mrr]).collect();
         let without = c.without.p_at_1;
+        let without_mrr = c.without.mrr;
         let (a, b, tn) = (app.state.norm_a as f64, app.state.norm_b as f64, app.norm() as f64);
         let xmax = pts.iter().map(|p| p[0]).fold(1.0, f64::max);
         let resp = Plot::new("cloze_plot")
             .height(240.0)
             .x_axis_label("norm (modL)")
-            .y_axis_label("P@1")
+            .y_axis_label("P@1 · MRR")
             .legend(Legend::default().follow_insertion_order(true))
             .allow_scroll(false)
             .allow_drag(false)
             .allow_zoom(false)
             .allow_boxed_zoom(false)
             .show(ui, |plot| {
-                plot.line(Line::new("with the table", PlotPoints::new(pts.clone())).width(2.0).color(widgets::GOOD));
-                plot.points(Points::new("probes", pts.clone()).radius(3.0).color(widgets::GOOD));
+                plot.line(Line::new("P@1 with the table", PlotPoints::new(pts.clone())).width(2.0).color(widgets::GOOD));
+                plot.points(Points::new("P@1 at each norm", pts.clone()).radius(3.0).color(widgets::GOOD));
                 plot.line(
-                    Line::new("without the table", PlotPoints::new(vec![[0.0, without], [xmax, without]]))
-                        .color(egui::Color32::GRAY)
+                    Line::new("P@1 without the table", PlotPoints::new(vec![[0.0, without], [xmax, without]]))
+                        .color(widgets::GOOD)
+                        .style(LineStyle::dashed_dense()),
+                );
+                plot.line(Line::new("MRR with the table", PlotPoints::new(mrr.clone())).width(2.0).color(widgets::MASK_BG));
+                plot.line(
+                    Line::new("MRR without the table", PlotPoints::new(vec![[0.0, without_mrr], [xmax, without_mrr]]))
+                        .color(widgets::MASK_BG)
                         .style(LineStyle::dashed_dense()),
                 );
                 plot.vline(VLine::new(format!("A = {a}"), a).color(A_COLOR));

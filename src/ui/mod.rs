@@ -10,7 +10,8 @@
 //! Environment variables read at start-up (for demos and screenshots):
 //! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|evaluate` opens that tab;
 //! - `PELT_UI_ENTITY=<name or id>` selects that entity once the entity list is known;
-//! - `PELT_UI_BUILD=1` starts a build at once when the project has no table yet.
+//! - `PELT_UI_BUILD=1` starts a build at once when the project has no table yet;
+//! - `PELT_UI_EVAL=1` runs the evaluation once the table and the model are there.
 
 pub mod bench;
 mod entities;
@@ -66,6 +67,9 @@ pub fn run() -> anyhow::Result<()> {
             let mut app = App::new(&cc.egui_ctx, state);
             if let Ok(name) = std::env::var("PELT_UI_ENTITY") {
                 app.session.pending_select = Some(name);
+            }
+            if std::env::var("PELT_UI_EVAL").is_ok_and(|v| v == "1") {
+                app.session.eval_when_ready = true;
             }
             if std::env::var("PELT_UI_BUILD").is_ok_and(|v| v == "1") {
                 app.session.build_when_ready = true;

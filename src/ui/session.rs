@@ -506,6 +506,8 @@ pub struct Session {
     /// An entity (name or id) to select once entities are known.
     pub pending_select: Option<String>,
     pub build_when_ready: bool,
+    /// Runs the evaluation once a table and the model are there.
+    pub eval_when_ready: bool,
     /// The evaluation in flight.
     pub eval_job: Option<JobId>,
 }
@@ -544,6 +546,7 @@ impl Session {
             requests: Requests::default(),
             pending_select: None,
             build_when_ready: false,
+            eval_when_ready: false,
             eval_job: None,
         }
     }
@@ -1405,6 +1408,10 @@ impl Session {
                 self.start_build(false);
                 changed.project = true;
             }
+        }
+        if self.eval_when_ready && self.table.is_some() && self.model.is_some() && !self.worker.is_busy() {
+            self.eval_when_ready = false;
+            changed.merge(self.apply(Command::RunEval));
         }
         changed
     }
