@@ -264,24 +264,7 @@ impl Corpus {
     }
 }
 
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        let t = meta.file_type();
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_char_device() || t.is_block_device() {
-            return "a device";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    let _ = meta;
-    "not a regular file"
-}
+use crate::outpath::kind_of;
 
 fn add_file(p: PathBuf, seen: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>) -> Result<()> {
     let canon = std::fs::canonicalize(&p)
@@ -507,6 +490,35 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         Ok(ControlFlow::Continue(()))
     }
 
+    /// The next line as text, with its number; `None` as the text when the line was skipped
+    /// (longer than the cap, or not UTF-8: reported).
+    fn next_text<'r>(
+        &mut self,
+        reader: &'r mut LineReader,
+        cap: usize,
+    ) -> Result<Option<(usize, Option<&'r str>)>> {
+        let Some((line_no, line)) = reader.next_capped()? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            line_no,
+            match line {
+                Err(len) => {
+                    self.too_long(line_no, len, cap);
+                    None
+                }
+                Ok(b) => match std::str::from_utf8(b) {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        let at = self.at(line_no);
+                        self.report.warn(format!("{at}: not valid UTF-8"));
+                        None
+                    }
+                },
+            },
+        )))
+    }
+
     fn too_long(&mut self, line_no: usize, len: usize, cap: usize) {
         let at = self.at(line_no);
         self.report
@@ -517,17 +529,8 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     fn lines(&mut self, cap: usize) -> Result<ControlFlow<()>> {
         let jsonl = Format::of(self.path) == Some(Format::Jsonl);
         let mut reader = LineReader::open(self.path, cap)?;
-        while let Some((line_no, line)) = reader.next_capped()? {
-            let bytes = match line {
-                Ok(b) => b,
-                Err(len) => {
-                    self.too_long(line_no, len, cap);
-                    continue;
-                }
-            };
-            let Ok(line) = std::str::from_utf8(bytes) else {
-                let at = self.at(line_no);
-                self.report.warn(format!("{at}: not valid UTF-8"));
+        while let Some((line_no, line)) = self.next_text(&mut reader, cap)? {
+            let Some(line) = line else {
                 continue;
             };
             let flow = if jsonl {
@@ -691,22 +694,11 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         let mut reader = LineReader::open(self.path, cap)?;
         let mut doc = PubTatorDoc::default();
         loop {
-            let Some((line_no, next)) = reader.next_capped()? else {
+            let Some((line_no, next)) = self.next_text(&mut reader, cap)? else {
                 break;
             };
-            let line = match next {
-                Err(len) => {
-                    self.too_long(line_no, len, cap);
-                    continue;
-                }
-                Ok(b) => match std::str::from_utf8(b) {
-                    Ok(s) => s.to_string(),
-                    Err(_) => {
-                        let at = self.at(line_no);
-                        self.report.warn(format!("{at}: not valid UTF-8"));
-                        continue;
-                    }
-                },
+            let Some(line) = next.map(str::to_string) else {
+                continue;
             };
             if line.trim().is_empty() {
                 if self.flush_pubtator(&mut doc)?.is_break() {
@@ -825,17 +817,8 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         let mut reader = LineReader::open(self.path, cap)?;
         let mut in_doc = false;
         let mut title: Option<String> = None;
-        while let Some((line_no, line)) = reader.next_capped()? {
-            let bytes = match line {
-                Ok(b) => b,
-                Err(len) => {
-                    self.too_long(line_no, len, cap);
-                    continue;
-                }
-            };
-            let Ok(line) = std::str::from_utf8(bytes) else {
-                let at = self.at(line_no);
-                self.report.warn(format!("{at}: not valid UTF-8"));
+        while let Some((line_no, line)) = self.next_text(&mut reader, cap)? {
+            let Some(line) = line else {
                 continue;
             };
             let trimmed = line.trim();
