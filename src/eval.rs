@@ -569,6 +569,21 @@ pub fn eval_cloze(
     batch: usize,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<ClozeReport> {
+    eval_cloze_with_progress(model, table, probes, report, norms, batch, cancel, &mut |_| {})
+}
+
+/// [`eval_cloze`], reporting progress (probe runs done of all, over every pass).
+#[allow(clippy::too_many_arguments)]
+pub fn eval_cloze_with_progress(
+    model: &crate::model::Model,
+    table: &Table,
+    probes: Vec<Probe>,
+    report: ProbeReport,
+    norms: &[f32],
+    batch: usize,
+    cancel: &std::sync::atomic::AtomicBool,
+    progress: &mut dyn FnMut(&crate::progress::Progress),
+) -> Result<ClozeReport> {
     if probes.is_empty() {
         bail!(
             "no usable probes ({} without a one-piece gold word, {} whose entity has no vector in the table, {} without a mention of the entity)",
@@ -595,7 +610,10 @@ pub fn eval_cloze(
         plain.push((enc.ids, mask[0]));
         rewritten.push(rw);
     }
-    let run = |inputs: &[(Vec<u32>, usize, Vec<(usize, usize)>)], norm: Option<f32>| -> Result<Vec<usize>> {
+    let total = (probes.len() * (norms.len() + 1)) as u64;
+    let mut meter = crate::progress::Meter::new(crate::progress::Phase::Evaluating, 0);
+    let mut done = 0u64;
+    let mut run = |inputs: &[(Vec<u32>, usize, Vec<(usize, usize)>)], norm: Option<f32>| -> Result<Vec<usize>> {
         let mut ranks = Vec::with_capacity(inputs.len());
         for (c, chunk) in inputs.chunks(batch.max(1)).enumerate() {
             if cancel.load(std::sync::atomic::Ordering::Relaxed) {
@@ -621,6 +639,10 @@ pub fn eval_cloze(
             for (r, _) in chunk.iter().enumerate() {
                 let gold = probes[c * batch.max(1) + r].gold;
                 ranks.push(rank(out.logits_row(r).context("logits")?, gold));
+            }
+            done += chunk.len() as u64;
+            if meter.due() {
+                progress(&meter.progress(done, Some(total)));
             }
         }
         Ok(ranks)
@@ -745,6 +767,17 @@ pub fn evaluate(
     settings: &EvalSettings,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<EvalResults> {
+    evaluate_with_progress(model, table, settings, cancel, &mut |_| {})
+}
+
+/// [`evaluate`], reporting the cloze passes' progress.
+pub fn evaluate_with_progress(
+    model: &crate::model::Model,
+    table: &Table,
+    settings: &EvalSettings,
+    cancel: &std::sync::atomic::AtomicBool,
+    progress: &mut dyn FnMut(&crate::progress::Progress),
+) -> Result<EvalResults> {
     let mut notes = Vec::new();
     let labels = match (&settings.labels, settings.fewrel.is_empty()) {
         (Some(p), _) => Some(labels_from_tsv(p)),
@@ -790,7 +823,7 @@ pub fn evaluate(
             notes.push(format!("cloze: {e:#}"));
             None
         }
-        Some(Ok((p, rep))) => match eval_cloze(model, table, p, rep, &norms, 32, cancel) {
+        Some(Ok((p, rep))) => match eval_cloze_with_progress(model, table, p, rep, &norms, 32, cancel, progress) {
             Ok(r) => Some(r),
             Err(e) if cancel.load(std::sync::atomic::Ordering::Relaxed) => return Err(e),
             Err(e) => {

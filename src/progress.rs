@@ -12,6 +12,8 @@ pub enum Phase {
     Encoding,
     /// Writing the table.
     Writing,
+    /// Running cloze probes (one pass per norm, and one without the table).
+    Evaluating,
 }
 
 impl Phase {
@@ -21,6 +23,7 @@ impl Phase {
             Phase::Collecting => "collecting contexts",
             Phase::Encoding => "encoding contexts",
             Phase::Writing => "writing table",
+            Phase::Evaluating => "running probes",
         }
     }
 }
@@ -46,10 +49,10 @@ impl Progress {
 
     /// One line for a terminal or a status bar.
     pub fn describe(&self) -> String {
-        let unit = if self.phase == Phase::Encoding {
-            "contexts"
-        } else {
-            "sentences"
+        let unit = match self.phase {
+            Phase::Encoding => "contexts",
+            Phase::Evaluating => "probes",
+            _ => "sentences",
         };
         let mut s = match self.total {
             Some(t) => format!("{}: {}/{} {unit}", self.phase.label(), self.done, t),

@@ -212,7 +212,7 @@ pub struct Event {
 
 /// Replies; all but [`Reply::Progress`] and [`Reply::ModelChanged`] are final.
 pub enum Reply {
-    /// Interim: how far a build has got.
+    /// Interim: how far a build (or an evaluation) has got.
     Progress(Progress),
     /// Interim: a job other than [`Task::LoadModel`] loaded a model on its way.
     ModelChanged(ModelInfo),
@@ -520,7 +520,9 @@ impl Engine {
             Task::Evaluate { table, settings } => {
                 let cancel = self.cancel.clone();
                 let model = self.model_for(&table)?;
-                let r = crate::eval::evaluate(model, &table, &settings, &cancel)?;
+                let r = crate::eval::evaluate_with_progress(model, &table, &settings, &cancel, &mut |p| {
+                    send(Reply::Progress(p.clone()))
+                })?;
                 Reply::Evaluated(Box::new(r))
             }
             Task::Inspect {

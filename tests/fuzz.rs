@@ -208,3 +208,43 @@ fn model_configs_never_panic() {
         }
     }
 }
+
+/// Every corpus format, linked ones included: mutated files are read without a panic, and every
+/// sentence the reader yields has links that are sorted, disjoint, inside its text and on
+/// character boundaries.
+#[test]
+fn corpus_formats_never_panic_and_links_stay_inside_their_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let linked = fixture("linked");
+    let bases: Vec<(&str, Vec<u8>)> = vec![
+        ("c.txt", std::fs::read(fixture("pelt/corpus.txt")).unwrap()),
+        ("c.jsonl", std::fs::read(linked.join("links.jsonl")).unwrap()),
+        ("c.json", std::fs::read(linked.join("fewrel.json")).unwrap()),
+        ("c.pubtator", std::fs::read(linked.join("doc.pubtator")).unwrap()),
+        ("wiki_00", std::fs::read(linked.join("wiki_00")).unwrap()),
+    ];
+    let mut rng = Rng(5);
+    for case in 0..CASES {
+        let (name, base) = &bases[case % bases.len()];
+        let path = dir.path().join(name);
+        std::fs::write(&path, mutate(&mut rng, base)).unwrap();
+        let corpus = pelt::corpus::Corpus::open(std::slice::from_ref(&path)).unwrap();
+        let _ = corpus.for_each_sentence(|s| {
+            let mut last = 0;
+            for l in &s.links {
+                assert!(
+                    l.start >= last && l.start < l.end && l.end <= s.text.len(),
+                    "case {case} ({name}): link {l:?} in {:?}",
+                    s.text
+                );
+                assert!(
+                    s.text.is_char_boundary(l.start) && s.text.is_char_boundary(l.end),
+                    "case {case} ({name}): link {l:?} not on character boundaries"
+                );
+                assert!(!l.id.is_empty());
+                last = l.end;
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
+        });
+    }
+}

@@ -110,8 +110,19 @@ fn sources(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
             out.push(Command::CancelEval);
         }
         if running {
-            ui.spinner();
-            ui.label("evaluating…");
+            match &app.eval_progress {
+                Some(p) => {
+                    ui.add(
+                        egui::ProgressBar::new(p.fraction().unwrap_or(0.0))
+                            .desired_width(200.0)
+                            .text(p.describe()),
+                    );
+                }
+                None => {
+                    ui.spinner();
+                    ui.label("typing, then the probes…");
+                }
+            }
         }
         if app.project.eval_results.is_some()
             && ui.button("Export…").on_hover_text("Write the results as JSON or CSV").clicked()

@@ -508,8 +508,9 @@ pub struct Session {
     pub build_when_ready: bool,
     /// Runs the evaluation once a table and the model are there.
     pub eval_when_ready: bool,
-    /// The evaluation in flight.
+    /// The evaluation in flight, and how far it has got.
     pub eval_job: Option<JobId>,
+    pub eval_progress: Option<Progress>,
 }
 
 impl Session {
@@ -548,6 +549,7 @@ impl Session {
             build_when_ready: false,
             eval_when_ready: false,
             eval_job: None,
+            eval_progress: None,
         }
     }
 
@@ -705,6 +707,9 @@ impl Session {
                 if self.build.job == Some(id) {
                     self.build.progress = Some(p);
                     changed.project = true;
+                } else if self.eval_job == Some(id) {
+                    self.eval_progress = Some(p);
+                    changed.results = true;
                 }
             }
             Reply::Built {
@@ -951,6 +956,7 @@ impl Session {
                     return changed;
                 };
                 self.status = Some("Evaluating the table…".into());
+                self.eval_progress = None;
                 self.eval_job = Some(self.send(Task::Evaluate {
                     table,
                     settings: Box::new(self.project.eval.clone()),
