@@ -137,6 +137,38 @@ impl NeighbourIndex {
         })
     }
 
+    /// Dot products of every row with `q` (`[h, 1]`): the rows split into one block per core,
+    /// each a matrix-vector product on its own thread, since one core alone does not saturate
+    /// the memory bandwidth a query needs (100,000 × 768 floats are 300 MB).
+    fn scores(&self, q: &Tensor) -> Result<Vec<f32>> {
+        let rows = self.entities.len();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let per = rows.div_ceil(threads).max(4096);
+        let blocks: Vec<(usize, usize)> = (0..rows)
+            .step_by(per)
+            .map(|a| (a, per.min(rows - a)))
+            .collect();
+        let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = blocks
+                .iter()
+                .map(|&(a, n)| {
+                    scope.spawn(move || -> Result<Vec<f32>> {
+                        Ok(self.dirs.narrow(0, a, n)?.matmul(q)?.flatten_all()?.to_vec1()?)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| bail!("a neighbour thread panicked")))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(rows);
+        for p in parts {
+            out.extend(p?);
+        }
+        Ok(out)
+    }
+
     /// Whether the mean direction was removed.
     pub fn center(&self) -> bool {
         self.center
@@ -159,7 +191,7 @@ impl NeighbourIndex {
             return Ok(vec![]);
         }
         let q = Tensor::from_vec(self.direction(i), (self.h, 1), &Device::Cpu)?;
-        let mut scores: Vec<f32> = self.dirs.matmul(&q)?.flatten_all()?.to_vec1()?;
+        let mut scores = self.scores(&q)?;
         if let Some(r) = self.row_of.get(i).copied().flatten() {
             scores[r] = f32::NEG_INFINITY;
         }

@@ -267,7 +267,14 @@ impl Table {
                 entity_names.len()
             );
         }
-        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+        // The checked bytes of a tensor, borrowed from `bytes` (no copy: an embeddings tensor
+        // of a large table is hundreds of MB).
+        fn tensor_bytes<'a>(
+            st: &SafeTensors<'a>,
+            name: &str,
+            dtype: Dtype,
+            shape: &[usize],
+        ) -> Result<&'a [u8]> {
             let t = st
                 .tensor(name)
                 .with_context(|| format!("missing tensor `{name}`"))?;
@@ -285,9 +292,10 @@ impl Table {
                     shape
                 );
             }
-            Ok(t.data().to_vec())
-        };
-        let sums = le_f32(&tensor("sums", Dtype::F32, &[n, h])?);
+            Ok(t.data())
+        }
+        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| tensor_bytes(&st, name, dtype, shape);
+        let sums = le_f32(tensor("sums", Dtype::F32, &[n, h])?);
         debug_assert_eq!(sums.len(), nh);
         if let Some(i) = sums.iter().position(|x| !x.is_finite()) {
             bail!(
@@ -312,7 +320,7 @@ impl Table {
             Err(_) => None,
             Ok(_) => {
                 let b = tensor("sums_exact", Dtype::I64, &[n, h, 2])?;
-                let exact = ExactSum::from_le_bytes(&b)
+                let exact = ExactSum::from_le_bytes(b)
                     .context("tensor `sums_exact` holds values out of range")?;
                 if let Some(i) = (0..nh).find(|&i| exact[i].to_f32() != sums[i]) {
                     bail!(
