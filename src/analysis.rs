@@ -142,7 +142,9 @@ impl NeighbourIndex {
     /// the memory bandwidth a query needs (100,000 × 768 floats are 300 MB).
     fn scores(&self, q: &Tensor) -> Result<Vec<f32>> {
         let rows = self.entities.len();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
         let per = rows.div_ceil(threads).max(4096);
         let blocks: Vec<(usize, usize)> = (0..rows)
             .step_by(per)
@@ -153,13 +155,21 @@ impl NeighbourIndex {
                 .iter()
                 .map(|&(a, n)| {
                     scope.spawn(move || -> Result<Vec<f32>> {
-                        Ok(self.dirs.narrow(0, a, n)?.matmul(q)?.flatten_all()?.to_vec1()?)
+                        Ok(self
+                            .dirs
+                            .narrow(0, a, n)?
+                            .matmul(q)?
+                            .flatten_all()?
+                            .to_vec1()?)
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| bail!("a neighbour thread panicked")))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| bail!("a neighbour thread panicked"))
+                })
                 .collect()
         });
         let mut out = Vec::with_capacity(rows);

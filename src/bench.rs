@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use pelt::build::{encode_records, BuildOptions, EncodeState};
 use pelt::contexts::ContextRecord;
-use pelt::model::{bundled_model_dir, Model};
 use pelt::io::{write_atomic, write_safetensors};
+use pelt::model::{bundled_model_dir, Model};
 
 /// One benchmark context: an entity mention in a sentence (byte span).
 #[derive(Debug, Clone, Serialize, Deserialize)]

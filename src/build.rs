@@ -16,13 +16,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::contexts::{mask_mention, ContextRecord, MaskedInput, MentionMode, MentionSource, Sampler};
+use crate::contexts::{
+    mask_mention, ContextRecord, MaskedInput, MentionMode, MentionSource, Sampler,
+};
 use crate::corpus::{Corpus, ReadReport};
 use crate::entities::EntityList;
 use crate::exact_sum::ExactSum;
+use crate::io::{write_atomic, write_safetensors};
 use crate::model::Model;
 use crate::progress::{Meter, Phase, Progress};
-use crate::io::{write_atomic, write_safetensors};
 use crate::table::{Table, TableMeta};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -252,8 +254,12 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let has_links = corpus.has_links()?;
     let mode = opts.mentions.resolve(has_links);
     let mentions_why = match (opts.mentions, mode) {
-        (MentionMode::Auto, MentionMode::Links) => "auto: the corpus carries entity links".to_string(),
-        (MentionMode::Auto, _) => "auto: the corpus carries no entity links, so names and aliases are matched".to_string(),
+        (MentionMode::Auto, MentionMode::Links) => {
+            "auto: the corpus carries entity links".to_string()
+        }
+        (MentionMode::Auto, _) => {
+            "auto: the corpus carries no entity links, so names and aliases are matched".to_string()
+        }
         (m, _) => format!("asked for: --mentions {}", m.as_str()),
     };
     let mut source = MentionSource::new(entities, mode, opts.case_sensitive)?;

@@ -353,7 +353,10 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
         } => {
             let model = load_model(model, device, Precision::F32)?;
-            for (i, preds) in pelt::analysis::fill_mask(&model, &text, k)?.iter().enumerate() {
+            for (i, preds) in pelt::analysis::fill_mask(&model, &text, k)?
+                .iter()
+                .enumerate()
+            {
                 writeln!(out, "mask {}:", i + 1)?;
                 for (token, p) in preds {
                     writeln!(out, "  {:<16} {p:.4}", escape::text(token))?;
@@ -450,7 +453,11 @@ pub fn run(cli: Cli) -> Result<()> {
             for w in report.read.summary_lines() {
                 eprintln!("warning: skipped {}", escape::text(&w));
             }
-            let mut why = format!("mentions: {} ({})", report.mentions.as_str(), report.mentions_why);
+            let mut why = format!(
+                "mentions: {} ({})",
+                report.mentions.as_str(),
+                report.mentions_why
+            );
             if report.mentions.uses_links() {
                 why += &format!(
                     "; {} links read, {} contexts from links",
@@ -578,8 +585,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let index = pelt::analysis::NeighbourIndex::new(&t, center)?;
             if vocab {
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
-                let tokens =
-                    pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, t.norm)?;
+                let tokens = pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, t.norm)?;
                 writeln!(
                     out,
                     "vocabulary tokens nearest to {} ({}) by dot product at norm {}{}:",
@@ -627,12 +633,13 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
         }
         Command::Bench {
-            what: Some(BenchWhat::Ui {
-                entities,
-                hidden,
-                frames,
-                dir,
-            }),
+            what:
+                Some(BenchWhat::Ui {
+                    entities,
+                    hidden,
+                    frames,
+                    dir,
+                }),
             ..
         } => {
             #[cfg(feature = "gui")]
@@ -724,8 +731,14 @@ pub fn run(cli: Cli) -> Result<()> {
             min_count,
         } => {
             let corpus = Corpus::open(&corpus)?;
-            Inputs(corpus.files.iter().map(|p| Input::new("corpus file", p)).collect())
-                .check_output("--out", &out_path)?;
+            Inputs(
+                corpus
+                    .files
+                    .iter()
+                    .map(|p| Input::new("corpus file", p))
+                    .collect(),
+            )
+            .check_output("--out", &out_path)?;
             if !corpus.has_links()? {
                 bail!("the corpus carries no entity links (plain .txt, or .jsonl without a `links` field)");
             }
@@ -764,7 +777,8 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
             table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
-            let names = pelt::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
+            let names =
+                pelt::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
             let r = pelt::eval::eval_typing(&table, &labels, Some(&names), k)?;
             writeln!(
                 out,
@@ -778,7 +792,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     String::new()
                 }
             )?;
-            writeln!(out, "{:<10} {:>16} {:>16}", "method", "all entities", "found only")?;
+            writeln!(
+                out,
+                "{:<10} {:>16} {:>16}",
+                "method", "all entities", "found only"
+            )?;
             for (a, f) in r.all.iter().zip(&r.found_only) {
                 writeln!(
                     out,
@@ -814,7 +832,9 @@ pub fn run(cli: Cli) -> Result<()> {
             table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
             let (probes, rep) = match (probes, from_fewrel.is_empty()) {
                 (Some(p), _) => pelt::eval::probes_from_tsv(&p, &table, &m.tokenizer)?,
-                (None, false) => pelt::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?,
+                (None, false) => {
+                    pelt::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?
+                }
                 (None, true) => bail!("give --probes FILE or --from-fewrel FILE…"),
             };
             let mut norms = norms;
@@ -837,7 +857,10 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
             writeln!(out, "{:<16} {:>6} {:>6} {:>6}", "", "P@1", "P@10", "MRR")?;
             let row = |label: String, s: &pelt::eval::ClozeScore| {
-                format!("{label:<16} {:>6.3} {:>6.3} {:>6.3}", s.p_at_1, s.p_at_10, s.mrr)
+                format!(
+                    "{label:<16} {:>6.3} {:>6.3} {:>6.3}",
+                    s.p_at_1, s.p_at_10, s.mrr
+                )
             };
             writeln!(out, "{}", row("without table".into(), &r.without))?;
             let best = r
@@ -855,10 +878,22 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}{mark}", row(format!("with, norm {n}"), s))?;
             }
             if r.per_relation.len() > 1 {
-                let ti = r.with.iter().position(|(n, _)| *n == best.unwrap_or(table.norm)).unwrap_or(0);
-                writeln!(out, "per relation, P@1 without / with at norm {}:", r.with[ti].0)?;
+                let ti = r
+                    .with
+                    .iter()
+                    .position(|(n, _)| *n == best.unwrap_or(table.norm))
+                    .unwrap_or(0);
+                writeln!(
+                    out,
+                    "per relation, P@1 without / with at norm {}:",
+                    r.with[ti].0
+                )?;
                 for (rel, (w, ws)) in &r.per_relation {
-                    writeln!(out, "  {rel:<14} {:>5} probes  {:.3} / {:.3}", w.probes, w.p_at_1, ws[ti].p_at_1)?;
+                    writeln!(
+                        out,
+                        "  {rel:<14} {:>5} probes  {:.3} / {:.3}",
+                        w.probes, w.p_at_1, ws[ti].p_at_1
+                    )?;
                 }
             }
             if let Some(p) = json {

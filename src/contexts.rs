@@ -9,8 +9,8 @@ use std::collections::{BinaryHeap, HashMap};
 
 use crate::corpus::Sentence;
 use crate::entities::EntityList;
-pub use crate::table::ContextRecord;
 use crate::model::TextTokenizer;
+pub use crate::table::ContextRecord;
 
 /// One mention of an entity in a text (byte offsets): a linked span, or a match of its name or
 /// an alias.

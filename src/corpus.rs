@@ -72,7 +72,8 @@ impl Format {
 }
 
 /// What [`Format::of`] accepts, for messages.
-pub const FORMATS: &str = ".txt, .jsonl, FewRel .json, .pubtator, WikiExtractor wiki_NN (optionally .gz)";
+pub const FORMATS: &str =
+    ".txt, .jsonl, FewRel .json, .pubtator, WikiExtractor wiki_NN (optionally .gz)";
 
 /// An entity link inside a sentence: byte offsets into [`Sentence::text`], end exclusive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +168,10 @@ impl Corpus {
                 let mut stack = Vec::new();
                 collect_dir(p, &mut stack, &mut found)?;
                 if found.is_empty() {
-                    bail!("corpus directory {} holds no corpus files ({FORMATS})", p.display());
+                    bail!(
+                        "corpus directory {} holds no corpus files ({FORMATS})",
+                        p.display()
+                    );
                 }
                 for f in found {
                     add_file(f, &mut seen, &mut files)?;
@@ -303,7 +307,10 @@ fn collect_dir(dir: &Path, stack: &mut Vec<PathBuf>, out: &mut Vec<PathBuf>) -> 
     entries.sort();
     for p in entries {
         let Ok(meta) = std::fs::metadata(&p) else {
-            bail!("corpus folder entry {} cannot be followed (a dangling link?)", p.display());
+            bail!(
+                "corpus folder entry {} cannot be followed (a dangling link?)",
+                p.display()
+            );
         };
         if meta.is_dir() {
             collect_dir(&p, stack, out)?;
@@ -330,7 +337,11 @@ pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
         .metadata()
         .with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
-        bail!("{} is {}; only regular files are read", path.display(), kind_of(&meta));
+        bail!(
+            "{} is {}; only regular files are read",
+            path.display(),
+            kind_of(&meta)
+        );
     }
     if path
         .extension()
@@ -521,8 +532,9 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
 
     fn too_long(&mut self, line_no: usize, len: usize, cap: usize) {
         let at = self.at(line_no);
-        self.report
-            .warn(format!("{at}: line of {len} bytes is longer than the limit of {cap} bytes"));
+        self.report.warn(format!(
+            "{at}: line of {len} bytes is longer than the limit of {cap} bytes"
+        ));
     }
 
     /// `.txt` and `.jsonl`.
@@ -707,8 +719,8 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                 continue;
             }
             if let Some((pmid, kind, text)) = split_pubtator_text(&line) {
-                let new_doc = doc.pmid.as_deref() != Some(pmid)
-                    || (kind == "t" && doc.title.is_some());
+                let new_doc =
+                    doc.pmid.as_deref() != Some(pmid) || (kind == "t" && doc.title.is_some());
                 if new_doc && self.flush_pubtator(&mut doc)?.is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -716,10 +728,15 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                     doc.pmid = Some(pmid.to_string());
                     doc.line = line_no;
                 }
-                let slot = if kind == "t" { &mut doc.title } else { &mut doc.abstract_ };
+                let slot = if kind == "t" {
+                    &mut doc.title
+                } else {
+                    &mut doc.abstract_
+                };
                 if slot.is_some() {
                     let at = self.at(line_no);
-                    self.report.warn(format!("{at}: second `|{kind}|` line for {pmid}"));
+                    self.report
+                        .warn(format!("{at}: second `|{kind}|` line for {pmid}"));
                     continue;
                 }
                 *slot = Some(text.to_string());
@@ -743,8 +760,10 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                 ));
                 continue;
             }
-            let (Ok(s), Ok(e)) = (cols[1].trim().parse::<usize>(), cols[2].trim().parse::<usize>())
-            else {
+            let (Ok(s), Ok(e)) = (
+                cols[1].trim().parse::<usize>(),
+                cols[2].trim().parse::<usize>(),
+            ) else {
                 self.report.warn(format!(
                     "{at}: start and end offsets must be non-negative integers, got `{}` and `{}`",
                     cols[1], cols[2]
@@ -784,7 +803,8 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
             (None, Some(a)) => a,
             (None, None) => {
                 let at = self.at(d.line);
-                self.report.warn(format!("{at}: document {pmid} has no `|t|` or `|a|` line"));
+                self.report
+                    .warn(format!("{at}: document {pmid} has no `|t|` or `|a|` line"));
                 return Ok(ControlFlow::Continue(()));
             }
         };
@@ -836,7 +856,8 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
             }
             if !in_doc {
                 let at = self.at(line_no);
-                self.report.warn(format!("{at}: text outside a <doc> block"));
+                self.report
+                    .warn(format!("{at}: text outside a <doc> block"));
                 continue;
             }
             if let Some(t) = title.take() {
@@ -985,7 +1006,9 @@ fn parse_anchors(line: &str, at: &str, report: &mut ReadReport) -> (String, Vec<
         text.push_str(&decode_entities(&rest[..i]));
         let tag_rest = &rest[i..];
         let Some(close) = tag_rest.find('>') else {
-            report.warn_link(format!("{at}: `<a` tag is not closed with `>`; kept as text"));
+            report.warn_link(format!(
+                "{at}: `<a` tag is not closed with `>`; kept as text"
+            ));
             text.push_str(&decode_entities(tag_rest));
             rest = "";
             break;
@@ -1002,7 +1025,9 @@ fn parse_anchors(line: &str, at: &str, report: &mut ReadReport) -> (String, Vec<
         let start = text.len();
         text.push_str(&anchor);
         match attribute(tag, "href") {
-            None => report.warn_link(format!("{at}: `{tag}` has no href; its text is kept without a link")),
+            None => report.warn_link(format!(
+                "{at}: `{tag}` has no href; its text is kept without a link"
+            )),
             Some(h) => {
                 if let Some(id) = wiki_target(&h) {
                     // Anchors are trimmed of surrounding spaces so that the span covers the words.
@@ -1232,7 +1257,10 @@ pub fn for_each_fewrel_example(
         bail!("{}:{}: not valid JSON ({e})", path.display(), e.line());
     }
     de.end().map_err(|e| {
-        anyhow::anyhow!("{}: trailing data after the JSON value ({e})", path.display())
+        anyhow::anyhow!(
+            "{}: trailing data after the JSON value ({e})",
+            path.display()
+        )
     })?;
     Ok(())
 }
@@ -1260,7 +1288,10 @@ pub fn split_sentences_around(text: &str, links: &[Link]) -> Vec<(usize, usize)>
     let mut out: Vec<(usize, usize)> = Vec::new();
     for (a, b) in split_sentences(text) {
         if let Some(last) = out.last_mut() {
-            if links.iter().any(|l| l.start < last.1 && l.end > last.1.min(a)) {
+            if links
+                .iter()
+                .any(|l| l.start < last.1 && l.end > last.1.min(a))
+            {
                 last.1 = b;
                 continue;
             }
@@ -1395,8 +1426,14 @@ mod tests {
 
     #[test]
     fn wiki_targets_and_anchors() {
-        assert_eq!(wiki_target("political%20philosophy").as_deref(), Some("Political philosophy"));
-        assert_eq!(wiki_target("%C3%A9cole_normale#History").as_deref(), Some("École normale"));
+        assert_eq!(
+            wiki_target("political%20philosophy").as_deref(),
+            Some("Political philosophy")
+        );
+        assert_eq!(
+            wiki_target("%C3%A9cole_normale#History").as_deref(),
+            Some("École normale")
+        );
         assert_eq!(wiki_target("#Section"), None);
         assert_eq!(wiki_target("https://example.org/x"), None);
         let mut r = ReadReport::default();
@@ -1406,10 +1443,20 @@ mod tests {
             &mut r,
         );
         assert_eq!(text, "An anarchist & bare  Tom .");
-        let got: Vec<(&str, &str)> = links.iter().map(|l| (&text[l.start..l.end], l.id.as_str())).collect();
-        assert_eq!(got, vec![("anarchist", "Anarchism"), ("Tom", "Tom & Jerry")]);
+        let got: Vec<(&str, &str)> = links
+            .iter()
+            .map(|l| (&text[l.start..l.end], l.id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("anarchist", "Anarchism"), ("Tom", "Tom & Jerry")]
+        );
         assert_eq!(r.skipped_links, 1);
-        assert!(r.warnings[0].starts_with("w:3: `<a>` has no href"), "{:?}", r.warnings);
+        assert!(
+            r.warnings[0].starts_with("w:3: `<a>` has no href"),
+            "{:?}",
+            r.warnings
+        );
     }
 
     #[test]

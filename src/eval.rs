@@ -59,36 +59,40 @@ pub fn labels_from_fewrel(paths: &[impl AsRef<Path>], min_mentions: usize) -> Re
     let mut without_relation = 0usize;
     for p in paths {
         let p = p.as_ref();
-        crate::corpus::for_each_fewrel_example(p, crate::corpus::DEFAULT_MAX_LINE_BYTES, |_, ex| {
-            let Some(rel) = &ex.relation else {
-                without_relation += 1;
-                return Ok(ControlFlow::Continue(()));
-            };
-            for (slot, ent) in [("head", &ex.head), ("tail", &ex.tail)] {
-                let Some(e) = ent else { continue };
-                if e.id.is_empty() {
-                    continue;
+        crate::corpus::for_each_fewrel_example(
+            p,
+            crate::corpus::DEFAULT_MAX_LINE_BYTES,
+            |_, ex| {
+                let Some(rel) = &ex.relation else {
+                    without_relation += 1;
+                    return Ok(ControlFlow::Continue(()));
+                };
+                for (slot, ent) in [("head", &ex.head), ("tail", &ex.tail)] {
+                    let Some(e) = ent else { continue };
+                    if e.id.is_empty() {
+                        continue;
+                    }
+                    // Linked mentions: the position groups that are spans of this example's tokens
+                    // (the corpus reader drops the others as links too).
+                    let n = e
+                        .positions
+                        .iter()
+                        .filter(|g| !g.is_empty() && g.iter().all(|&t| t < ex.tokens.len()))
+                        .count();
+                    if n == 0 {
+                        continue;
+                    }
+                    seen += 1;
+                    slots
+                        .entry(e.id.clone())
+                        .or_default()
+                        .entry(format!("{rel}/{slot}"))
+                        .or_insert((0, seen))
+                        .0 += n;
                 }
-                // Linked mentions: the position groups that are spans of this example's tokens
-                // (the corpus reader drops the others as links too).
-                let n = e
-                    .positions
-                    .iter()
-                    .filter(|g| !g.is_empty() && g.iter().all(|&t| t < ex.tokens.len()))
-                    .count();
-                if n == 0 {
-                    continue;
-                }
-                seen += 1;
-                slots
-                    .entry(e.id.clone())
-                    .or_default()
-                    .entry(format!("{rel}/{slot}"))
-                    .or_insert((0, seen))
-                    .0 += n;
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
     }
     if slots.is_empty() {
         if without_relation > 0 {
@@ -148,7 +152,11 @@ pub fn knn_loo(vectors: &[Option<Vec<f32>>], labels: &[usize], k: usize) -> Vec<
         .iter()
         .map(|v| {
             let v = v.as_ref()?;
-            let n = v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+            let n = v
+                .iter()
+                .map(|x| (*x as f64) * (*x as f64))
+                .sum::<f64>()
+                .sqrt();
             (n > 0.0 && n.is_finite()).then(|| v.iter().map(|x| (*x as f64 / n) as f32).collect())
         })
         .collect();
@@ -228,7 +236,11 @@ fn score(
         method: method.into(),
         correct,
         total,
-        accuracy: if total > 0 { correct as f64 / total as f64 } else { 0.0 },
+        accuracy: if total > 0 {
+            correct as f64 / total as f64
+        } else {
+            0.0
+        },
         per_label,
     }
 }
@@ -267,7 +279,10 @@ pub fn eval_typing(
         );
     }
     if label_names.len() < 2 {
-        bail!("all {} labelled entities have the same label; typing needs at least two", rows.len());
+        bail!(
+            "all {} labelled entities have the same label; typing needs at least two",
+            rows.len()
+        );
     }
     let table_vecs: Vec<Option<Vec<f32>>> = rows
         .iter()
@@ -379,7 +394,12 @@ impl ProbeReport {
 }
 
 /// The id of the single non-special token covering `text[a..b]`, if it is exactly one.
-fn one_piece(tok: &crate::model::TextTokenizer, text: &str, a: usize, b: usize) -> Result<Option<u32>> {
+fn one_piece(
+    tok: &crate::model::TextTokenizer,
+    text: &str,
+    a: usize,
+    b: usize,
+) -> Result<Option<u32>> {
     let enc = tok.encode(text)?;
     let hit: Vec<u32> = enc
         .ids
@@ -396,7 +416,13 @@ fn one_piece(tok: &crate::model::TextTokenizer, text: &str, a: usize, b: usize) 
 fn masked(text: &str, a: usize, b: usize, mask: &str) -> (String, impl Fn(usize) -> usize) {
     let t = format!("{}{mask}{}", &text[..a], &text[b..]);
     let shift = mask.len() as isize - (b - a) as isize;
-    (t, move |p: usize| if p >= b { (p as isize + shift) as usize } else { p })
+    (t, move |p: usize| {
+        if p >= b {
+            (p as isize + shift) as usize
+        } else {
+            p
+        }
+    })
 }
 
 /// Probes from FewRel-style files (relation → examples): in each example the tail is masked
@@ -411,53 +437,64 @@ pub fn probes_from_fewrel(
     let mut rep = ProbeReport::default();
     for p in paths {
         let p = p.as_ref();
-        crate::corpus::for_each_fewrel_example(p, crate::corpus::DEFAULT_MAX_LINE_BYTES, |i, ex| {
-            let text = ex.tokens.join(" ");
-            let mut starts = Vec::with_capacity(ex.tokens.len());
-            let mut pos = 0usize;
-            for t in &ex.tokens {
-                starts.push(pos);
-                pos += t.len() + 1;
-            }
-            let span = |e: &crate::corpus::FewRelEntity| -> Option<(usize, usize)> {
-                let g = e.positions.first()?;
-                let (lo, hi) = (*g.iter().min()?, *g.iter().max()?);
-                (hi < ex.tokens.len()).then(|| (starts[lo], starts[hi] + ex.tokens[hi].len()))
-            };
-            let (Some(h), Some(t)) = (&ex.head, &ex.tail) else {
-                return Ok(ControlFlow::Continue(()));
-            };
-            let (Some(hs), Some(ts)) = (span(h), span(t)) else {
-                return Ok(ControlFlow::Continue(()));
-            };
-            let mut made = false;
-            for (ts_, other, os) in [(ts, h, hs), (hs, t, ts)] {
-                let Some(gold) = one_piece(tok, &text, ts_.0, ts_.1)? else {
-                    continue;
+        crate::corpus::for_each_fewrel_example(
+            p,
+            crate::corpus::DEFAULT_MAX_LINE_BYTES,
+            |i, ex| {
+                let text = ex.tokens.join(" ");
+                let mut starts = Vec::with_capacity(ex.tokens.len());
+                let mut pos = 0usize;
+                for t in &ex.tokens {
+                    starts.push(pos);
+                    pos += t.len() + 1;
+                }
+                let span = |e: &crate::corpus::FewRelEntity| -> Option<(usize, usize)> {
+                    let g = e.positions.first()?;
+                    let (lo, hi) = (*g.iter().min()?, *g.iter().max()?);
+                    (hi < ex.tokens.len()).then(|| (starts[lo], starts[hi] + ex.tokens[hi].len()))
                 };
-                let Some(row) = table.index_of_id(&other.id).filter(|&r| table.counts[r] > 0) else {
-                    rep.entity_not_in_table += 1;
-                    made = true; // counted; no other direction tried
+                let (Some(h), Some(t)) = (&ex.head, &ex.tail) else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                let (Some(hs), Some(ts)) = (span(h), span(t)) else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                let mut made = false;
+                for (ts_, other, os) in [(ts, h, hs), (hs, t, ts)] {
+                    let Some(gold) = one_piece(tok, &text, ts_.0, ts_.1)? else {
+                        continue;
+                    };
+                    let Some(row) = table
+                        .index_of_id(&other.id)
+                        .filter(|&r| table.counts[r] > 0)
+                    else {
+                        rep.entity_not_in_table += 1;
+                        made = true; // counted; no other direction tried
+                        break;
+                    };
+                    let (mtext, at) = masked(&text, ts_.0, ts_.1, tok.mask_token());
+                    probes.push(Probe {
+                        text: mtext,
+                        mention: (at(os.0), at(os.1)),
+                        entity: row,
+                        gold,
+                        relation: ex.relation.clone().unwrap_or_else(|| "all".into()),
+                    });
+                    rep.made += 1;
+                    made = true;
                     break;
-                };
-                let (mtext, at) = masked(&text, ts_.0, ts_.1, tok.mask_token());
-                probes.push(Probe {
-                    text: mtext,
-                    mention: (at(os.0), at(os.1)),
-                    entity: row,
-                    gold,
-                    relation: ex.relation.clone().unwrap_or_else(|| "all".into()),
-                });
-                rep.made += 1;
-                made = true;
-                break;
-            }
-            if !made {
-                rep.no_one_piece_gold += 1;
-                rep.warn(format!("{}:{}: neither mention is one word piece", p.display(), i + 1));
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
+                }
+                if !made {
+                    rep.no_one_piece_gold += 1;
+                    rep.warn(format!(
+                        "{}:{}: neither mention is one word piece",
+                        p.display(),
+                        i + 1
+                    ));
+                }
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
     }
     Ok((probes, rep))
 }
@@ -482,22 +519,41 @@ pub fn probes_from_tsv(
         }
         let cols: Vec<&str> = line.split('\t').collect();
         if cols.len() != 3 {
-            bail!("{at}: expected sentence<TAB>gold<TAB>entity id, got {} columns", cols.len());
+            bail!(
+                "{at}: expected sentence<TAB>gold<TAB>entity id, got {} columns",
+                cols.len()
+            );
         }
-        let sentence = cols[0].replace("[MASK]", tok.mask_token()).replace("<mask>", tok.mask_token());
+        let sentence = cols[0]
+            .replace("[MASK]", tok.mask_token())
+            .replace("<mask>", tok.mask_token());
         let Some(m) = sentence.find(tok.mask_token()) else {
             bail!("{at}: the sentence has no {} token", tok.mask_token());
         };
-        let Some(row) = table.index_of_id(cols[2].trim()).filter(|&r| table.counts[r] > 0) else {
+        let Some(row) = table
+            .index_of_id(cols[2].trim())
+            .filter(|&r| table.counts[r] > 0)
+        else {
             rep.entity_not_in_table += 1;
-            rep.warn(format!("{at}: entity `{}` has no vector in the table", cols[2].trim()));
+            rep.warn(format!(
+                "{at}: entity `{}` has no vector in the table",
+                cols[2].trim()
+            ));
             continue;
         };
         // The gold word, in place of the mask, must be one word piece.
-        let filled = format!("{}{}{}", &sentence[..m], cols[1].trim(), &sentence[m + tok.mask_token().len()..]);
+        let filled = format!(
+            "{}{}{}",
+            &sentence[..m],
+            cols[1].trim(),
+            &sentence[m + tok.mask_token().len()..]
+        );
         let Some(gold) = one_piece(tok, &filled, m, m + cols[1].trim().len())? else {
             rep.no_one_piece_gold += 1;
-            rep.warn(format!("{at}: gold `{}` is not one word piece", cols[1].trim()));
+            rep.warn(format!(
+                "{at}: gold `{}` is not one word piece",
+                cols[1].trim()
+            ));
             continue;
         };
         let mut one = crate::entities::EntityList {
@@ -505,9 +561,16 @@ pub fn probes_from_tsv(
         };
         one.entities[0].id = "x".into();
         let finder = crate::contexts::MentionFinder::new(&one, table.meta.case_sensitive)?;
-        let Some(mention) = finder.find(&sentence).into_iter().find(|x| x.end <= m || x.start >= m + tok.mask_token().len()) else {
+        let Some(mention) = finder
+            .find(&sentence)
+            .into_iter()
+            .find(|x| x.end <= m || x.start >= m + tok.mask_token().len())
+        else {
             rep.mention_not_found += 1;
-            rep.warn(format!("{at}: no mention of `{}` in the sentence", table.entity_names[row]));
+            rep.warn(format!(
+                "{at}: no mention of `{}` in the sentence",
+                table.entity_names[row]
+            ));
             continue;
         };
         probes.push(Probe {
@@ -569,7 +632,16 @@ pub fn eval_cloze(
     batch: usize,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<ClozeReport> {
-    eval_cloze_with_progress(model, table, probes, report, norms, batch, cancel, &mut |_| {})
+    eval_cloze_with_progress(
+        model,
+        table,
+        probes,
+        report,
+        norms,
+        batch,
+        cancel,
+        &mut |_| {},
+    )
 }
 
 /// [`eval_cloze`], reporting progress (probe runs done of all, over every pass).
@@ -602,10 +674,18 @@ pub fn eval_cloze_with_progress(
     for p in &probes {
         let enc = tok.encode(&p.text)?;
         let mask = tok.mask_positions(&enc);
-        let m = crate::contexts::Mention { entity: p.entity, start: p.mention.0, end: p.mention.1, linked: false };
+        let m = crate::contexts::Mention {
+            entity: p.entity,
+            start: p.mention.0,
+            end: p.mention.1,
+            linked: false,
+        };
         let rw = crate::rewrite::rewrite(tok, &p.text, &[m], &table.entity_names)?;
         if mask.len() != 1 || rw.masks.len() != 1 || rw.plugged.len() != 1 {
-            bail!("probe `{}`: expected one mask and one plugged mention", p.text);
+            bail!(
+                "probe `{}`: expected one mask and one plugged mention",
+                p.text
+            );
         }
         plain.push((enc.ids, mask[0]));
         rewritten.push(rw);
@@ -613,25 +693,29 @@ pub fn eval_cloze_with_progress(
     let total = (probes.len() * (norms.len() + 1)) as u64;
     let mut meter = crate::progress::Meter::new(crate::progress::Phase::Evaluating, 0);
     let mut done = 0u64;
-    let mut run = |inputs: &[(Vec<u32>, usize, Vec<(usize, usize)>)], norm: Option<f32>| -> Result<Vec<usize>> {
+    let mut run = |inputs: &[(Vec<u32>, usize, Vec<(usize, usize)>)],
+                   norm: Option<f32>|
+     -> Result<Vec<usize>> {
         let mut ranks = Vec::with_capacity(inputs.len());
         for (c, chunk) in inputs.chunks(batch.max(1)).enumerate() {
             if cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 bail!("cancelled");
             }
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|x| x.0.clone()).collect();
-            let pos: Vec<(usize, usize)> = chunk.iter().enumerate().map(|(r, x)| (r, x.1)).collect();
+            let pos: Vec<(usize, usize)> =
+                chunk.iter().enumerate().map(|(r, x)| (r, x.1)).collect();
             let inj: Vec<crate::model::Injection> = match norm {
                 None => vec![],
                 Some(n) => chunk
                     .iter()
                     .enumerate()
                     .flat_map(|(r, x)| {
-                        x.2.iter().map(move |&(position, e)| crate::model::Injection {
-                            row: r,
-                            position,
-                            vector: table.embedding_at(e, n),
-                        })
+                        x.2.iter()
+                            .map(move |&(position, e)| crate::model::Injection {
+                                row: r,
+                                position,
+                                vector: table.embedding_at(e, n),
+                            })
                     })
                     .collect(),
             };
@@ -648,7 +732,10 @@ pub fn eval_cloze_with_progress(
         Ok(ranks)
     };
     let plain_in: Vec<_> = plain.into_iter().map(|(ids, m)| (ids, m, vec![])).collect();
-    let rw_in: Vec<_> = rewritten.into_iter().map(|r| (r.ids, r.masks[0], r.plugged)).collect();
+    let rw_in: Vec<_> = rewritten
+        .into_iter()
+        .map(|r| (r.ids, r.masks[0], r.plugged))
+        .collect();
     let without = run(&plain_in, None)?;
     let mut with = Vec::new();
     for &n in norms {
@@ -658,7 +745,9 @@ pub fn eval_cloze_with_progress(
     for (i, p) in probes.iter().enumerate() {
         rels.entry(p.relation.clone()).or_default().push(i);
     }
-    let pick = |ranks: &[usize], idx: &[usize]| ClozeScore::of(&idx.iter().map(|&i| ranks[i]).collect::<Vec<_>>());
+    let pick = |ranks: &[usize], idx: &[usize]| {
+        ClozeScore::of(&idx.iter().map(|&i| ranks[i]).collect::<Vec<_>>())
+    };
     let per_relation = rels
         .into_iter()
         .map(|(r, idx)| {
@@ -806,7 +895,11 @@ pub fn evaluate_with_progress(
     };
     let probes = match (&settings.probes, settings.fewrel.is_empty()) {
         (Some(p), _) => Some(probes_from_tsv(p, table, &model.tokenizer)),
-        (None, false) => Some(probes_from_fewrel(&settings.fewrel, table, &model.tokenizer)),
+        (None, false) => Some(probes_from_fewrel(
+            &settings.fewrel,
+            table,
+            &model.tokenizer,
+        )),
         (None, true) => None,
     };
     let mut norms = settings.norms.clone();
@@ -823,14 +916,16 @@ pub fn evaluate_with_progress(
             notes.push(format!("cloze: {e:#}"));
             None
         }
-        Some(Ok((p, rep))) => match eval_cloze_with_progress(model, table, p, rep, &norms, 32, cancel, progress) {
-            Ok(r) => Some(r),
-            Err(e) if cancel.load(std::sync::atomic::Ordering::Relaxed) => return Err(e),
-            Err(e) => {
-                notes.push(format!("cloze: {e:#}"));
-                None
+        Some(Ok((p, rep))) => {
+            match eval_cloze_with_progress(model, table, p, rep, &norms, 32, cancel, progress) {
+                Ok(r) => Some(r),
+                Err(e) if cancel.load(std::sync::atomic::Ordering::Relaxed) => return Err(e),
+                Err(e) => {
+                    notes.push(format!("cloze: {e:#}"));
+                    None
+                }
             }
-        },
+        }
     };
     if typing.is_none() && cloze.is_none() {
         bail!("nothing to evaluate: {}", notes.join("; "));
@@ -851,7 +946,14 @@ mod tests {
     fn knn_votes_and_breaks_ties_by_the_nearest() {
         // Two clusters on the axes; entity 4 sits between, nearer to the x cluster.
         let v = |x: f32, y: f32| Some(vec![x, y]);
-        let vectors = vec![v(1.0, 0.0), v(0.9, 0.1), v(0.0, 1.0), v(0.1, 0.9), v(0.6, 0.4), None];
+        let vectors = vec![
+            v(1.0, 0.0),
+            v(0.9, 0.1),
+            v(0.0, 1.0),
+            v(0.1, 0.9),
+            v(0.6, 0.4),
+            None,
+        ];
         let labels = vec![0, 0, 1, 1, 1, 0];
         let p = knn_loo(&vectors, &labels, 1);
         assert_eq!(p, vec![Some(0), Some(0), Some(1), Some(1), Some(0), None]);

@@ -199,8 +199,9 @@ fn relative_to(p: &Path, base: &Path) -> PathBuf {
 /// The bundled demo project: the checkout's, else the copy the binary carries (unpacked into
 /// the user's data folder).
 pub fn bundled_demo() -> PathBuf {
-    crate::model::demo_project_path()
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron"))
+    crate::model::demo_project_path().unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron")
+    })
 }
 
 #[cfg(test)]
@@ -217,7 +218,11 @@ mod tests {
         );
         assert!(p.entities.as_ref().unwrap().is_file());
         assert!(p.model_dir().join("config.json").is_file());
-        assert!(p.eval.fewrel.iter().all(|f| f.is_file()), "{:?}", p.eval.fewrel);
+        assert!(
+            p.eval.fewrel.iter().all(|f| f.is_file()),
+            "{:?}",
+            p.eval.fewrel
+        );
         assert_eq!(p.options.k, 256);
     }
 

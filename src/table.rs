@@ -294,7 +294,8 @@ impl Table {
             }
             Ok(t.data())
         }
-        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| tensor_bytes(&st, name, dtype, shape);
+        let tensor =
+            |name: &str, dtype: Dtype, shape: &[usize]| tensor_bytes(&st, name, dtype, shape);
         let sums = le_f32(tensor("sums", Dtype::F32, &[n, h])?);
         debug_assert_eq!(sums.len(), nh);
         if let Some(i) = sums.iter().position(|x| !x.is_finite()) {

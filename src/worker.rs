@@ -289,9 +289,8 @@ impl Worker {
                         });
                         wake();
                     };
-                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        engine.run(job.task, &send)
-                    }));
+                    let r =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| engine.run(job.task, &send)));
                     let last = match r {
                         Ok(Ok(reply)) => reply,
                         Ok(Err(e)) => Reply::Failed {
@@ -426,7 +425,11 @@ impl Engine {
 
     /// What is kept for `table` (a new cache when it is another table than last time).
     fn cache(&mut self, table: &Arc<Table>) -> &mut TableCache {
-        if !self.cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.table, table)) {
+        if !self
+            .cache
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.table, table))
+        {
             self.cache = None; // drop the old table's index before building the new one
         }
         self.cache.get_or_insert_with(|| TableCache {
@@ -520,9 +523,13 @@ impl Engine {
             Task::Evaluate { table, settings } => {
                 let cancel = self.cancel.clone();
                 let model = self.model_for(&table)?;
-                let r = crate::eval::evaluate_with_progress(model, &table, &settings, &cancel, &mut |p| {
-                    send(Reply::Progress(p.clone()))
-                })?;
+                let r = crate::eval::evaluate_with_progress(
+                    model,
+                    &table,
+                    &settings,
+                    &cancel,
+                    &mut |p| send(Reply::Progress(p.clone())),
+                )?;
                 Reply::Evaluated(Box::new(r))
             }
             Task::Inspect {
@@ -566,8 +573,7 @@ impl Engine {
                 };
                 let index = cache.index.as_ref().context("no neighbour index")?;
                 let entities = index.entity_neighbours(entity, k)?;
-                let vocab =
-                    analysis::vocab_neighbours_of(model, &table, index, entity, k, norm)?;
+                let vocab = analysis::vocab_neighbours_of(model, &table, index, entity, k, norm)?;
                 Reply::Neighbours(NeighbourResult {
                     entity,
                     entities,
@@ -718,5 +724,6 @@ pub fn preview(
 }
 
 fn logits(out: &crate::model::EncoderOutput, row: usize) -> Result<&[f32]> {
-    out.logits_row(row).context("the encoder returned no logits")
+    out.logits_row(row)
+        .context("the encoder returned no logits")
 }

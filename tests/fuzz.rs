@@ -218,9 +218,15 @@ fn corpus_formats_never_panic_and_links_stay_inside_their_sentences() {
     let linked = fixture("linked");
     let bases: Vec<(&str, Vec<u8>)> = vec![
         ("c.txt", std::fs::read(fixture("pelt/corpus.txt")).unwrap()),
-        ("c.jsonl", std::fs::read(linked.join("links.jsonl")).unwrap()),
+        (
+            "c.jsonl",
+            std::fs::read(linked.join("links.jsonl")).unwrap(),
+        ),
         ("c.json", std::fs::read(linked.join("fewrel.json")).unwrap()),
-        ("c.pubtator", std::fs::read(linked.join("doc.pubtator")).unwrap()),
+        (
+            "c.pubtator",
+            std::fs::read(linked.join("doc.pubtator")).unwrap(),
+        ),
         ("wiki_00", std::fs::read(linked.join("wiki_00")).unwrap()),
     ];
     let mut rng = Rng(5);

@@ -79,7 +79,11 @@ fn check_linked_reference(model_dir: PathBuf, expected: &str) {
     for (i, e) in want.iter().enumerate() {
         let id = e["id"].as_str().unwrap();
         assert_eq!(table.entity_ids[i], id);
-        assert_eq!(table.entity_names[i], e["name"].as_str().unwrap(), "name of {id}");
+        assert_eq!(
+            table.entity_names[i],
+            e["name"].as_str().unwrap(),
+            "name of {id}"
+        );
         let aliases: Vec<String> = e["aliases"]
             .as_array()
             .unwrap()
@@ -87,7 +91,11 @@ fn check_linked_reference(model_dir: PathBuf, expected: &str) {
             .map(|a| a.as_str().unwrap().to_string())
             .collect();
         assert_eq!(table.entity_aliases[i], aliases, "aliases of {id}");
-        assert_eq!(table.counts[i], e["count"].as_i64().unwrap(), "count of {id}");
+        assert_eq!(
+            table.counts[i],
+            e["count"].as_i64().unwrap(),
+            "count of {id}"
+        );
         let d = max_abs_diff(&table.embedding_at(i, norm), &f32s(&e["embedding"]));
         worst = worst.max(d);
         assert!(d <= 1e-4, "{id}: embedding differs by {d}");
@@ -106,8 +114,18 @@ fn check_linked_reference(model_dir: PathBuf, expected: &str) {
         .contexts
         .iter()
         .map(|c| {
-            let file = corpus.files[c.file as usize].file_name().unwrap().to_string_lossy().into_owned();
-            key(&table.entity_ids[c.entity as usize], &file, &c.text, c.start, c.end)
+            let file = corpus.files[c.file as usize]
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            key(
+                &table.entity_ids[c.entity as usize],
+                &file,
+                &c.text,
+                c.start,
+                c.end,
+            )
         })
         .collect();
     let mut exp_ctx: Vec<_> = want
@@ -116,7 +134,13 @@ fn check_linked_reference(model_dir: PathBuf, expected: &str) {
             let text = c["text"].as_str().unwrap();
             let s = byte_at(text, c["start"].as_u64().unwrap() as usize);
             let e = byte_at(text, c["end"].as_u64().unwrap() as usize);
-            key(c["entity"].as_str().unwrap(), c["file"].as_str().unwrap(), text, s, e)
+            key(
+                c["entity"].as_str().unwrap(),
+                c["file"].as_str().unwrap(),
+                text,
+                s,
+                e,
+            )
         })
         .collect();
     got.sort();
@@ -126,7 +150,9 @@ fn check_linked_reference(model_dir: PathBuf, expected: &str) {
         let text = c["text"].as_str().unwrap();
         let s = byte_at(text, c["start"].as_u64().unwrap() as usize) as usize;
         let e = byte_at(text, c["end"].as_u64().unwrap() as usize) as usize;
-        let m = mask_mention(&model.tokenizer, text, s, e, 64).unwrap().unwrap();
+        let m = mask_mention(&model.tokenizer, text, s, e, 64)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.ids, u32s(&c["input_ids"]), "{text}");
         assert_eq!(m.mask_position as u64, c["mask_position"].as_u64().unwrap());
     }
@@ -134,12 +160,18 @@ fn check_linked_reference(model_dir: PathBuf, expected: &str) {
 
 #[test]
 fn linked_vectors_match_transformers_tiny_bert() {
-    check_linked_reference(fixture("models/tiny-bert"), "expected_linked_tiny-bert.json");
+    check_linked_reference(
+        fixture("models/tiny-bert"),
+        "expected_linked_tiny-bert.json",
+    );
 }
 
 #[test]
 fn linked_vectors_match_transformers_bundled_model() {
-    check_linked_reference(bundled_model_dir(), "expected_linked_splade-tiny-msmarco.json");
+    check_linked_reference(
+        bundled_model_dir(),
+        "expected_linked_splade-tiny-msmarco.json",
+    );
 }
 
 const PARIS: &str = "Q90\tParis\tCity of Light\nQ142\tFrance\t\n";
@@ -162,10 +194,17 @@ fn mention_modes_links_names_and_both() {
     assert!(links.contexts.iter().all(|c| c.linked));
     // Zürich and the Alps are linked to ids not on the list.
     assert_eq!(r.unknown_links, 2);
-    assert_eq!(r.unknown_examples, vec!["Q72".to_string(), "Q1286".to_string()]);
+    assert_eq!(
+        r.unknown_examples,
+        vec!["Q72".to_string(), "Q1286".to_string()]
+    );
     let (auto, r) = run(MentionMode::Auto);
     assert_eq!(r.mentions, MentionMode::Links);
-    assert!(r.mentions_why.contains("carries entity links"), "{}", r.mentions_why);
+    assert!(
+        r.mentions_why.contains("carries entity links"),
+        "{}",
+        r.mentions_why
+    );
     assert_eq!(auto.to_bytes().unwrap(), links.to_bytes().unwrap());
     let (names, r) = run(MentionMode::Names);
     assert_eq!(r.mentions, MentionMode::Names);
@@ -177,7 +216,11 @@ fn mention_modes_links_names_and_both() {
     assert_eq!(both.counts, vec![6, 2]);
     assert_eq!(both.contexts.iter().filter(|c| c.linked).count(), 3);
     // A name match never overlaps a link: the linked "City of Light" is one linked context.
-    let col: Vec<_> = both.contexts.iter().filter(|c| c.mention() == "City of Light").collect();
+    let col: Vec<_> = both
+        .contexts
+        .iter()
+        .filter(|c| c.mention() == "City of Light")
+        .collect();
     assert_eq!(col.len(), 1);
     assert!(col[0].linked);
     // The modes give different vectors and say so in the file.
@@ -188,7 +231,10 @@ fn mention_modes_links_names_and_both() {
     let txt = write(d.path(), "c.txt", b"Paris is in France.\n");
     let opts = BuildOptions::default();
     let (t, r) = try_build(&model, std::slice::from_ref(&txt), &ents, &opts).unwrap();
-    assert_eq!((r.mentions, t.counts.clone()), (MentionMode::Names, vec![1, 1]));
+    assert_eq!(
+        (r.mentions, t.counts.clone()),
+        (MentionMode::Names, vec![1, 1])
+    );
     let opts = BuildOptions {
         mentions: MentionMode::Links,
         ..Default::default()
@@ -211,7 +257,11 @@ fn linked_builds_are_deterministic_and_shards_merge() {
     assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
     assert!(a.counts.iter().all(|&c| c <= 2));
     let q90 = a.index_of("Q90").unwrap();
-    assert_eq!((a.counts[q90], a.found[q90]), (2, 4), "K caps the 4 linked mentions");
+    assert_eq!(
+        (a.counts[q90], a.found[q90]),
+        (2, 4),
+        "K caps the 4 linked mentions"
+    );
     let other = BuildOptions {
         seed: 7,
         ..opts.clone()
@@ -295,7 +345,10 @@ fn bad_links_are_skipped_with_file_and_line_and_the_build_goes_on() {
     // Good links on the same lines still count: Paris (jsonl 1, 3; PubTator). The wiki link
     // names the page `France`, an id not on this list.
     assert_eq!(t.counts, vec![3, 0]);
-    assert_eq!((r.unknown_links, r.unknown_examples.clone()), (1, vec!["France".to_string()]));
+    assert_eq!(
+        (r.unknown_links, r.unknown_examples.clone()),
+        (1, vec!["France".to_string()])
+    );
     // The anchor without href kept its text, unlinked; the France anchor is a link.
     let mut wiki_sentences = Vec::new();
     Corpus::open(&[d.path().join("wiki_00")])
@@ -309,7 +362,11 @@ fn bad_links_are_skipped_with_file_and_line_and_the_build_goes_on() {
     assert_eq!(wiki_sentences[0].0, "In Paris, France.");
     assert_eq!(
         wiki_sentences[0].1,
-        vec![pelt::corpus::Link { start: 10, end: 16, id: "France".into() }]
+        vec![pelt::corpus::Link {
+            start: 10,
+            end: 16,
+            id: "France".into()
+        }]
     );
 }
 
@@ -337,32 +394,56 @@ fn only_regular_files_are_read_once_each() {
     let a = write(&dir, "a.txt", b"Paris.\n");
     // A FIFO inside a folder, and given directly: refused, never opened (opening would hang).
     let fifo = dir.join("pipe.txt");
-    let ok = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(ok.success());
-    let e = format!("{:#}", Corpus::open(std::slice::from_ref(&dir)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Corpus::open(std::slice::from_ref(&dir)).unwrap_err()
+    );
     assert!(e.contains("pipe.txt is a FIFO"), "{e}");
-    let e = format!("{:#}", Corpus::open(std::slice::from_ref(&fifo)).unwrap_err());
-    assert!(e.contains("is not a regular file or folder (a FIFO)"), "{e}");
+    let e = format!(
+        "{:#}",
+        Corpus::open(std::slice::from_ref(&fifo)).unwrap_err()
+    );
+    assert!(
+        e.contains("is not a regular file or folder (a FIFO)"),
+        "{e}"
+    );
     std::fs::remove_file(&fifo).unwrap();
     // A link to a device in a folder (only read here, never written).
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.txt")).unwrap();
-    let e = format!("{:#}", Corpus::open(std::slice::from_ref(&dir)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Corpus::open(std::slice::from_ref(&dir)).unwrap_err()
+    );
     assert!(e.contains("zero.txt is a device"), "{e}");
     std::fs::remove_file(dir.join("zero.txt")).unwrap();
     // A symlink loop.
     std::os::unix::fs::symlink(&dir, dir.join("loop")).unwrap();
-    let e = format!("{:#}", Corpus::open(std::slice::from_ref(&dir)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Corpus::open(std::slice::from_ref(&dir)).unwrap_err()
+    );
     assert!(e.contains("a symlink loop"), "{e}");
     std::fs::remove_file(dir.join("loop")).unwrap();
     // The same file twice, directly or through a link.
     let e = format!("{:#}", Corpus::open(&[a.clone(), a.clone()]).unwrap_err());
     assert!(e.contains("is the same file as"), "{e}");
     std::os::unix::fs::symlink(&a, dir.join("b.txt")).unwrap();
-    let e = format!("{:#}", Corpus::open(std::slice::from_ref(&dir)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Corpus::open(std::slice::from_ref(&dir)).unwrap_err()
+    );
     assert!(e.contains("b.txt is the same file as"), "{e}");
     std::fs::remove_file(dir.join("b.txt")).unwrap();
     assert_eq!(Corpus::open(&[dir]).unwrap().files, vec![a]);
-    let e = format!("{:#}", Corpus::open(&[d.path().join("none.txt")]).unwrap_err());
+    let e = format!(
+        "{:#}",
+        Corpus::open(&[d.path().join("none.txt")]).unwrap_err()
+    );
     assert!(e.contains("does not exist"), "{e}");
 }
 
@@ -396,7 +477,10 @@ fn huge_lines_and_examples_stay_bounded() {
         "{:#}",
         try_build(&model, &[f], &ents, &BuildOptions::default()).unwrap_err()
     );
-    assert!(e.contains("big.json:1: an example is longer than the limit"), "{e}");
+    assert!(
+        e.contains("big.json:1: an example is longer than the limit"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -436,8 +520,14 @@ fn cli_builds_from_links_without_an_entity_list() {
         fixture("models/tiny-bert").as_os_str(),
     ]);
     assert!(ok, "{text}");
-    assert!(text.contains("mentions: links (auto: the corpus carries entity links)"), "{text}");
-    assert!(text.contains("entities: 16 ids from the corpus's links"), "{text}");
+    assert!(
+        text.contains("mentions: links (auto: the corpus carries entity links)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("entities: 16 ids from the corpus's links"),
+        "{text}"
+    );
     let t = Table::load(&out).unwrap();
     assert_eq!((t.len(), t.meta.mentions.as_str()), (16, "links"));
     let (ok, text) = run(&[
@@ -450,7 +540,10 @@ fn cli_builds_from_links_without_an_entity_list() {
         "linked".as_ref(),
     ]);
     assert!(!ok);
-    assert!(text.contains("expected auto, links, names or both"), "{text}");
+    assert!(
+        text.contains("expected auto, links, names or both"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -476,13 +569,22 @@ fn eval_typing_reports_table_name_and_majority_and_refuses_unknown_ids() {
     }
     let mut unknown = pelt::eval::Labels::new();
     unknown.insert("Q999".into(), "x".into());
-    let e = format!("{:#}", pelt::eval::eval_typing(&t, &unknown, None, 5).unwrap_err());
-    assert!(e.contains("none of the 1 labelled ids is an entity of the table"), "{e}");
+    let e = format!(
+        "{:#}",
+        pelt::eval::eval_typing(&t, &unknown, None, 5).unwrap_err()
+    );
+    assert!(
+        e.contains("none of the 1 labelled ids is an entity of the table"),
+        "{e}"
+    );
     let e = format!(
         "{:#}",
         pelt::eval::labels_from_fewrel(&[linked_dir().join("fewrel.json")], 50).unwrap_err()
     );
-    assert!(e.contains("no entity has at least 50 linked mentions"), "{e}");
+    assert!(
+        e.contains("no entity has at least 50 linked mentions"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -492,12 +594,17 @@ fn cloze_probes_plug_the_entity_and_the_norm_matters() {
     let ents = EntityList::from_links(&corpus, 1).unwrap();
     let (t, _) = try_build(&model, &[linked_dir()], &ents, &BuildOptions::default()).unwrap();
     let (probes, rep) =
-        pelt::eval::probes_from_fewrel(&[linked_dir().join("fewrel.json")], &t, &model.tokenizer).unwrap();
+        pelt::eval::probes_from_fewrel(&[linked_dir().join("fewrel.json")], &t, &model.tokenizer)
+            .unwrap();
     assert_eq!(rep.made, probes.len());
     assert!(!probes.is_empty());
     for p in &probes {
         assert_eq!(p.text.matches("[MASK]").count(), 1, "{}", p.text);
-        assert_eq!(&p.text[p.mention.0..p.mention.1], t.entity_names[p.entity], "{p:?}");
+        assert_eq!(
+            &p.text[p.mention.0..p.mention.1],
+            t.entity_names[p.entity],
+            "{p:?}"
+        );
     }
     let cancel = AtomicBool::new(false);
     let r = pelt::eval::eval_cloze(&model, &t, probes, rep, &[0.5, 7.0, 50.0], 2, &cancel).unwrap();

@@ -5,7 +5,9 @@ mod common;
 use common::*;
 
 use candle_core::Device;
-use pelt::model::hub::{self, cache_root_from, list_cached, parse_id, resolve_in, resolve_with_root};
+use pelt::model::hub::{
+    self, cache_root_from, list_cached, parse_id, resolve_in, resolve_with_root,
+};
 use pelt::model::{bundled_model_dir, embedded_files, write_files, Model};
 use pelt::project::Project;
 use std::ffi::OsString;
@@ -22,7 +24,11 @@ fn cache_root_follows_the_environment() {
         }
     };
     assert_eq!(
-        cache_root_from(env(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h"), ("HOME", "/u")])),
+        cache_root_from(env(&[
+            ("HF_HUB_CACHE", "/c"),
+            ("HF_HOME", "/h"),
+            ("HOME", "/u")
+        ])),
         PathBuf::from("/c")
     );
     assert_eq!(
@@ -41,27 +47,52 @@ fn cache_root_follows_the_environment() {
 
 #[test]
 fn ids_revisions_missing_ids_and_broken_snapshots() {
-    assert_eq!(parse_id("bert-base-uncased"), Some(("bert-base-uncased".into(), None)));
+    assert_eq!(
+        parse_id("bert-base-uncased"),
+        Some(("bert-base-uncased".into(), None))
+    );
     assert_eq!(
         parse_id("dmis-lab/biobert-base-cased-v1.2@main"),
-        Some(("dmis-lab/biobert-base-cased-v1.2".into(), Some("main".into())))
+        Some((
+            "dmis-lab/biobert-base-cased-v1.2".into(),
+            Some("main".into())
+        ))
     );
     assert_eq!(parse_id("a/b/c"), None);
     assert_eq!(parse_id("../x"), None);
     assert_eq!(parse_id("x@"), None);
     let (_d, root) = fake_cache();
     let main = resolve_in(&root, "org/tiny", None).unwrap();
-    assert!(main.ends_with("models--org--tiny/snapshots/abc"), "{main:?}");
-    assert!(resolve_in(&root, "org/tiny", Some("v1")).unwrap().ends_with("snapshots/def"));
-    assert!(resolve_in(&root, "org/tiny", Some("def")).unwrap().ends_with("snapshots/def"));
-    let e = format!("{:#}", resolve_in(&root, "org/tiny", Some("v9")).unwrap_err());
-    assert!(e.contains("no revision `v9`") && e.contains("refs main, v1"), "{e}");
+    assert!(
+        main.ends_with("models--org--tiny/snapshots/abc"),
+        "{main:?}"
+    );
+    assert!(resolve_in(&root, "org/tiny", Some("v1"))
+        .unwrap()
+        .ends_with("snapshots/def"));
+    assert!(resolve_in(&root, "org/tiny", Some("def"))
+        .unwrap()
+        .ends_with("snapshots/def"));
+    let e = format!(
+        "{:#}",
+        resolve_in(&root, "org/tiny", Some("v9")).unwrap_err()
+    );
+    assert!(
+        e.contains("no revision `v9`") && e.contains("refs main, v1"),
+        "{e}"
+    );
     let e = format!("{:#}", resolve_with_root("org/none", &root).unwrap_err());
-    assert!(e.contains("model `org/none` is not in the Hugging Face cache"), "{e}");
+    assert!(
+        e.contains("model `org/none` is not in the Hugging Face cache"),
+        "{e}"
+    );
     assert!(e.contains("cached masked-LM models: org/tiny."), "{e}");
     assert!(e.contains("hf download ID"), "{e}");
     let e = format!("{:#}", resolve_with_root("org/broken", &root).unwrap_err());
-    assert!(e.contains("points to snapshot gone, which is missing"), "{e}");
+    assert!(
+        e.contains("points to snapshot gone, which is missing"),
+        "{e}"
+    );
     // A folder wins over an id-shaped name; a missing folder that is no id says so.
     let f = fixture("models/tiny-bert");
     assert_eq!(resolve_with_root(f.to_str().unwrap(), &root).unwrap(), f);
@@ -72,14 +103,28 @@ fn ids_revisions_missing_ids_and_broken_snapshots() {
     let ids: Vec<&str> = list.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, vec!["org/broken", "org/encoder", "org/tiny"]);
     let tiny = &list[2];
-    assert_eq!((tiny.architecture.as_str(), tiny.hidden_size, tiny.layers), ("BertForMaskedLM", 32, 2));
+    assert_eq!(
+        (tiny.architecture.as_str(), tiny.hidden_size, tiny.layers),
+        ("BertForMaskedLM", 32, 2)
+    );
     assert!(tiny.problem.is_none() && tiny.size > 0);
-    assert!(list[1].problem.as_deref().unwrap().contains("not a masked language model"), "{:?}", list[1]);
+    assert!(
+        list[1]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("not a masked language model"),
+        "{:?}",
+        list[1]
+    );
     assert!(list[0].problem.is_some());
     // The resolved snapshot loads and equals the fixture model.
     let m = Model::load(&main, &Device::Cpu).unwrap();
     assert_eq!(m.hidden_size(), 32);
-    assert_eq!(hub::id_of_snapshot(&root, &main).as_deref(), Some("org/tiny"));
+    assert_eq!(
+        hub::id_of_snapshot(&root, &main).as_deref(),
+        Some("org/tiny")
+    );
 }
 
 #[test]
@@ -93,7 +138,11 @@ fn cli_takes_a_cached_id() {
             .unwrap()
     };
     let by_id = run("org/tiny");
-    assert!(by_id.status.success(), "{}", String::from_utf8_lossy(&by_id.stderr));
+    assert!(
+        by_id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_id.stderr)
+    );
     let by_dir = run(fixture("models/tiny-bert").to_str().unwrap());
     assert_eq!(by_id.stdout, by_dir.stdout, "same model, same predictions");
     let missing = run("org/none");
@@ -126,13 +175,20 @@ fn the_embedded_model_unpacks_and_loads() {
     assert_eq!(m.weights_sha256().unwrap(), c.weights_sha256().unwrap());
     // The demo project resolves its relative paths in the unpacked copy.
     let p = Project::load(&d.path().join("projects/pubmed-demo.ron")).unwrap();
-    assert!(p.corpus[0].starts_with(d.path()) && p.corpus[0].is_file(), "{:?}", p.corpus);
+    assert!(
+        p.corpus[0].starts_with(d.path()) && p.corpus[0].is_file(),
+        "{:?}",
+        p.corpus
+    );
     assert!(p.entities.as_ref().unwrap().is_file());
     // An edited project file is kept; a damaged model file is rewritten.
     std::fs::write(d.path().join("projects/pubmed-demo.ron"), "edited").unwrap();
     std::fs::write(dir.join("config.json"), "{}").unwrap();
     write_files(d.path(), model_files, false).unwrap();
     write_files(d.path(), demo_files, true).unwrap();
-    assert_eq!(std::fs::read_to_string(d.path().join("projects/pubmed-demo.ron")).unwrap(), "edited");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("projects/pubmed-demo.ron")).unwrap(),
+        "edited"
+    );
     assert!(Model::load(&dir, &Device::Cpu).is_ok());
 }

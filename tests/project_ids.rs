@@ -27,12 +27,18 @@ fn projects_store_cached_models_as_ids() {
     // Another revision keeps its hash.
     p.model = Some(resolve_in(&root, "org/tiny", Some("v1")).unwrap());
     p.save(&path).unwrap();
-    assert_eq!(Project::load(&path).unwrap().model_id.as_deref(), Some("org/tiny@def"));
+    assert_eq!(
+        Project::load(&path).unwrap().model_id.as_deref(),
+        Some("org/tiny@def")
+    );
     // A missing model is named, with the cached ones listed.
     p.model = None;
     p.model_id = Some("org/gone".into());
     let e = format!("{:#}", p.resolve_model().unwrap_err());
-    assert!(e.contains("the project's model `org/gone`") && e.contains("org/tiny"), "{e}");
+    assert!(
+        e.contains("the project's model `org/gone`") && e.contains("org/tiny"),
+        "{e}"
+    );
     p.model_id = None;
     p.model = Some(d.path().join("moved-away"));
     let e = format!("{:#}", p.resolve_model().unwrap_err());

@@ -10,12 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Waits for the replies to job `id` until `f` takes one; every event must name a job sent.
-fn wait_for<T>(
-    w: &Worker,
-    id: JobId,
-    what: &str,
-    mut f: impl FnMut(Reply) -> Option<T>,
-) -> T {
+fn wait_for<T>(w: &Worker, id: JobId, what: &str, mut f: impl FnMut(Reply) -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if let Some(Event {
@@ -29,7 +24,10 @@ fn wait_for<T>(
             assert!(got <= id, "an event for job {got}, not sent yet");
             if got < id {
                 // An earlier job's reply: there is at most one final one, already seen.
-                assert!(!reply.is_final(), "a second final reply to job {got} ({job})");
+                assert!(
+                    !reply.is_final(),
+                    "a second final reply to job {got} ({job})"
+                );
                 continue;
             }
             if let Reply::Failed { message } = &reply {

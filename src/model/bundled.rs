@@ -86,7 +86,11 @@ const DEMO_FILES: Files = &[];
 
 /// The user's data folder for this app.
 pub fn data_dir() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let base = if cfg!(windows) {
         var("LOCALAPPDATA")
     } else if cfg!(target_os = "macos") {
@@ -133,7 +137,10 @@ pub fn bundled_model_path() -> Result<PathBuf> {
     if src.join("config.json").is_file() {
         return Ok(src);
     }
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         let beside = exe_dir.join("models").join(MODEL);
         if beside.join("config.json").is_file() {
             return Ok(beside);

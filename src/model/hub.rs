@@ -40,7 +40,11 @@ pub fn set_cache_root(root: Option<PathBuf>) {
 
 /// The cache root: the one set with [`set_cache_root`], else the environment's.
 pub fn cache_root() -> PathBuf {
-    if let Some(r) = ROOT_OVERRIDE.read().unwrap_or_else(|e| e.into_inner()).clone() {
+    if let Some(r) = ROOT_OVERRIDE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
         return r;
     }
     cache_root_from(|k| std::env::var_os(k))
@@ -59,7 +63,8 @@ pub fn parse_id(spec: &str) -> Option<(String, Option<String>)> {
         !p.is_empty()
             && p != "."
             && p != ".."
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     if parts.len() > 2 || !parts.iter().all(|p| ok_part(p)) {
         return None;
@@ -93,13 +98,24 @@ pub fn resolve_in(root: &Path, id: &str, revision: Option<&str>) -> Result<PathB
             bail!(
                 "model `{id}` has no revision `{rev}` in the cache ({}): refs {}, snapshots {}",
                 repo.display(),
-                if revs.is_empty() { "none".into() } else { revs.join(", ") },
-                if snaps.is_empty() { "none".into() } else { snaps.join(", ") }
+                if revs.is_empty() {
+                    "none".into()
+                } else {
+                    revs.join(", ")
+                },
+                if snaps.is_empty() {
+                    "none".into()
+                } else {
+                    snaps.join(", ")
+                }
             );
         }
     };
     if hash.is_empty() || hash.contains(['/', '\\']) || hash.starts_with('.') {
-        bail!("{}: `refs/{rev}` does not hold a commit hash", repo.display());
+        bail!(
+            "{}: `refs/{rev}` does not hold a commit hash",
+            repo.display()
+        );
     }
     let dir = snapshots.join(&hash);
     if !dir.is_dir() {
@@ -228,7 +244,9 @@ pub fn inspect(id: &str, dir: &Path) -> CachedModel {
                 || dir.join("vocab.txt").is_file()
                 || (dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file()))
             {
-                m.problem = Some("no tokenizer (tokenizer.json, vocab.txt or vocab.json + merges.txt)".into());
+                m.problem = Some(
+                    "no tokenizer (tokenizer.json, vocab.txt or vocab.json + merges.txt)".into(),
+                );
             }
         }
     }

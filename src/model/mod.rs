@@ -245,7 +245,10 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
 /// Softmax of a logit row into probabilities (f64 accumulation).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let lse = log_sum_exp(logits);
-    logits.iter().map(|&x| (x as f64 - lse).exp() as f32).collect()
+    logits
+        .iter()
+        .map(|&x| (x as f64 - lse).exp() as f32)
+        .collect()
 }
 
 /// Indices of the `k` largest values, largest first.

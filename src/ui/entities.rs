@@ -2,8 +2,8 @@
 
 use egui::{FontId, Rect, RichText, Sense, Ui};
 
-use super::widgets::{self, hint};
 use super::session::SortKey;
+use super::widgets::{self, hint};
 use super::{Command, Session};
 
 /// Which rows the table shows.
@@ -42,8 +42,7 @@ pub fn visible_rows(
             f.is_empty()
                 || s.entity_name(i).to_lowercase().contains(&f)
                 || s.entity_id(i).to_lowercase().contains(&f)
-                || s
-                    .entity_aliases(i)
+                || s.entity_aliases(i)
                     .iter()
                     .any(|a| a.to_lowercase().contains(&f))
         })
@@ -110,7 +109,8 @@ impl EntitiesPanel {
             s.state.ascending,
         );
         if self.key.as_ref() != Some(&key) {
-            self.visible = visible_rows(s, &self.filter, self.show, s.state.sort, s.state.ascending);
+            self.visible =
+                visible_rows(s, &self.filter, self.show, s.state.sort, s.state.ascending);
             self.key = Some(key);
         }
         &self.visible

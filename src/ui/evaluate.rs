@@ -99,14 +99,25 @@ fn sources(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
         let running = app.eval_job.is_some();
         let can = app.table.is_some() && app.model.is_some() && !running;
         if ui
-            .add_enabled(can, egui::Button::new(RichText::new("Run evaluation").strong()))
+            .add_enabled(
+                can,
+                egui::Button::new(RichText::new("Run evaluation").strong()),
+            )
             .on_hover_text("Run typing and cloze on the worker (at the current norm)")
-            .on_disabled_hover_text(if running { "running…" } else { "build or open a table first" })
+            .on_disabled_hover_text(if running {
+                "running…"
+            } else {
+                "build or open a table first"
+            })
             .clicked()
         {
             out.push(Command::RunEval);
         }
-        if ui.add_enabled(running, egui::Button::new("Cancel")).on_hover_text("Stop the evaluation").clicked() {
+        if ui
+            .add_enabled(running, egui::Button::new("Cancel"))
+            .on_hover_text("Stop the evaluation")
+            .clicked()
+        {
             out.push(Command::CancelEval);
         }
         if running {
@@ -125,7 +136,10 @@ fn sources(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
             }
         }
         if app.project.eval_results.is_some()
-            && ui.button("Export…").on_hover_text("Write the results as JSON or CSV").clicked()
+            && ui
+                .button("Export…")
+                .on_hover_text("Write the results as JSON or CSV")
+                .clicked()
         {
             out.push(Command::ExportEvalDialog);
         }
@@ -153,47 +167,67 @@ fn results(app: &Session, r: &EvalResults, ui: &mut Ui, out: &mut Vec<Command>) 
                 }
             ),
         );
-        egui::Grid::new("typing").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
-            ui.label(RichText::new("method").strong());
-            ui.label(RichText::new("all entities").strong());
-            ui.label(RichText::new("found only").strong());
-            ui.end_row();
-            for (a, f) in t.all.iter().zip(&t.found_only) {
-                let color = match a.method.as_str() {
-                    "table" => widgets::GOOD,
-                    "name" => A_COLOR,
-                    _ => egui::Color32::GRAY,
-                };
-                ui.label(&a.method);
-                score_bar(ui, a, color);
-                score_bar(ui, f, color);
+        egui::Grid::new("typing")
+            .num_columns(3)
+            .spacing([12.0, 4.0])
+            .show(ui, |ui| {
+                ui.label(RichText::new("method").strong());
+                ui.label(RichText::new("all entities").strong());
+                ui.label(RichText::new("found only").strong());
                 ui.end_row();
-            }
-        });
+                for (a, f) in t.all.iter().zip(&t.found_only) {
+                    let color = match a.method.as_str() {
+                        "table" => widgets::GOOD,
+                        "name" => A_COLOR,
+                        _ => egui::Color32::GRAY,
+                    };
+                    ui.label(&a.method);
+                    score_bar(ui, a, color);
+                    score_bar(ui, f, color);
+                    ui.end_row();
+                }
+            });
     }
     if let Some(c) = &r.cloze {
         section(ui, "Cloze probes");
         let best = r.best_norm();
-        let at_table = c.with.iter().find(|(n, _)| *n == r.table_norm).map(|x| &x.1);
+        let at_table = c
+            .with
+            .iter()
+            .find(|(n, _)| *n == r.table_norm)
+            .map(|x| &x.1);
         ui.horizontal_wrapped(|ui| {
             ui.label(format!(
                 "{} probes · P@1 without the table {:.3}",
                 c.probes.made, c.without.p_at_1
             ));
             if let Some(s) = at_table {
-                ui.label(format!("· with it at norm {} {:.3}", r.table_norm, s.p_at_1));
+                ui.label(format!(
+                    "· with it at norm {} {:.3}",
+                    r.table_norm, s.p_at_1
+                ));
             }
             if let Some(b) = best {
-                let bs = c.with.iter().find(|(n, _)| *n == b).map(|x| x.1.clone()).unwrap_or_default();
+                let bs = c
+                    .with
+                    .iter()
+                    .find(|(n, _)| *n == b)
+                    .map(|x| x.1.clone())
+                    .unwrap_or_default();
                 ui.label(
-                    RichText::new(format!("· best at norm {b}: P@1 {:.3}, MRR {:.3}", bs.p_at_1, bs.mrr))
-                        .color(widgets::GOOD),
+                    RichText::new(format!(
+                        "· best at norm {b}: P@1 {:.3}, MRR {:.3}",
+                        bs.p_at_1, bs.mrr
+                    ))
+                    .color(widgets::GOOD),
                 )
                 .on_hover_text("The norm with the highest P@1; ties go to the higher MRR");
                 if b != app.norm()
                     && ui
                         .button(format!("Set the table norm to {b}"))
-                        .on_hover_text("Use the norm with the best P@1 for the table (no rebuild needed)")
+                        .on_hover_text(
+                            "Use the norm with the best P@1 for the table (no rebuild needed)",
+                        )
                         .clicked()
                 {
                     let mut p = app.project.clone();
@@ -202,7 +236,9 @@ fn results(app: &Session, r: &EvalResults, ui: &mut Ui, out: &mut Vec<Command>) 
                 }
             }
         });
-        if c.probes.no_one_piece_gold + c.probes.entity_not_in_table + c.probes.mention_not_found > 0 {
+        if c.probes.no_one_piece_gold + c.probes.entity_not_in_table + c.probes.mention_not_found
+            > 0
+        {
             hint(
                 ui,
                 format!(
@@ -218,7 +254,11 @@ fn results(app: &Session, r: &EvalResults, ui: &mut Ui, out: &mut Vec<Command>) 
         let mrr: Vec<[f64; 2]> = c.with.iter().map(|(n, s)| [*n as f64, s.mrr]).collect();
         let without = c.without.p_at_1;
         let without_mrr = c.without.mrr;
-        let (a, b, tn) = (app.state.norm_a as f64, app.state.norm_b as f64, app.norm() as f64);
+        let (a, b, tn) = (
+            app.state.norm_a as f64,
+            app.state.norm_b as f64,
+            app.norm() as f64,
+        );
         let xmax = pts.iter().map(|p| p[0]).fold(1.0, f64::max);
         let resp = Plot::new("cloze_plot")
             .height(240.0)
@@ -230,39 +270,74 @@ fn results(app: &Session, r: &EvalResults, ui: &mut Ui, out: &mut Vec<Command>) 
             .allow_zoom(false)
             .allow_boxed_zoom(false)
             .show(ui, |plot| {
-                plot.line(Line::new("P@1 with the table", PlotPoints::new(pts.clone())).width(2.0).color(widgets::GOOD));
-                plot.points(Points::new("P@1 at each norm", pts.clone()).radius(3.0).color(widgets::GOOD));
                 plot.line(
-                    Line::new("P@1 without the table", PlotPoints::new(vec![[0.0, without], [xmax, without]]))
-                        .color(widgets::GOOD)
-                        .style(LineStyle::dashed_dense()),
+                    Line::new("P@1 with the table", PlotPoints::new(pts.clone()))
+                        .width(2.0)
+                        .color(widgets::GOOD),
                 );
-                plot.line(Line::new("MRR with the table", PlotPoints::new(mrr.clone())).width(2.0).color(widgets::MASK_BG));
+                plot.points(
+                    Points::new("P@1 at each norm", pts.clone())
+                        .radius(3.0)
+                        .color(widgets::GOOD),
+                );
                 plot.line(
-                    Line::new("MRR without the table", PlotPoints::new(vec![[0.0, without_mrr], [xmax, without_mrr]]))
-                        .color(widgets::MASK_BG)
-                        .style(LineStyle::dashed_dense()),
+                    Line::new(
+                        "P@1 without the table",
+                        PlotPoints::new(vec![[0.0, without], [xmax, without]]),
+                    )
+                    .color(widgets::GOOD)
+                    .style(LineStyle::dashed_dense()),
+                );
+                plot.line(
+                    Line::new("MRR with the table", PlotPoints::new(mrr.clone()))
+                        .width(2.0)
+                        .color(widgets::MASK_BG),
+                );
+                plot.line(
+                    Line::new(
+                        "MRR without the table",
+                        PlotPoints::new(vec![[0.0, without_mrr], [xmax, without_mrr]]),
+                    )
+                    .color(widgets::MASK_BG)
+                    .style(LineStyle::dashed_dense()),
                 );
                 plot.vline(VLine::new(format!("A = {a}"), a).color(A_COLOR));
                 plot.vline(VLine::new(format!("B = {b}"), b).color(B_COLOR));
-                plot.vline(VLine::new(format!("table norm = {tn}"), tn).color(egui::Color32::LIGHT_GRAY).style(LineStyle::dashed_dense()));
+                plot.vline(
+                    VLine::new(format!("table norm = {tn}"), tn)
+                        .color(egui::Color32::LIGHT_GRAY)
+                        .style(LineStyle::dashed_dense()),
+                );
             });
         resp.response.widget_info(|| {
             egui::WidgetInfo::labeled(egui::Role::Image, true, "P@1 against the norm")
         });
         if c.per_relation.len() > 1 {
-            let i = c.with.iter().position(|(n, _)| Some(*n) == best).unwrap_or(0);
-            egui::CollapsingHeader::new(format!("Per relation (P@1 without / with at norm {})", c.with.get(i).map(|x| x.0).unwrap_or(0.0)))
-                .show(ui, |ui| {
-                    egui::Grid::new("per_relation").striped(true).show(ui, |ui| {
+            let i = c
+                .with
+                .iter()
+                .position(|(n, _)| Some(*n) == best)
+                .unwrap_or(0);
+            egui::CollapsingHeader::new(format!(
+                "Per relation (P@1 without / with at norm {})",
+                c.with.get(i).map(|x| x.0).unwrap_or(0.0)
+            ))
+            .show(ui, |ui| {
+                egui::Grid::new("per_relation")
+                    .striped(true)
+                    .show(ui, |ui| {
                         for (rel, (w, ws)) in &c.per_relation {
                             ui.label(rel);
                             ui.label(format!("{} probes", w.probes));
-                            ui.label(format!("{:.3} / {:.3}", w.p_at_1, ws.get(i).map(|s| s.p_at_1).unwrap_or(0.0)));
+                            ui.label(format!(
+                                "{:.3} / {:.3}",
+                                w.p_at_1,
+                                ws.get(i).map(|s| s.p_at_1).unwrap_or(0.0)
+                            ));
                             ui.end_row();
                         }
                     });
-                });
+            });
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use egui::{RichText, Ui};
 
-use super::widgets::{self, hint, masked_sentence};
 use super::session::InspectSort;
+use super::widgets::{self, hint, masked_sentence};
 use super::{Command, Purpose, Session};
 
 /// The inspector's view state: the selected entity's context list, kept until the table or
@@ -23,7 +23,10 @@ impl InspectorPanel {
         if self.contexts.as_ref().is_none_or(|(k, _)| *k != key) {
             self.contexts = Some((key, table.contexts_of(e).collect()));
         }
-        self.contexts.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[])
+        self.contexts
+            .as_ref()
+            .map(|(_, c)| c.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn ui(&mut self, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
@@ -65,22 +68,10 @@ fn tab(view: &mut InspectorPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comm
     let mut sort = app.state.inspect_sort;
     ui.horizontal(|ui| {
         ui.label("Order");
-        ui.selectable_value(
-            &mut sort,
-            InspectSort::Corpus,
-            "corpus order",
-        );
-        ui.selectable_value(
-            &mut sort,
-            InspectSort::CosineLow,
-            "lowest cosine first",
-        )
-        .on_hover_text("Outliers first");
-        ui.selectable_value(
-            &mut sort,
-            InspectSort::CosineHigh,
-            "highest cosine first",
-        );
+        ui.selectable_value(&mut sort, InspectSort::Corpus, "corpus order");
+        ui.selectable_value(&mut sort, InspectSort::CosineLow, "lowest cosine first")
+            .on_hover_text("Outliers first");
+        ui.selectable_value(&mut sort, InspectSort::CosineHigh, "highest cosine first");
         ui.separator();
         if app.pending(Purpose::Inspect) {
             ui.spinner();

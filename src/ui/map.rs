@@ -98,7 +98,9 @@ fn tab(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) 
     view.refresh(&table, &points);
     let (total, drawn) = view.shown;
     if drawn < total {
-        ui.label(format!("{total} entities with a vector ({drawn} drawn: an even sample)"));
+        ui.label(format!(
+            "{total} entities with a vector ({drawn} drawn: an even sample)"
+        ));
     } else {
         ui.label(format!("{total} entities with a vector"));
     }

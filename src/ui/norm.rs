@@ -220,10 +220,9 @@ fn loss_plot(app: &Session, state: &mut State, ui: &mut Ui) {
         if let Some((n, l)) = best {
             ui.label(RichText::new(format!("lowest {} at {n}", fmt_loss(l))).color(widgets::GOOD));
         }
-        ui.checkbox(&mut state.loss_log, "log scale")
-            .on_hover_text(
-                "Plot the loss on a logarithmic axis (it falls by many orders of magnitude)",
-            );
+        ui.checkbox(&mut state.loss_log, "log scale").on_hover_text(
+            "Plot the loss on a logarithmic axis (it falls by many orders of magnitude)",
+        );
     });
     let (a, bn, tn) = (a as f64, bn as f64, tn as f64);
     let resp = Plot::new("loss_plot")

@@ -85,7 +85,10 @@ fn model_picker(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
                 l
             }
         };
-        ui.weak(format!("Hugging Face cache: {}", hub::cache_root().display()));
+        ui.weak(format!(
+            "Hugging Face cache: {}",
+            hub::cache_root().display()
+        ));
         if ui.button("bundled (splade-tiny)").clicked() {
             out.push(Command::SetModel(None));
             ui.close();
@@ -410,7 +413,12 @@ fn build_section(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     });
     if running {
         progress(app, ui);
-    } else if let Some(super::session::Cancelled { done, total, checkpoint: ckpt }) = &app.build.cancelled {
+    } else if let Some(super::session::Cancelled {
+        done,
+        total,
+        checkpoint: ckpt,
+    }) = &app.build.cancelled
+    {
         if *total > 0 {
             ui.add(
                 egui::ProgressBar::new(*done as f32 / *total as f32)

@@ -600,11 +600,11 @@ impl Session {
     pub fn find_entity(&self, s: &str) -> Option<usize> {
         match (&self.table, &self.entity_list) {
             (Some(t), _) => t.index_of(s),
-            (None, Some(l)) => l
-                .entities
-                .iter()
-                .position(|e| e.id == s)
-                .or_else(|| l.entities.iter().position(|e| e.name.eq_ignore_ascii_case(s))),
+            (None, Some(l)) => l.entities.iter().position(|e| e.id == s).or_else(|| {
+                l.entities
+                    .iter()
+                    .position(|e| e.name.eq_ignore_ascii_case(s))
+            }),
             _ => None,
         }
     }
@@ -653,7 +653,11 @@ impl Session {
         // `auto` resolves at build time; an explicit mode must match the table's.
         if o.mentions != pelt::contexts::MentionMode::Auto && o.mentions.as_str() != t.meta.mentions
         {
-            diff.push(format!("mentions {} to {}", t.meta.mentions, o.mentions.as_str()));
+            diff.push(format!(
+                "mentions {} to {}",
+                t.meta.mentions,
+                o.mentions.as_str()
+            ));
         }
         (!diff.is_empty()).then(|| {
             format!(
@@ -1076,11 +1080,7 @@ impl Session {
             }
             Command::SaveTable(path) => match self.table_at_norm() {
                 Some(table) => {
-                    self.status = Some(format!(
-                        "Saving {} (norm {})…",
-                        path.display(),
-                        table.norm
-                    ));
+                    self.status = Some(format!("Saving {} (norm {})…", path.display(), table.norm));
                     self.send(Task::SaveTable { table, path });
                 }
                 None => self.error(
@@ -1322,7 +1322,15 @@ impl Session {
                 if !self.state.preview_text.trim().is_empty() {
                     let text = self.state.preview_text.clone();
                     let disabled = self.preview_disabled.clone();
-                    self.requests.want(g, Req::Preview { text, disabled, a, b });
+                    self.requests.want(
+                        g,
+                        Req::Preview {
+                            text,
+                            disabled,
+                            a,
+                            b,
+                        },
+                    );
                 }
             }
             Tab::Map => {
@@ -1415,7 +1423,11 @@ impl Session {
                 changed.project = true;
             }
         }
-        if self.eval_when_ready && self.table.is_some() && self.model.is_some() && !self.worker.is_busy() {
+        if self.eval_when_ready
+            && self.table.is_some()
+            && self.model.is_some()
+            && !self.worker.is_busy()
+        {
             self.eval_when_ready = false;
             changed.merge(self.apply(Command::RunEval));
         }
@@ -1473,7 +1485,9 @@ mod tests {
     #[test]
     fn an_opened_table_lands_only_for_the_job_that_opened_it() {
         let mut s = session();
-        s.apply(Command::OpenTable(PathBuf::from("/nonexistent/a.safetensors")));
+        s.apply(Command::OpenTable(PathBuf::from(
+            "/nonexistent/a.safetensors",
+        )));
         let id = s.opening.expect("the open is in flight");
         let stranger = reply(
             &s,
@@ -1504,7 +1518,9 @@ mod tests {
     #[test]
     fn replies_of_another_project_are_dropped_but_the_model_counts() {
         let mut s = session();
-        s.apply(Command::OpenTable(PathBuf::from("/nonexistent/a.safetensors")));
+        s.apply(Command::OpenTable(PathBuf::from(
+            "/nonexistent/a.safetensors",
+        )));
         let id = s.opening.unwrap();
         let old = s.generation;
         s.apply(Command::NewProject);
@@ -1529,7 +1545,10 @@ mod tests {
             },
         };
         s.on_event(failed);
-        assert!(s.errors.is_empty(), "another project's failure is not shown");
+        assert!(
+            s.errors.is_empty(),
+            "another project's failure is not shown"
+        );
         let info = ModelInfo {
             dir: "m".into(),
             name: "m".into(),
@@ -1549,7 +1568,10 @@ mod tests {
         };
         assert!(s.on_event(model).project);
         assert_eq!(s.mask_token(), "<mask>");
-        assert!(s.model_loading(), "the new project's own load is still awaited");
+        assert!(
+            s.model_loading(),
+            "the new project's own load is still awaited"
+        );
     }
 
     #[test]
@@ -1588,13 +1610,22 @@ mod tests {
             entities: vec![(1, 0.5)],
             vocab: vec![],
         };
-        assert!(!s.on_event(reply(&s, asked, Reply::Neighbours(result.clone()))).results);
+        assert!(
+            !s.on_event(reply(&s, asked, Reply::Neighbours(result.clone())))
+                .results
+        );
         assert!(s.neighbours.is_none());
-        assert!(!s.pending(Purpose::Neighbours), "the stale answer freed its lane");
+        assert!(
+            !s.pending(Purpose::Neighbours),
+            "the stale answer freed its lane"
+        );
         s.auto_requests();
         s.pump();
         let fresh = s.requests.in_flight[0].job;
-        assert!(s.on_event(reply(&s, fresh, Reply::Neighbours(result))).results);
+        assert!(
+            s.on_event(reply(&s, fresh, Reply::Neighbours(result)))
+                .results
+        );
         assert_eq!(s.neighbours.as_ref().map(|n| n.entity), Some(0));
     }
 
@@ -1612,9 +1643,15 @@ mod tests {
         s.preview_disabled.push((0, 1));
         st.preview_text = "other".into();
         s.apply(Command::SetState(Box::new(st)));
-        assert_eq!(s.project.probe, "a [MASK] b", "the probe is saved in the project");
+        assert_eq!(
+            s.project.probe, "a [MASK] b",
+            "the probe is saved in the project"
+        );
         assert!(s.project_dirty);
-        assert!(s.preview_disabled.is_empty(), "a new sentence re-enables its mentions");
+        assert!(
+            s.preview_disabled.is_empty(),
+            "a new sentence re-enables its mentions"
+        );
         s.apply(Command::Dropped("notes.xyz".into()));
         assert_eq!(s.errors.len(), 1);
         s.apply(Command::Dropped("more.ndjson".into()));
@@ -1626,11 +1663,20 @@ mod tests {
     #[test]
     fn drops_are_classified_like_the_corpus_reader() {
         assert_eq!(classify_drop(Path::new("a.ndjson")), Some(DropKind::Corpus));
-        assert_eq!(classify_drop(Path::new("a.jsonl.gz")), Some(DropKind::Corpus));
+        assert_eq!(
+            classify_drop(Path::new("a.jsonl.gz")),
+            Some(DropKind::Corpus)
+        );
         assert_eq!(classify_drop(Path::new("a.json")), Some(DropKind::Corpus));
-        assert_eq!(classify_drop(Path::new("a.tsv.gz")), Some(DropKind::Entities));
+        assert_eq!(
+            classify_drop(Path::new("a.tsv.gz")),
+            Some(DropKind::Entities)
+        );
         assert_eq!(classify_drop(Path::new("a.ron")), Some(DropKind::Project));
-        assert_eq!(classify_drop(Path::new("a.safetensors")), Some(DropKind::Table));
+        assert_eq!(
+            classify_drop(Path::new("a.safetensors")),
+            Some(DropKind::Table)
+        );
         assert_eq!(classify_drop(Path::new("a.pdf")), None);
     }
 }

@@ -53,7 +53,8 @@ fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bo
         }
         let errors: Vec<String> = h
             .state()
-            .session.errors
+            .session
+            .errors
             .iter()
             .map(|e| format!("{}: {}", e.job, e.message))
             .collect();
@@ -94,7 +95,8 @@ fn select_entity(h: &mut Harness<'static, App>, name: &str) {
     h.run_ok();
     let sel = h
         .state()
-        .session.selected
+        .session
+        .selected
         .map(|i| h.state().session.entity_name(i).to_string());
     assert_eq!(sel.as_deref(), Some(name));
 }
@@ -130,7 +132,13 @@ fn startup_without_table_lists_entities_and_offers_build() {
     h.run_ok();
     assert_eq!(h.state().session.state.sort, SortKey::Name);
     assert!(h.state().session.state.ascending);
-    let rows = entities::visible_rows(&h.state().session, "", entities::Show::All, SortKey::Name, true);
+    let rows = entities::visible_rows(
+        &h.state().session,
+        "",
+        entities::Show::All,
+        SortKey::Name,
+        true,
+    );
     let names: Vec<String> = rows
         .iter()
         .map(|&i| h.state().session.entity_name(i).to_lowercase())
@@ -175,7 +183,8 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.run_ok();
     assert!(h.state().session.build.running);
     wait_for(&mut h, "encoding progress", |a| {
-        a.session.build
+        a.session
+            .build
             .progress
             .as_ref()
             .is_some_and(|p| p.phase == Phase::Encoding && p.done > 0)
@@ -187,9 +196,14 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     h.get_by_label("Cancel").click();
     h.run_ok();
     wait_for(&mut h, "the cancelled build", |a| !a.session.build.running);
-    let session::Cancelled { done, total, checkpoint: ckpt } = h
+    let session::Cancelled {
+        done,
+        total,
+        checkpoint: ckpt,
+    } = h
         .state()
-        .session.build
+        .session
+        .build
         .cancelled
         .clone()
         .expect("the build was cancelled");
@@ -213,7 +227,13 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         table_path.is_file(),
         "the build saved its table to the project's table path"
     );
-    let report = h.state().session.build.report.clone().expect("a build report");
+    let report = h
+        .state()
+        .session
+        .build
+        .report
+        .clone()
+        .expect("a build report");
     assert!(
         report.resumed_from > 0,
         "the build resumed from the checkpoint"
@@ -249,7 +269,10 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         "each context is shown masked"
     );
     wait_for(&mut h, "the inspection", |a| {
-        a.session.inspection.as_ref().is_some_and(|i| i.entity == p53)
+        a.session
+            .inspection
+            .as_ref()
+            .is_some_and(|i| i.entity == p53)
     });
     let ins = h.state().session.inspection.clone().unwrap();
     assert_eq!(ins.insights.len(), n);
@@ -287,7 +310,10 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Neighbours: entities by cosine and vocabulary tokens; clicking one selects it.
     click_tab(&mut h, "Neighbours");
     wait_for(&mut h, "the neighbours", |a| {
-        a.session.neighbours.as_ref().is_some_and(|n| n.entity == p53)
+        a.session
+            .neighbours
+            .as_ref()
+            .is_some_and(|n| n.entity == p53)
     });
     let nb = h.state().session.neighbours.clone().unwrap();
     assert_eq!(nb.entities.len(), 15);
@@ -313,7 +339,11 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     assert!(!h.state().session.state.center);
     let other = nb.entities[0].0;
     wait_for(&mut h, "uncentred neighbours", |a| {
-        !a.session.pending(Purpose::Neighbours) && a.session.neighbours.as_ref().is_some_and(|n| n.entity == other)
+        !a.session.pending(Purpose::Neighbours)
+            && a.session
+                .neighbours
+                .as_ref()
+                .is_some_and(|n| n.entity == other)
     });
     h.state_mut().apply(Command::Select(p53));
 
@@ -323,13 +353,19 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         .set_value_accesskit(3.5);
     h.run_ok();
     assert_eq!(h.state().session.norm(), 3.5);
-    assert!(h.state().session.project_dirty, "the norm is a project setting");
+    assert!(
+        h.state().session.project_dirty,
+        "the norm is a project setting"
+    );
     h.get_by_role_and_label(Role::Slider, "norm B")
         .set_value_accesskit(9.0);
     h.run_ok();
     assert_eq!(h.state().session.state.norm_b, 9.0);
     wait_for(&mut h, "the A/B comparison", |a| {
-        a.session.norm_compare.as_ref().is_some_and(|p| p.norm_b == 9.0)
+        a.session
+            .norm_compare
+            .as_ref()
+            .is_some_and(|p| p.norm_b == 9.0)
     });
     let cmp = h.state().session.norm_compare.clone().unwrap();
     assert_eq!(cmp.text, PROBE);
@@ -338,9 +374,19 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     assert!(has_label_containing(&h, "with vectors, norm B = 9"));
     assert!(has_label_containing(&h, "without entity vectors"));
     wait_for(&mut h, "the loss curve", |a| {
-        a.session.inspection.as_ref().is_some_and(|i| i.entity == p53)
+        a.session
+            .inspection
+            .as_ref()
+            .is_some_and(|i| i.entity == p53)
     });
-    let curve = h.state().session.inspection.as_ref().unwrap().loss_curve.clone();
+    let curve = h
+        .state()
+        .session
+        .inspection
+        .as_ref()
+        .unwrap()
+        .loss_curve
+        .clone();
     assert_eq!(curve.len(), norm::loss_norms().len());
     assert!(curve.iter().all(|(_, l)| l.is_finite() && *l >= 0.0));
     assert!(has_label_containing(&h, "MLM loss against the norm: p53"));
@@ -369,19 +415,30 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         has_label_containing(&h, "[[p53]]"),
         "the token list shows the plugged position"
     );
-    let mention = p.mentions.iter().find(|m| m.entity == p53).copied().unwrap();
+    let mention = p
+        .mentions
+        .iter()
+        .find(|m| m.entity == p53)
+        .copied()
+        .unwrap();
     h.get_by_label("p53  (entity p53)").click();
     h.run_ok();
-    assert_eq!(h.state().session.preview_disabled, vec![(mention.start, mention.end)]);
+    assert_eq!(
+        h.state().session.preview_disabled,
+        vec![(mention.start, mention.end)]
+    );
     wait_for(&mut h, "the preview without p53", |a| {
-        a.session.preview
+        a.session
+            .preview
             .as_ref()
             .is_some_and(|p| p.text == text && !p.rewritten.contains("[[p53]]"))
     });
 
     // Map: the PCA of every found entity; the selected one is labelled.
     click_tab(&mut h, "Map");
-    wait_for(&mut h, "the PCA", |a| matches!(a.session.pca, Pca::Ready(_)));
+    wait_for(&mut h, "the PCA", |a| {
+        matches!(a.session.pca, Pca::Ready(_))
+    });
     if let Pca::Ready(points) = &h.state().session.pca {
         assert_eq!(
             points.len(),
@@ -394,7 +451,10 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let out = dir.path().join("export/p53-norm.safetensors");
     h.state_mut().apply(Command::SaveTable(out.clone()));
     wait_for(&mut h, "the saved table", |a| {
-        a.session.status.as_deref().is_some_and(|s| s.starts_with("Saved"))
+        a.session
+            .status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("Saved"))
     });
     let saved = Table::load(&out).expect("the exported table loads");
     assert_eq!(saved.norm, 3.5);
@@ -418,7 +478,9 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     let bogus = dir.path().join("broken.safetensors");
     std::fs::write(&bogus, b"not a table").unwrap();
     h.state_mut().apply(Command::OpenTable(bogus));
-    wait_for(&mut h, "the open-table error", |a| !a.session.errors.is_empty());
+    wait_for(&mut h, "the open-table error", |a| {
+        !a.session.errors.is_empty()
+    });
     assert!(has_label_containing(&h, "not a usable PELT table"));
     assert_eq!(
         h.state().session.table.as_ref().map(|t| t.len()),
@@ -429,9 +491,17 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Start-up again: the project now has a table, which is opened at once.
     drop(h);
     let mut h = harness_for(&project);
-    wait_for(&mut h, "the table at start-up", |a| a.session.table.is_some());
-    assert_eq!(h.state().session.table_path.as_deref(), Some(table_path.as_path()));
-    assert_eq!(h.state().session.table.as_ref().unwrap().counts, table.counts);
+    wait_for(&mut h, "the table at start-up", |a| {
+        a.session.table.is_some()
+    });
+    assert_eq!(
+        h.state().session.table_path.as_deref(),
+        Some(table_path.as_path())
+    );
+    assert_eq!(
+        h.state().session.table.as_ref().unwrap().counts,
+        table.counts
+    );
 }
 
 #[test]
@@ -461,7 +531,10 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
         .expect("a Dismiss button")
         .click();
     h.run_ok();
-    assert!(h.state().session.errors.is_empty(), "the error was dismissed");
+    assert!(
+        h.state().session.errors.is_empty(),
+        "the error was dismissed"
+    );
     assert!(!has_label_containing(&h, "build failed"));
 
     // Still usable: entities can be selected, tabs switched, files dropped.
@@ -625,7 +698,10 @@ fn switching_projects_mid_build_and_mid_load_keeps_old_results_out() {
     h.run_ok();
     let s = &h.state().session;
     assert_eq!(s.project.name, "PubMed demo");
-    assert!(s.table.is_none(), "the second project's table did not land in the first");
+    assert!(
+        s.table.is_none(),
+        "the second project's table did not land in the first"
+    );
     assert!(s.build.checkpoint, "the first project can resume its build");
     assert!(s.errors.is_empty(), "{:?}", s.errors);
 }
@@ -648,7 +724,10 @@ fn the_linked_demo_builds_from_links_and_says_so() {
     let table = h.state().session.table.clone().unwrap();
     assert_eq!(table.meta.mentions, "links");
     assert!(table.contexts.iter().all(|c| c.linked));
-    assert!(table.not_found().is_empty(), "every listed entity is linked");
+    assert!(
+        table.not_found().is_empty(),
+        "every listed entity is linked"
+    );
     assert!(has_label_containing(&h, "contexts from links"));
     select_entity(&mut h, "p53");
     click_tab(&mut h, "Inspector");
@@ -656,7 +735,9 @@ fn the_linked_demo_builds_from_links_and_says_so() {
     // An explicit other mode makes the table stale until rebuilt.
     let mut p = h.state().session.project.clone();
     p.options.mentions = pelt::contexts::MentionMode::Names;
-    h.state_mut().session.apply(Command::EditProject(Box::new(p)));
+    h.state_mut()
+        .session
+        .apply(Command::EditProject(Box::new(p)));
     h.run_ok();
     assert!(has_label_containing(&h, "mentions links to names"));
 }
@@ -665,8 +746,12 @@ fn the_linked_demo_builds_from_links_and_says_so() {
 fn the_model_picker_lists_the_cache_and_a_missing_model_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("hub");
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-bert");
-    for (repo, arch) in [("models--org--tiny", "BertForMaskedLM"), ("models--org--encoder", "BertModel")] {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-bert");
+    for (repo, arch) in [
+        ("models--org--tiny", "BertForMaskedLM"),
+        ("models--org--encoder", "BertModel"),
+    ] {
         let snap = root.join(repo).join("snapshots/abc");
         std::fs::create_dir_all(&snap).unwrap();
         for e in std::fs::read_dir(&fixture).unwrap() {
@@ -674,7 +759,11 @@ fn the_model_picker_lists_the_cache_and_a_missing_model_is_named() {
             std::fs::copy(e.path(), snap.join(e.file_name())).unwrap();
         }
         let cfg = std::fs::read_to_string(snap.join("config.json")).unwrap();
-        std::fs::write(snap.join("config.json"), cfg.replace("BertForMaskedLM", arch)).unwrap();
+        std::fs::write(
+            snap.join("config.json"),
+            cfg.replace("BertForMaskedLM", arch),
+        )
+        .unwrap();
         std::fs::create_dir_all(root.join(repo).join("refs")).unwrap();
         std::fs::write(root.join(repo).join("refs/main"), "abc").unwrap();
     }
@@ -690,27 +779,39 @@ fn the_model_picker_lists_the_cache_and_a_missing_model_is_named() {
         .query_all_by_label_contains("org/encoder")
         .next()
         .expect("the encoder is listed too");
-    assert!(enc.accesskit_node().is_disabled(), "a model without an MLM head is greyed out");
+    assert!(
+        enc.accesskit_node().is_disabled(),
+        "a model without an MLM head is greyed out"
+    );
     h.query_all_by_label_contains(tiny).next().unwrap().click();
     h.run_ok();
     wait_for(&mut h, "the cached model", |a| {
         a.session.model.as_ref().is_some_and(|m| m.hidden == 32)
     });
-    assert_eq!(h.state().session.project.model_id.as_deref(), Some("org/tiny"));
+    assert_eq!(
+        h.state().session.project.model_id.as_deref(),
+        Some("org/tiny")
+    );
     // A project whose model is not cached: the error names it.
     let gone = demo_project_in(dir.path(), |p| p.model_id = Some("org/gone".into()));
     h.state_mut().session.apply(Command::OpenProject(gone));
     h.run_ok();
-    wait_for(&mut h, "the missing-model error", |a| !a.session.errors.is_empty());
+    wait_for(&mut h, "the missing-model error", |a| {
+        !a.session.errors.is_empty()
+    });
     let e = &h.state().session.errors.last().unwrap().message;
-    assert!(e.contains("org/gone") && e.contains("org/tiny") && e.contains("Pick another model"), "{e}");
+    assert!(
+        e.contains("org/gone") && e.contains("org/tiny") && e.contains("Pick another model"),
+        "{e}"
+    );
     pelt::model::hub::set_cache_root(None);
 }
 
 #[test]
 fn evaluate_tab_runs_typing_and_cloze_on_the_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let fewrel = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/fewrel.json");
+    let fewrel =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/fewrel.json");
     // A linked corpus without an entity list: the entities are its links.
     let project = demo_project_in(dir.path(), |p| {
         p.corpus = vec![fewrel.clone()];
@@ -727,41 +828,97 @@ fn evaluate_tab_runs_typing_and_cloze_on_the_worker() {
     assert!(has_label_containing(&h, "No results yet"));
     h.get_by_label("Run evaluation").click();
     h.run_ok();
-    assert!(h.state().session.eval_job.is_some(), "the evaluation runs on the worker");
-    wait_for(&mut h, "the evaluation", |a| a.session.project.eval_results.is_some());
+    assert!(
+        h.state().session.eval_job.is_some(),
+        "the evaluation runs on the worker"
+    );
+    wait_for(&mut h, "the evaluation", |a| {
+        a.session.project.eval_results.is_some()
+    });
     let got = h.state().session.project.eval_results.clone().unwrap();
     // The same numbers as the engine gives directly.
     let table = h.state().session.table.clone().unwrap();
-    let model = pelt::model::Model::load(&pelt::model::bundled_model_dir(), &candle_core::Device::Cpu).unwrap();
+    let model =
+        pelt::model::Model::load(&pelt::model::bundled_model_dir(), &candle_core::Device::Cpu)
+            .unwrap();
     let settings = h.state().session.project.eval.clone();
-    let want = pelt::eval::evaluate(&model, &table, &settings, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+    let want = pelt::eval::evaluate(
+        &model,
+        &table,
+        &settings,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
     same_results(&got, &want);
     let t = got.typing.as_ref().expect("typing ran");
     let c = got.cloze.as_ref().expect("cloze ran");
-    assert_eq!(c.with.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1.0, 7.0, 20.0], "the table's norm is added");
+    assert_eq!(
+        c.with.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![1.0, 7.0, 20.0],
+        "the table's norm is added"
+    );
     let table_row = &t.all[0];
-    assert!(has_label_containing(&h, &format!("{:.3} ({}/{})", table_row.accuracy, table_row.correct, table_row.total)));
-    assert!(has_label_containing(&h, &format!("{} probes · P@1 without the table {:.3}", c.probes.made, c.without.p_at_1)));
-    assert!(h.query_all_by_label("P@1 against the norm").next().is_some());
+    assert!(has_label_containing(
+        &h,
+        &format!(
+            "{:.3} ({}/{})",
+            table_row.accuracy, table_row.correct, table_row.total
+        )
+    ));
+    assert!(has_label_containing(
+        &h,
+        &format!(
+            "{} probes · P@1 without the table {:.3}",
+            c.probes.made, c.without.p_at_1
+        )
+    ));
+    assert!(h
+        .query_all_by_label("P@1 against the norm")
+        .next()
+        .is_some());
     // Exports and persistence.
     let json = dir.path().join("eval.json");
     let csv = dir.path().join("eval.csv");
-    h.state_mut().session.apply(Command::ExportEval(json.clone()));
-    h.state_mut().session.apply(Command::ExportEval(csv.clone()));
-    let back: pelt::eval::EvalResults = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    h.state_mut()
+        .session
+        .apply(Command::ExportEval(json.clone()));
+    h.state_mut()
+        .session
+        .apply(Command::ExportEval(csv.clone()));
+    let back: pelt::eval::EvalResults =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     same_results(&back, &got);
     let rows = std::fs::read_to_string(&csv).unwrap();
-    assert!(rows.starts_with("part,method_or_norm,subset,metric,value,count\ntyping,table,all,accuracy,"), "{rows}");
+    assert!(
+        rows.starts_with(
+            "part,method_or_norm,subset,metric,value,count\ntyping,table,all,accuracy,"
+        ),
+        "{rows}"
+    );
     h.state_mut().session.apply(Command::SaveProject);
     let saved = Project::load(&project).unwrap();
-    same_results(saved.eval_results.as_ref().expect("results saved with the project"), &got);
+    same_results(
+        saved
+            .eval_results
+            .as_ref()
+            .expect("results saved with the project"),
+        &got,
+    );
 }
 
 /// Equal counts, and scores equal up to the last bits a text round trip may change.
 fn same_results(a: &pelt::eval::EvalResults, b: &pelt::eval::EvalResults) {
     let (ta, tb) = (a.typing.as_ref().unwrap(), b.typing.as_ref().unwrap());
-    for (x, y) in ta.all.iter().chain(&ta.found_only).zip(tb.all.iter().chain(&tb.found_only)) {
-        assert_eq!((&x.method, x.correct, x.total, &x.per_label), (&y.method, y.correct, y.total, &y.per_label));
+    for (x, y) in ta
+        .all
+        .iter()
+        .chain(&ta.found_only)
+        .zip(tb.all.iter().chain(&tb.found_only))
+    {
+        assert_eq!(
+            (&x.method, x.correct, x.total, &x.per_label),
+            (&y.method, y.correct, y.total, &y.per_label)
+        );
     }
     let (ca, cb) = (a.cloze.as_ref().unwrap(), b.cloze.as_ref().unwrap());
     assert_eq!(ca.probes, cb.probes);
