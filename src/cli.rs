@@ -837,14 +837,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 (None, true) => bail!("give --probes FILE or --from-fewrel FILE…"),
             };
-            let mut norms = norms;
-            if norms.is_empty() {
-                norms = (1..=10).map(|n| n as f32).collect();
-                if !norms.contains(&table.norm) {
-                    norms.push(table.norm);
-                }
-                norms.sort_by(f32::total_cmp);
-            }
+            let norms = if norms.is_empty() {
+                pelt::eval::with_table_norm(&pelt::eval::EvalSettings::default().norms, table.norm)
+            } else {
+                norms
+            };
             for w in &rep.warnings {
                 eprintln!("note: skipped {w}");
             }
@@ -863,11 +860,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 )
             };
             writeln!(out, "{}", row("without table".into(), &r.without))?;
-            let best = r
-                .with
-                .iter()
-                .max_by(|a, b| a.1.p_at_1.total_cmp(&b.1.p_at_1).then(b.0.total_cmp(&a.0)))
-                .map(|x| x.0);
+            let best = r.best_norm();
             for (n, s) in &r.with {
                 let mark = match (Some(*n) == best, *n == table.norm) {
                     (true, true) => "  <- best, table's norm",

@@ -616,6 +616,31 @@ pub struct ClozeReport {
     pub per_relation: BTreeMap<String, (ClozeScore, Vec<ClozeScore>)>,
 }
 
+impl ClozeReport {
+    /// The norm with the best P@1, then the best MRR (the smallest norm on ties).
+    pub fn best_norm(&self) -> Option<f32> {
+        self.with
+            .iter()
+            .max_by(|a, b| {
+                a.1.p_at_1
+                    .total_cmp(&b.1.p_at_1)
+                    .then(a.1.mrr.total_cmp(&b.1.mrr))
+                    .then(b.0.total_cmp(&a.0))
+            })
+            .map(|x| x.0)
+    }
+}
+
+/// `norms` with `table_norm` added if missing, sorted: the norms a cloze run tries.
+pub fn with_table_norm(norms: &[f32], table_norm: f32) -> Vec<f32> {
+    let mut n = norms.to_vec();
+    if !n.contains(&table_norm) {
+        n.push(table_norm);
+    }
+    n.sort_by(f32::total_cmp);
+    n
+}
+
 /// 1-based rank of `gold` in `logits`.
 fn rank(logits: &[f32], gold: u32) -> usize {
     let g = logits[gold as usize];
@@ -807,16 +832,7 @@ pub struct EvalResults {
 impl EvalResults {
     /// The norm with the best P@1, then the best MRR (the smallest norm on ties), if cloze ran.
     pub fn best_norm(&self) -> Option<f32> {
-        let c = self.cloze.as_ref()?;
-        c.with
-            .iter()
-            .max_by(|a, b| {
-                a.1.p_at_1
-                    .total_cmp(&b.1.p_at_1)
-                    .then(a.1.mrr.total_cmp(&b.1.mrr))
-                    .then(b.0.total_cmp(&a.0))
-            })
-            .map(|x| x.0)
+        self.cloze.as_ref()?.best_norm()
     }
 
     /// CSV rows: `part,method_or_norm,subset,metric,value,count`.
@@ -902,11 +918,7 @@ pub fn evaluate_with_progress(
         )),
         (None, true) => None,
     };
-    let mut norms = settings.norms.clone();
-    if !norms.contains(&table.norm) {
-        norms.push(table.norm);
-    }
-    norms.sort_by(f32::total_cmp);
+    let norms = with_table_norm(&settings.norms, table.norm);
     let cloze = match probes {
         None => {
             notes.push("cloze: no probes (choose a probes file or FewRel files)".into());
