@@ -227,10 +227,8 @@ pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
     check_matmul_size(n)?;
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let dense = pelt::model::Linear {
-        w: b,
-        b: Tensor::zeros(n, candle_core::DType::F32, device)?,
-    };
+    let dense = pelt::model::Linear::new(b, Tensor::zeros(n, candle_core::DType::F32, device)?)
+        .pack(pelt::model::Matmul::auto()?)?;
     let _ = dense.forward(&a)?; // warm-up
     let mut best = f64::MAX;
     for _ in 0..5 {

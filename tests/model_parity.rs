@@ -6,15 +6,29 @@ mod common;
 use common::*;
 
 use candle_core::Device;
-use pelt::model::{Injection, Model};
+use pelt::model::{Injection, Matmul, Model};
 
 fn check(name: &str) -> (f32, f32) {
     check_with(name, true)
 }
 
+/// Every matrix-multiply path of this build and CPU (packed sgemm per instruction set,
+/// OpenBLAS when built with it, candle), the fused kernels on or off.
 fn check_with(name: &str, cpu_kernels: bool) -> (f32, f32) {
+    let mut worst = (0f32, 0f32);
+    for matmul in Matmul::available() {
+        let (t, l) = check_on(name, cpu_kernels, matmul);
+        worst = (worst.0.max(t), worst.1.max(l));
+    }
+    worst
+}
+
+fn check_on(name: &str, cpu_kernels: bool, matmul: Matmul) -> (f32, f32) {
     let r = json(&format!("reference/{name}.json"));
-    let mut model = Model::load(&root().join(r["model"].as_str().unwrap()), &Device::Cpu).unwrap();
+    let dir = root().join(r["model"].as_str().unwrap());
+    let mut model =
+        Model::load_with_matmul(&dir, &Device::Cpu, candle_core::DType::F32, matmul).unwrap();
+    assert_eq!(model.encoder.matmul(), matmul);
     model.encoder.set_cpu_kernels(cpu_kernels);
     assert_eq!(model.config.family.name(), r["family"].as_str().unwrap());
     let h = r["hidden_size"].as_u64().unwrap() as usize;
@@ -65,7 +79,7 @@ fn check_with(name: &str, cpu_kernels: bool) -> (f32, f32) {
             worst_t = worst_t.max(d);
             assert!(
                 d <= 1e-4,
-                "{name}/{cname}: transform at {:?} differs by {d}",
+                "{name}/{cname} ({matmul:?}): transform at {:?} differs by {d}",
                 positions[k]
             );
             let row = out.logits_row(k).unwrap();
@@ -74,7 +88,7 @@ fn check_with(name: &str, cpu_kernels: bool) -> (f32, f32) {
             worst_l = worst_l.max(d);
             assert!(
                 d <= 1e-4,
-                "{name}/{cname}: logits at {:?} differ by {d}",
+                "{name}/{cname} ({matmul:?}): logits at {:?} differ by {d}",
                 positions[k]
             );
         }

@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::kernels::f32_slice;
+use super::weights::Epilogue;
 
 extern "C" {
     fn cblas_sgemm(
@@ -29,17 +30,6 @@ extern "C" {
 const ROW_MAJOR: i32 = 101;
 const NO_TRANS: i32 = 111;
 const TRANS: i32 = 112;
-
-/// What is done with the product `x [m,k] · wᵀ` (`w` `[n,k]`).
-#[derive(Clone, Copy, PartialEq)]
-pub enum Epilogue {
-    /// `+ b`.
-    Bias,
-    /// `gelu(· + b)`, exact, applied in place (the activation costs no extra tensor).
-    BiasGelu,
-    /// Nothing: the bias is added by whoever takes the product next (see `AddLayerNorm`).
-    None,
-}
 
 struct Affine {
     epilogue: Epilogue,

@@ -9,7 +9,7 @@ use candle_nn::{LayerNorm, Module};
 
 use super::config::{Activation, Config, Family};
 use super::kernels;
-use super::weights::{Linear, Weights};
+use super::weights::{Linear, Matmul, Weights};
 
 /// Replace the word embedding of `seqs[row][position]` by `vector` (length = hidden size).
 /// Position and token-type embeddings and the embedding LayerNorm still apply.
@@ -100,6 +100,8 @@ pub struct Encoder {
     decoder: Tensor,
     decoder_bias: Tensor,
     cpu_kernels: bool,
+    matmul: Matmul,
+    decoder_packed: std::sync::OnceLock<Linear>,
 }
 
 fn activate(a: Activation, x: &Tensor, cpu_kernels: bool) -> candle_core::Result<Tensor> {
@@ -112,7 +114,13 @@ fn activate(a: Activation, x: &Tensor, cpu_kernels: bool) -> candle_core::Result
 }
 
 impl Encoder {
-    pub fn load(w: &Weights, cfg: &Config, device: &Device, dtype: DType) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        cfg: &Config,
+        device: &Device,
+        dtype: DType,
+        matmul: Matmul,
+    ) -> Result<Self> {
         let (h, v, i) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
         let eps = cfg.layer_norm_eps;
         let fam = cfg.family.name();
@@ -161,20 +169,20 @@ impl Encoder {
             };
             let proj = if li + 1 == cfg.num_layers {
                 Projections::Split {
-                    q,
-                    kv: Linear::concat(&[k, vv])?,
+                    q: q.pack(matmul)?,
+                    kv: Linear::concat(&[k, vv])?.pack(matmul)?,
                 }
             } else {
-                Projections::Fused(Linear::concat(&[q, k, vv])?)
+                Projections::Fused(Linear::concat(&[q, k, vv])?.pack(matmul)?)
             };
             layers.push(Layer {
                 proj,
                 attn_post: post_params(&ao, &aln)?,
                 out_post: post_params(&ot, &oln)?,
-                attn_out: ao,
+                attn_out: ao.pack(matmul)?,
                 attn_ln: aln,
-                inter: it,
-                out: ot,
+                inter: it.pack(matmul)?,
+                out: ot.pack(matmul)?,
                 out_ln: oln,
             });
         }
@@ -218,12 +226,18 @@ impl Encoder {
             token_type0,
             emb_ln,
             layers,
-            head_dense,
+            head_dense: head_dense.pack(matmul)?,
             head_act,
             head_ln,
             decoder,
             decoder_bias,
             cpu_kernels: true,
+            matmul: if device.is_cpu() && dtype == DType::F32 {
+                matmul
+            } else {
+                Matmul::Candle
+            },
+            decoder_packed: std::sync::OnceLock::new(),
         })
     }
 
@@ -243,6 +257,11 @@ impl Encoder {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// What the dense layers multiply with (meaningful for f32 models on the CPU).
+    pub fn matmul(&self) -> Matmul {
+        self.matmul
     }
 
     /// Whether batches run packed (rows one after another, no padding): with the fused f32
@@ -422,9 +441,12 @@ impl Encoder {
             self.cpu_kernels,
         )?)?;
         let logits = if want_logits {
-            let lg = t
-                .matmul(&self.decoder.t()?)?
-                .broadcast_add(&self.decoder_bias)?;
+            let lg = match self.packed_decoder()? {
+                Some(dec) => dec.forward(&t)?,
+                None => t
+                    .matmul(&self.decoder.t()?)?
+                    .broadcast_add(&self.decoder_bias)?,
+            };
             Some(lg.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         } else {
             None
@@ -435,6 +457,19 @@ impl Encoder {
             transform: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
             logits,
         })
+    }
+
+    /// The vocabulary decoder packed for the CPU sgemm, made on the first request for
+    /// logits (most builds never ask for them); `None` where the dense layers are not packed.
+    fn packed_decoder(&self) -> candle_core::Result<Option<&Linear>> {
+        if !matches!(self.matmul, Matmul::Packed(_)) {
+            return Ok(None);
+        }
+        if let Some(d) = self.decoder_packed.get() {
+            return Ok(Some(d));
+        }
+        let d = Linear::new(self.decoder.clone(), self.decoder_bias.clone()).pack(self.matmul)?;
+        Ok(Some(self.decoder_packed.get_or_init(|| d)))
     }
 
     /// Token rows one `forward` call processes for sequences of `lens` tokens: their sum when

@@ -28,7 +28,7 @@ fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'
 }
 
 /// The number of cores the kernels split their work over.
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     use std::sync::OnceLock;
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
@@ -123,7 +123,7 @@ fn gelu_body(v: &mut [f32], bias: &[f32]) {
     }
 }
 
-simd_dispatch!(fn gelu_slice / gelu_slice_on(v: &mut [f32], bias: &[f32]) => gelu_body);
+simd_dispatch!(pub(super) fn gelu_slice / gelu_slice_on(v: &mut [f32], bias: &[f32]) => gelu_body);
 
 /// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
 /// and runs `f` on each run with the index of its first row.

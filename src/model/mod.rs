@@ -8,13 +8,15 @@ mod config;
 mod encoder;
 pub mod hub;
 mod kernels;
+mod sgemm;
 mod tokenizer;
 mod weights;
 
 pub use config::{Activation, Config, Family};
 pub use encoder::{Encoder, EncoderOutput, Injection};
+pub use sgemm::Isa;
 pub use tokenizer::{Encoded, TextTokenizer};
-pub use weights::{weights_file, Linear};
+pub use weights::{weights_file, Linear, Matmul};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -22,12 +24,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// What the dense layers of f32 models on the CPU run on in this build.
+/// What the dense layers of f32 models on the CPU run on here (see [`Matmul::auto`]).
 pub fn cpu_matmul() -> &'static str {
-    if cfg!(pelt_blas) {
-        "OpenBLAS sgemm"
-    } else {
-        "candle's built-in matmul (build with OpenBLAS installed for more speed)"
+    match Matmul::auto() {
+        Ok(m) => m.describe(),
+        Err(_) => "none: PELT_MATMUL names a path this build or CPU lacks",
     }
 }
 
@@ -145,6 +146,16 @@ impl Model {
     }
 
     pub fn load_with_dtype(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with_matmul(dir, device, dtype, Matmul::auto()?)
+    }
+
+    /// As [`Model::load_with_dtype`], with the dense layers of an f32 CPU model on `matmul`.
+    pub fn load_with_matmul(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        matmul: Matmul,
+    ) -> Result<Self> {
         if !dir.is_dir() {
             bail!("model directory {} does not exist", dir.display());
         }
@@ -165,7 +176,7 @@ impl Model {
         }
         let weights_path = weights_file(dir)?;
         let w = weights::Weights::load(&weights_path, config.family, device, dtype)?;
-        let encoder = Encoder::load(&w, &config, device, dtype)?;
+        let encoder = Encoder::load(&w, &config, device, dtype, matmul)?;
         Ok(Model {
             dir: dir.to_path_buf(),
             config,

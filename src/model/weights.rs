@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::config::Family;
+use super::sgemm::{Init, Isa, PackedWeight};
 
 pub struct Weights {
     source: Source,
@@ -158,10 +159,10 @@ impl Weights {
     }
 
     pub fn linear(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
-        Ok(Linear {
-            w: self.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
-            b: self.get(&format!("{prefix}.bias"), &[out_dim])?,
-        })
+        Ok(Linear::new(
+            self.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
+            self.get(&format!("{prefix}.bias"), &[out_dim])?,
+        ))
     }
 
     pub fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<candle_nn::LayerNorm> {
@@ -184,36 +185,245 @@ fn normalise_name(name: &str) -> String {
     }
 }
 
+/// What the dense layers of an f32 model on the CPU multiply with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Matmul {
+    /// This crate's packed sgemm (weights packed at load time) with the micro-kernel of `Isa`.
+    Packed(Isa),
+    /// The system OpenBLAS `cblas_sgemm` (builds that found it, see src/build_probe.rs).
+    OpenBlas,
+    /// candle's built-in matmul (the `gemm` crate).
+    Candle,
+}
+
+impl Matmul {
+    /// Every path this build can run on this CPU, fastest first.
+    pub fn available() -> Vec<Matmul> {
+        let mut v: Vec<Matmul> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.supported())
+            .map(Matmul::Packed)
+            .collect();
+        if cfg!(pelt_blas) {
+            v.push(Matmul::OpenBlas);
+        }
+        v.push(Matmul::Candle);
+        v
+    }
+
+    /// The path models load with: `PELT_MATMUL` (`packed`, `avx512`, `avx2`, `openblas`,
+    /// `candle`) when set, else the first of [`Matmul::available`].
+    pub fn auto() -> Result<Matmul> {
+        match std::env::var("PELT_MATMUL") {
+            Ok(v) if !v.is_empty() && v != "auto" => Matmul::parse(&v),
+            _ => Ok(Matmul::available()[0]),
+        }
+    }
+
+    /// A path by name (see [`Matmul::auto`]); an error says which exist here.
+    pub fn parse(name: &str) -> Result<Matmul> {
+        let avail = Matmul::available();
+        let found = match name {
+            "packed" => avail
+                .first()
+                .copied()
+                .filter(|m| matches!(m, Matmul::Packed(_))),
+            other => avail.iter().copied().find(|m| m.name() == other),
+        };
+        found.ok_or_else(|| {
+            anyhow::anyhow!(
+                "PELT_MATMUL={name}: not available in this build on this CPU; available: {}",
+                avail
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Matmul::Packed(isa) => isa.name(),
+            Matmul::OpenBlas => "openblas",
+            Matmul::Candle => "candle",
+        }
+    }
+
+    /// A line for reports: what runs the dense layers.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Matmul::Packed(Isa::Avx512) => "packed sgemm, AVX-512 micro-kernel",
+            Matmul::Packed(Isa::Avx2) => "packed sgemm, AVX2+FMA micro-kernel",
+            Matmul::OpenBlas => "OpenBLAS sgemm",
+            Matmul::Candle => "candle's built-in matmul",
+        }
+    }
+}
+
+/// What is done with the product `x [m,k] · wᵀ` (`w` `[n,k]`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Epilogue {
+    /// `+ b`.
+    Bias,
+    /// `gelu(· + b)`, exact, applied in place (the activation costs no extra tensor).
+    BiasGelu,
+    /// Nothing: the bias is added by whoever takes the product next (see `AddLayerNorm`).
+    None,
+}
+
+/// A weight packed for [`sgemm`](super::sgemm) with its bias as plain values.
+struct Packed {
+    w: PackedWeight,
+    b: Vec<f32>,
+}
+
+/// `x · wᵀ` through a packed weight, then an epilogue, as a candle op on f32 CPU tensors.
+struct PackedProduct<'a> {
+    p: &'a Packed,
+    epilogue: Epilogue,
+}
+
+impl candle_core::CustomOp1 for PackedProduct<'_> {
+    fn name(&self) -> &'static str {
+        "packed-sgemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (m, k) = l.shape().dims2()?;
+        let (n, kw) = self.p.w.dims();
+        if k != kw {
+            candle_core::bail!("sgemm: input [{m},{k}] does not fit weight [{n},{kw}]");
+        }
+        let x = super::kernels::f32_slice(s, l, "sgemm input")?;
+        let init = match self.epilogue {
+            Epilogue::None => Init::Zero,
+            Epilogue::Bias | Epilogue::BiasGelu => Init::Bias(&self.p.b),
+        };
+        let gelu = |v: &mut [f32]| super::kernels::gelu_slice(v, &[]);
+        let post =
+            (self.epilogue == Epilogue::BiasGelu).then_some(&gelu as &(dyn Fn(&mut [f32]) + Sync));
+        let out = self.p.w.matmul(x, m, init, post, super::kernels::cores());
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((m, n)),
+        ))
+    }
+}
+
 /// A dense layer on 2-D inputs `[rows, in] -> [rows, out]`, weight `[out, in]` as stored in
-/// checkpoints (the products read it transposed; no copy is made).
+/// checkpoints. After [`Linear::pack`] an f32 CPU layer holds its weight packed for the
+/// sgemm micro-kernels instead (and no other copy of it).
 #[derive(Clone)]
 pub struct Linear {
-    pub w: Tensor,
+    w: Option<Tensor>,
     pub b: Tensor,
+    packed: Option<std::sync::Arc<Packed>>,
+    matmul: Matmul,
 }
 
 impl Linear {
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn new(w: Tensor, b: Tensor) -> Self {
+        Linear {
+            w: Some(w),
+            b,
+            packed: None,
+            matmul: Matmul::Candle,
+        }
+    }
+
+    /// The layer multiplying with `matmul` where it applies (an f32 weight on the CPU): packs
+    /// the weight for [`Matmul::Packed`]. Elsewhere candle's matmul stays.
+    pub fn pack(self, matmul: Matmul) -> candle_core::Result<Self> {
+        let Some(w) = &self.w else {
+            return Ok(self);
+        };
+        if !w.device().is_cpu() || w.dtype() != DType::F32 || w.rank() != 2 {
+            return Ok(self);
+        }
+        match matmul {
+            Matmul::Packed(isa) => {
+                let (n, k) = w.dims2()?;
+                let w = w.contiguous()?;
+                let (storage, layout) = w.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    candle_core::bail!("sgemm: the weight is not on the CPU");
+                };
+                let data = super::kernels::f32_slice(cpu, layout, "sgemm weight")?;
+                let packed = PackedWeight::new(data, n, k, isa).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("this CPU cannot run the {isa:?} sgemm"))
+                })?;
+                drop(storage);
+                let b = self.b.to_dtype(DType::F32)?.to_vec1()?;
+                Ok(Linear {
+                    w: None,
+                    b: self.b,
+                    packed: Some(std::sync::Arc::new(Packed { w: packed, b })),
+                    matmul,
+                })
+            }
+            _ => Ok(Linear { matmul, ..self }),
+        }
+    }
+
+    /// What this layer multiplies with.
+    pub fn matmul(&self) -> Matmul {
+        self.matmul
+    }
+
+    /// The weight `[out, in]` as a tensor (unpacked again for packed layers).
+    pub fn weight(&self) -> candle_core::Result<Tensor> {
+        if let Some(w) = &self.w {
+            return Ok(w.clone());
+        }
+        candle_core::bail!("the weight of this layer is packed for the CPU sgemm")
+    }
+
+    /// The fast CPU product of `x` with `epilogue`, where this layer has one for `x`.
+    fn fast(&self, x: &Tensor, epilogue: Epilogue) -> Option<candle_core::Result<Tensor>> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != 2 {
+            return None;
+        }
+        if let Some(p) = &self.packed {
+            let op = PackedProduct { p, epilogue };
+            return Some(x.contiguous().and_then(|x| x.apply_op1_no_bwd(&op)));
+        }
         #[cfg(pelt_blas)]
-        if let Some(r) = super::blas::affine(x, &self.w, &self.b, super::blas::Epilogue::Bias) {
+        if self.matmul == Matmul::OpenBlas {
+            let w = self.w.as_ref()?;
+            return super::blas::affine(x, w, &self.b, epilogue);
+        }
+        None
+    }
+
+    fn unpacked(&self) -> candle_core::Result<&Tensor> {
+        self.w.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg("a packed layer was given a non-f32 or non-CPU input".into())
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(r) = self.fast(x, Epilogue::Bias) {
             return r;
         }
-        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
+        x.matmul(&self.unpacked()?.t()?)?.broadcast_add(&self.b)
     }
 
     /// `x · wᵀ` without the bias, for the fused kernels that add it (f32 on the CPU).
     fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg(pelt_blas)]
-        if let Some(r) = super::blas::affine(x, &self.w, &self.b, super::blas::Epilogue::None) {
+        if let Some(r) = self.fast(x, Epilogue::None) {
             return r;
         }
-        x.matmul(&self.w.t()?)
+        x.matmul(&self.unpacked()?.t()?)
     }
 
     /// `gelu(x · wᵀ + b)` with the fused f32 CPU kernels (the caller checks they apply).
     pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg(pelt_blas)]
-        if let Some(r) = super::blas::affine(x, &self.w, &self.b, super::blas::Epilogue::BiasGelu) {
+        if let Some(r) = self.fast(x, Epilogue::BiasGelu) {
             return r;
         }
         let p = self.product(x)?;
@@ -241,12 +451,13 @@ impl Linear {
     }
 
     /// Concatenates several layers on the output dimension (fused Q/K/V projection).
+    /// (Before [`Linear::pack`].)
     pub fn concat(parts: &[Linear]) -> candle_core::Result<Linear> {
-        let ws: Vec<&Tensor> = parts.iter().map(|l| &l.w).collect();
+        let ws = parts
+            .iter()
+            .map(|l| l.unpacked())
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let bs: Vec<&Tensor> = parts.iter().map(|l| &l.b).collect();
-        Ok(Linear {
-            w: Tensor::cat(&ws, 0)?,
-            b: Tensor::cat(&bs, 0)?,
-        })
+        Ok(Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?))
     }
 }

@@ -1,0 +1,625 @@
+//! Single-precision products `x · wᵀ` for the encoder's dense layers on the CPU, with the
+//! weight `w` packed once, at load time, into the panels the micro-kernels stream (the
+//! BLIS scheme: the packed weight block stays in L2, the packed input panel in L1, and a
+//! register tile of MR rows × NR columns accumulates in vector registers). AVX-512 and
+//! AVX2+FMA micro-kernels, picked at run time; the work is split over the cores in blocks
+//! of rows × columns, and an optional epilogue (bias, gelu) runs on each block while it is
+//! still in cache.
+//!
+//! Every output value is a sum over k in the same order whatever the thread count, so the
+//! result does not depend on how many cores ran it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The vector instruction set of a packed weight's micro-kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Isa {
+    /// 512-bit vectors (AVX-512F): tiles of 14 rows × 32 columns.
+    Avx512,
+    /// 256-bit vectors with FMA (AVX2): tiles of 6 rows × 16 columns.
+    Avx2,
+}
+
+impl Isa {
+    /// Whether this CPU can run the micro-kernel.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            match self {
+                Isa::Avx512 => avx2 && is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => avx2,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The widest instruction set this CPU has, if any.
+    pub fn best() -> Option<Isa> {
+        [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.supported())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// Rows of the register tile.
+    fn mr(self) -> usize {
+        match self {
+            Isa::Avx512 => MR_512,
+            Isa::Avx2 => MR_256,
+        }
+    }
+
+    /// Columns of the register tile (two vectors).
+    fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 => 16,
+        }
+    }
+}
+
+const MR_512: usize = 14;
+const MR_256: usize = 6;
+/// Depth of one pass over k: a packed input panel (MR × KC) stays in L1.
+const KC: usize = 512;
+/// Columns of one block of work: the packed weight block (NC × KC) stays in L2.
+const NC: usize = 128;
+/// Register tiles (of MR rows) in one block of work.
+const MC_TILES: usize = 24;
+
+/// 64-byte aligned f32 storage (so that every vector load of a packed panel is aligned to a
+/// cache line).
+#[derive(Clone)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+struct Aligned {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl Aligned {
+    fn zeros(len: usize) -> Self {
+        Aligned {
+            lines: vec![Line([0.0; 16]); len.div_ceil(16)],
+            len,
+        }
+    }
+    fn as_slice(&self) -> &[f32] {
+        // SAFETY: `lines` holds `lines.len() * 16 ≥ len` contiguous, initialised f32 values
+        // (`Line` is `repr(C)` around `[f32; 16]`, so it has no padding).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+    }
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+/// What the product starts from: zero, or a bias row added to every row.
+#[derive(Clone, Copy)]
+pub enum Init<'a> {
+    Zero,
+    Bias(&'a [f32]),
+}
+
+/// A weight `[n, k]` (as checkpoints store dense layers) packed for `x · wᵀ`: panels of NR
+/// output columns, each `[k][NR]`, the last one padded with zeros.
+pub struct PackedWeight {
+    isa: Isa,
+    n: usize,
+    k: usize,
+    data: Aligned,
+}
+
+impl PackedWeight {
+    /// Packs row-major `w` (`n` rows of `k`) for `isa`; `None` when this CPU lacks `isa` or
+    /// `w` does not hold `n * k` values.
+    pub fn new(w: &[f32], n: usize, k: usize, isa: Isa) -> Option<Self> {
+        if !isa.supported() || n.checked_mul(k)? != w.len() {
+            return None;
+        }
+        let nr = isa.nr();
+        let mut data = Aligned::zeros(n.div_ceil(nr) * nr * k);
+        // Panel j holds rows j*nr.. of `w`, transposed; panels are packed in parallel.
+        let pack = |first: usize, part: &mut [f32]| {
+            for (pi, panel) in part.chunks_exact_mut((k * nr).max(1)).enumerate() {
+                let j0 = (first + pi) * nr;
+                for c in 0..nr.min(n - j0) {
+                    let row = &w[(j0 + c) * k..(j0 + c + 1) * k];
+                    for (p, &v) in row.iter().enumerate() {
+                        panel[p * nr + c] = v;
+                    }
+                }
+            }
+        };
+        let panels = n.div_ceil(nr);
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let per = panels.div_ceil(threads).max(1);
+        if threads > 1 && panels > 1 && n * k >= 1 << 16 {
+            std::thread::scope(|s| {
+                for (i, part) in data.as_mut_slice().chunks_mut(per * k * nr).enumerate() {
+                    s.spawn(move || pack(i * per, part));
+                }
+            });
+        } else if k > 0 {
+            pack(0, data.as_mut_slice());
+        }
+        Some(PackedWeight { isa, n, k, data })
+    }
+
+    /// `[n, k]`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// `x · wᵀ` (+ `init`) for row-major `x` of `m` rows of `k`, as `m` rows of `n`; then
+    /// `post` on every run of finished output values (pieces of rows), if given, while they
+    /// are in cache. Split over `threads` threads.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        init: Init,
+        post: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+        threads: usize,
+    ) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        assert_eq!(x.len(), m * k, "sgemm: input is not [{m}, {k}]");
+        if let Init::Bias(b) = init {
+            assert_eq!(b.len(), n, "sgemm: bias is not [{n}]");
+        }
+        if m == 0 || n == 0 || k == 0 {
+            let mut c = vec![0f32; m * n];
+            if let Init::Bias(b) = init {
+                c.chunks_exact_mut(n.max(1))
+                    .for_each(|r| r.copy_from_slice(b));
+            }
+            if let Some(post) = post {
+                c.chunks_exact_mut(n.max(1)).for_each(|r| post(r));
+            }
+            return c;
+        }
+        PACKED_INPUT.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let len = m.div_ceil(self.isa.mr()) * k * self.isa.mr();
+            if buf.len < len {
+                *buf = Aligned::zeros(len);
+            }
+            self.run(x, m, &mut buf.as_mut_slice()[..len], init, post, threads)
+        })
+    }
+
+    /// [`PackedWeight::matmul`] for `m, n, k ≥ 1`, packing `x` into `xp`: the threads first
+    /// pack panels of `x`, then, once all are packed, compute blocks of the output.
+    fn run(
+        &self,
+        x: &[f32],
+        m: usize,
+        xp: &mut [f32],
+        init: Init,
+        post: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+        threads: usize,
+    ) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let (mr, nr) = (self.isa.mr(), self.isa.nr());
+        let panels = m.div_ceil(mr);
+        let mc = mr * MC_TILES;
+        let (row_blocks, col_blocks) = (m.div_ceil(mc), n.div_ceil(NC));
+        let tasks = row_blocks * col_blocks;
+        // Every value of `c` is written by the first pass over k of its block (see `block`)
+        // before anything reads it; the length is set once all are.
+        let mut c: Vec<f32> = Vec::with_capacity(m * n);
+        let out = SharedOut(c.as_mut_ptr());
+        let packed = SharedOut(xp.as_mut_ptr());
+        let (next_panel, next_task) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let threads = threads.clamp(1, tasks.max(panels));
+        let all_packed = std::sync::Barrier::new(threads);
+        let work = || {
+            loop {
+                let p = next_panel.fetch_add(1, Ordering::Relaxed);
+                if p >= panels {
+                    break;
+                }
+                // SAFETY: panel p is the `k * mr` values from `p * k * mr` of `xp`, which
+                // holds `panels * k * mr`; each panel is packed by the one thread taking it.
+                let panel =
+                    unsafe { std::slice::from_raw_parts_mut(packed.ptr().add(p * k * mr), k * mr) };
+                pack_panel(x, m, k, mr, p, panel);
+            }
+            all_packed.wait();
+            // SAFETY: all panels are written (the barrier), and nobody writes `xp` again.
+            let xp = unsafe { std::slice::from_raw_parts(packed.ptr(), panels * k * mr) };
+            loop {
+                let t = next_task.fetch_add(1, Ordering::Relaxed);
+                if t >= tasks {
+                    break;
+                }
+                let (rb, cb) = (t / col_blocks, t % col_blocks);
+                let rows = rb * mc..(rb * mc + mc).min(m);
+                let cols = cb * NC..(cb * NC + NC).min(n);
+                // SAFETY: tasks cover disjoint blocks of the m × n output, each written by
+                // the task that took it only; `c` outlives the threads.
+                unsafe { self.block(xp, &out, m, rows, cols, init, post, mr, nr) };
+            }
+        };
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 1..threads {
+                    s.spawn(work);
+                }
+                work();
+            });
+        }
+        // SAFETY: the tasks wrote all m * n values (see above).
+        unsafe { c.set_len(m * n) };
+        c
+    }
+
+    /// One block of output: `rows` × `cols` (`rows` starts on a register tile), every pass
+    /// over k, then `post`.
+    ///
+    /// # Safety
+    /// `out` points to `m * n` f32 values of which nobody else touches this block meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        xp: &[f32],
+        out: &SharedOut,
+        m: usize,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        init: Init,
+        post: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+        mr: usize,
+        nr: usize,
+    ) {
+        let (n, k) = (self.n, self.k);
+        let w = self.data.as_slice();
+        let mut edge = [0f32; MR_512 * 32];
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            for i0 in rows.clone().step_by(mr) {
+                let a = xp[(i0 / mr) * k * mr + pc * mr..].as_ptr();
+                let tile_rows = mr.min(m - i0);
+                for j0 in cols.clone().step_by(nr) {
+                    let b = w[(j0 / nr) * k * nr + pc * nr..].as_ptr();
+                    let tile_cols = nr.min(n - j0);
+                    let bias = match init {
+                        Init::Bias(bias) if pc == 0 => Some(&bias[j0..j0 + tile_cols]),
+                        _ => None,
+                    };
+                    let dst = out.ptr().add(i0 * n + j0);
+                    if tile_rows == mr && tile_cols == nr {
+                        let mode = match bias {
+                            _ if pc > 0 => Start::Load,
+                            Some(b) => Start::Bias(b.as_ptr()),
+                            None => Start::Zero,
+                        };
+                        self.kernel(kc, a, b, dst, n, mode);
+                    } else {
+                        // A partial tile: computed whole in `edge`, then its valid part copied.
+                        let mut padded_bias = [0f32; 32];
+                        if pc > 0 {
+                            for i in 0..tile_rows {
+                                for j in 0..tile_cols {
+                                    edge[i * nr + j] = *dst.add(i * n + j);
+                                }
+                            }
+                        }
+                        let mode = match bias {
+                            _ if pc > 0 => Start::Load,
+                            Some(b) => {
+                                padded_bias[..tile_cols].copy_from_slice(b);
+                                Start::Bias(padded_bias.as_ptr())
+                            }
+                            None => Start::Zero,
+                        };
+                        self.kernel(kc, a, b, edge.as_mut_ptr(), nr, mode);
+                        for i in 0..tile_rows {
+                            for j in 0..tile_cols {
+                                *dst.add(i * n + j) = edge[i * nr + j];
+                            }
+                        }
+                    }
+                }
+            }
+            pc += kc;
+        }
+        if let Some(post) = post {
+            for i in rows {
+                post(std::slice::from_raw_parts_mut(
+                    out.ptr().add(i * n + cols.start),
+                    cols.len(),
+                ));
+            }
+        }
+    }
+
+    /// One register tile: `c[MR][NR]` (rows `ldc` apart) = start + Σ_p a[p][..] ⊗ b[p][..].
+    #[inline]
+    unsafe fn kernel(
+        &self,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        start: Start,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        match self.isa {
+            Isa::Avx512 => x86::kernel_512(kc, a, b, c, ldc, start),
+            Isa::Avx2 => x86::kernel_256(kc, a, b, c, ldc, start),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kc, a, b, c, ldc, start);
+            unreachable!("packed weights exist only on x86-64")
+        }
+    }
+}
+
+/// Where a register tile starts: zero, a bias row, or the values already in the output.
+#[derive(Clone, Copy)]
+enum Start {
+    Zero,
+    Bias(*const f32),
+    Load,
+}
+
+struct SharedOut(*mut f32);
+// SAFETY: the pointer is only used for disjoint blocks by different threads (see `matmul`).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// (A method, so that closures capture the `Sync` wrapper, not the raw pointer.)
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    /// The packed input of the last product on this thread, kept for the next one (a fresh
+    /// buffer would cost page faults on every product).
+    static PACKED_INPUT: std::cell::RefCell<Aligned> = std::cell::RefCell::new(Aligned::zeros(0));
+}
+
+/// Panel `p` of row-major `x` (`m` rows of `k`): rows `p * mr..` as `[k][mr]`, rows past
+/// `m` zero.
+fn pack_panel(x: &[f32], m: usize, k: usize, mr: usize, p: usize, panel: &mut [f32]) {
+    let r0 = p * mr;
+    let rows = mr.min(m - r0);
+    if rows == mr {
+        // Written in order, read from mr rows at once.
+        let src = &x[r0 * k..(r0 + mr) * k];
+        for (q, out) in panel.chunks_exact_mut(mr).enumerate() {
+            for (r, o) in out.iter_mut().enumerate() {
+                *o = src[r * k + q];
+            }
+        }
+    } else {
+        panel.fill(0.0);
+        for r in 0..rows {
+            let row = &x[(r0 + r) * k..(r0 + r + 1) * k];
+            for (q, &v) in row.iter().enumerate() {
+                panel[q * mr + r] = v;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Start, MR_256, MR_512};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has AVX-512F; `a` holds `kc * MR_512` values, `b` `kc * 32`, `c` a tile of
+    /// `MR_512` rows of 32 values `ldc` apart (and a bias start 32 values).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel_512(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        start: Start,
+    ) {
+        const MR: usize = MR_512;
+        let mut c0 = [_mm512_setzero_ps(); MR];
+        let mut c1 = [_mm512_setzero_ps(); MR];
+        match start {
+            Start::Zero => {}
+            Start::Bias(bias) => {
+                let (b0, b1) = (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16)));
+                for i in 0..MR {
+                    c0[i] = b0;
+                    c1[i] = b1;
+                }
+            }
+            Start::Load => {
+                for i in 0..MR {
+                    c0[i] = _mm512_loadu_ps(c.add(i * ldc));
+                    c1[i] = _mm512_loadu_ps(c.add(i * ldc + 16));
+                }
+            }
+        }
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm512_load_ps(b);
+            let b1 = _mm512_load_ps(b.add(16));
+            for i in 0..MR {
+                let x = _mm512_set1_ps(*a.add(i));
+                c0[i] = _mm512_fmadd_ps(x, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(x, b1, c1[i]);
+            }
+            a = a.add(MR);
+            b = b.add(32);
+        }
+        for i in 0..MR {
+            _mm512_storeu_ps(c.add(i * ldc), c0[i]);
+            _mm512_storeu_ps(c.add(i * ldc + 16), c1[i]);
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds `kc * MR_256` values, `b` `kc * 16`, `c` a tile
+    /// of `MR_256` rows of 16 values `ldc` apart (and a bias start 16 values).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn kernel_256(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        start: Start,
+    ) {
+        const MR: usize = MR_256;
+        let mut c0 = [_mm256_setzero_ps(); MR];
+        let mut c1 = [_mm256_setzero_ps(); MR];
+        match start {
+            Start::Zero => {}
+            Start::Bias(bias) => {
+                let (b0, b1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
+                for i in 0..MR {
+                    c0[i] = b0;
+                    c1[i] = b1;
+                }
+            }
+            Start::Load => {
+                for i in 0..MR {
+                    c0[i] = _mm256_loadu_ps(c.add(i * ldc));
+                    c1[i] = _mm256_loadu_ps(c.add(i * ldc + 8));
+                }
+            }
+        }
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm256_load_ps(b);
+            let b1 = _mm256_load_ps(b.add(8));
+            for i in 0..MR {
+                let x = _mm256_broadcast_ss(&*a.add(i));
+                c0[i] = _mm256_fmadd_ps(x, b0, c0[i]);
+                c1[i] = _mm256_fmadd_ps(x, b1, c1[i]);
+            }
+            a = a.add(MR);
+            b = b.add(16);
+        }
+        for i in 0..MR {
+            _mm256_storeu_ps(c.add(i * ldc), c0[i]);
+            _mm256_storeu_ps(c.add(i * ldc + 8), c1[i]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random sequence in [-1, 1).
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn each_isa(mut f: impl FnMut(Isa)) {
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if isa.supported() {
+                f(isa);
+            } else {
+                eprintln!("skipped the {isa:?} micro-kernel: this CPU does not have it");
+            }
+        }
+    }
+
+    #[test]
+    fn products_of_each_instruction_set_match_f64() {
+        // Shapes around the tile and block sizes: partial tiles in both directions, k over
+        // several passes (KC) and not a multiple of anything, one row, one column, k = 0.
+        let shapes = [
+            (1, 1, 1),
+            (13, 37, 5),
+            (29, 70, 2 * KC + 3),
+            (MR_512 * MC_TILES + 1, NC + 17, 64),
+            (100, 64, 777),
+            (15, 33, 0),
+        ];
+        each_isa(|isa| {
+            for &(m, n, k) in &shapes {
+                let x = noise(m * k, 1);
+                let w = noise(n * k, 2);
+                let b = noise(n, 3);
+                let p = PackedWeight::new(&w, n, k, isa).expect("supported");
+                let double = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= 2.0);
+                for (init, post) in [
+                    (Init::Zero, None),
+                    (Init::Bias(&b), None),
+                    (
+                        Init::Bias(&b),
+                        Some(&double as &(dyn Fn(&mut [f32]) + Sync)),
+                    ),
+                ] {
+                    let got = p.matmul(&x, m, init, post, 3);
+                    let mut worst = 0f64;
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut s = match init {
+                                Init::Zero => 0.0,
+                                Init::Bias(b) => b[j] as f64,
+                            };
+                            for q in 0..k {
+                                s += x[i * k + q] as f64 * w[j * k + q] as f64;
+                            }
+                            if post.is_some() {
+                                s *= 2.0;
+                            }
+                            worst = worst.max((s - got[i * n + j] as f64).abs());
+                        }
+                    }
+                    assert!(worst < 1e-4, "{isa:?} {m}x{n}x{k}: max |diff| {worst}");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn result_does_not_depend_on_the_thread_count() {
+        let (m, n, k) = (300, 200, 600);
+        let x = noise(m * k, 4);
+        let w = noise(n * k, 5);
+        each_isa(|isa| {
+            let p = PackedWeight::new(&w, n, k, isa).expect("supported");
+            let one = p.matmul(&x, m, Init::Zero, None, 1);
+            for t in [2, 3, 8] {
+                assert!(
+                    one == p.matmul(&x, m, Init::Zero, None, t),
+                    "{isa:?}, {t} threads"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn wrong_sizes_are_refused() {
+        each_isa(|isa| assert!(PackedWeight::new(&[0.0; 5], 2, 3, isa).is_none()));
+    }
+}
