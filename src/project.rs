@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
 use crate::build::BuildOptions;
-use crate::model::DeviceChoice;
+use crate::model::{DeviceChoice, DtypeChoice};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -23,6 +23,8 @@ pub struct Project {
     pub table: Option<PathBuf>,
     pub options: BuildOptions,
     pub device: DeviceChoice,
+    /// Precision of the model (`Auto`: bf16 on GPUs that run it, f32 elsewhere).
+    pub dtype: DtypeChoice,
     /// Probe sentence for the norm comparison and preview.
     pub probe: String,
     /// What the Evaluate tab runs, and its last results.
@@ -42,6 +44,7 @@ impl Default for Project {
             table: None,
             options: BuildOptions::default(),
             device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
             probe: String::new(),
             eval: crate::eval::EvalSettings::default(),
             eval_results: None,
