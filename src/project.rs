@@ -227,6 +227,16 @@ mod tests {
             p.eval.fewrel
         );
         assert_eq!(p.options.k, 256);
+        // A project file from before dtype, batch tokens and threads loads with their defaults.
+        let text = std::fs::read_to_string(bundled_demo()).unwrap();
+        assert!(
+            !text.contains("dtype") && !text.contains("batch_tokens") && !text.contains("threads")
+        );
+        assert_eq!(p.dtype, DtypeChoice::Auto);
+        assert_eq!(
+            (p.options.batch_tokens, p.options.threads),
+            (crate::build::DEFAULT_BATCH_TOKENS, 0)
+        );
     }
 
     #[test]
