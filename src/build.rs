@@ -6,8 +6,14 @@
 //!    that belong to this shard (whole windows of the single build: window number mod n = i).
 //! 3. *Encoding*: mask each mention, batch by length (windows of contexts sorted by length,
 //!    so padding stays small), run the encoder and sum the transform outputs per entity.
-//!    Tokenization runs on a second thread, ahead of the model. Checkpoints are written every
-//!    `checkpoint_secs` and on cancellation; `resume` continues from one to the same result.
+//!    Checkpoints are written every `checkpoint_secs` and on cancellation; `resume` continues
+//!    from one to the same result.
+//!
+//! The host side runs on [`BuildOptions::threads`] threads: scanning and collecting parse the
+//! corpus and find mentions in parallel and merge in corpus order (so the table's bytes do not
+//! depend on the thread count), and tokenization runs on its own threads, windows ahead of the
+//! encoder. The packed CPU path takes [`BuildOptions::batch`] contexts per batch; a padded
+//! path (GPUs) takes as many as fit in [`BuildOptions::batch_tokens`] token rows.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -37,13 +43,127 @@ pub struct BuildOptions {
     pub norm: f32,
     pub max_len: usize,
     pub seed: u64,
+    /// Contexts per batch where batches run packed (the CPU), and where `batch_tokens` is 0.
     pub batch: usize,
+    /// Token rows per batch, padding included, where batches are padded (GPUs, and the
+    /// generic path): contexts sorted by length are added while `rows × longest ≤
+    /// batch_tokens`. 0 batches by `batch` contexts there too.
+    pub batch_tokens: usize,
+    /// Threads for reading, mention finding and tokenization; 0 = one per core.
+    pub threads: usize,
     pub case_sensitive: bool,
     /// `(i, n)`: encode only shard i of n.
     pub shard: Option<(usize, usize)>,
     /// Contexts sorted by length together (a multiple of `batch`).
     pub window_batches: usize,
     pub checkpoint_secs: f64,
+}
+
+/// Token rows per batch on padded paths (GPUs) unless set otherwise.
+pub const DEFAULT_BATCH_TOKENS: usize = 16384;
+
+/// How a build cuts the length-sorted contexts of a window into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchPlan {
+    /// This many contexts per batch.
+    Contexts(usize),
+    /// As many contexts as fit in this many token rows, padding included (at least one).
+    Tokens(usize),
+}
+
+impl std::fmt::Display for BatchPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchPlan::Contexts(n) => write!(f, "{n} contexts"),
+            BatchPlan::Tokens(t) => write!(f, "{t} tokens"),
+        }
+    }
+}
+
+impl BatchPlan {
+    /// Cuts contexts sorted by length (shortest first) into batches.
+    fn cut<T>(self, sorted: Vec<T>, len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+        let mut batches: Vec<Vec<T>> = Vec::new();
+        let mut cur: Vec<T> = Vec::new();
+        for item in sorted {
+            let full = match self {
+                BatchPlan::Contexts(n) => cur.len() >= n.max(1),
+                // Sorted, so `item` is the longest: the batch would pad every row to it.
+                BatchPlan::Tokens(t) => !cur.is_empty() && (cur.len() + 1) * len(&item) > t,
+            };
+            if full {
+                batches.push(std::mem::take(&mut cur));
+            }
+            cur.push(item);
+        }
+        if !cur.is_empty() {
+            batches.push(cur);
+        }
+        batches
+    }
+}
+
+/// Seconds and throughput of one stage of a build.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageRate {
+    /// `scan`, `collect`, `tokenize` or `encode`.
+    pub name: &'static str,
+    /// `sentences` or `contexts`.
+    pub unit: &'static str,
+    pub items: u64,
+    /// Wall-clock seconds; for `tokenize`, which overlaps encoding, the busy time of its
+    /// threads added up.
+    pub secs: f64,
+    pub threads: usize,
+    /// `encode` only: seconds of `secs` the encoder waited for tokenized contexts.
+    pub waited_secs: f64,
+}
+
+impl StageRate {
+    /// Items per second (per thread for `tokenize`).
+    pub fn per_sec(&self) -> f64 {
+        self.items as f64 / self.secs.max(1e-9)
+    }
+
+    /// One line, e.g. `scan: 930000 sentences in 4.10 s (226829 sentences/s, 2 threads)`.
+    pub fn describe(&self) -> String {
+        let (n, unit) = (self.items, self.unit);
+        let threads = format!(
+            "{} thread{}",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        );
+        match self.name {
+            "tokenize" => format!(
+                "{}: {n} {unit}, {:.2} s busy on {threads} ({:.0} {unit}/s per thread; overlaps encoding)",
+                self.name,
+                self.secs,
+                self.per_sec()
+            ),
+            "encode" => format!(
+                "{}: {n} {unit} in {:.2} s ({:.1} {unit}/s), {:.2} s of it waiting for tokens",
+                self.name,
+                self.secs,
+                self.per_sec(),
+                self.waited_secs
+            ),
+            _ => format!(
+                "{}: {n} {unit} in {:.2} s ({:.0} {unit}/s, {threads})",
+                self.name,
+                self.secs,
+                self.per_sec()
+            ),
+        }
+    }
+}
+
+/// The number of threads `threads` asks for (0 = one per core).
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 impl Default for BuildOptions {
@@ -55,6 +175,8 @@ impl Default for BuildOptions {
             max_len: 64,
             seed: 42,
             batch: 32,
+            batch_tokens: DEFAULT_BATCH_TOKENS,
+            threads: 0,
             case_sensitive: false,
             shard: None,
             window_batches: 16,
@@ -98,6 +220,27 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 impl BuildOptions {
+    /// The batches of a build whose encoder packs its rows (`packs_tokens`, the fused CPU
+    /// path) or pads them (GPUs, the generic path).
+    pub fn batch_plan(&self, packs_tokens: bool) -> BatchPlan {
+        if self.batch_tokens > 0 && !packs_tokens {
+            BatchPlan::Tokens(self.batch_tokens)
+        } else {
+            BatchPlan::Contexts(self.batch)
+        }
+    }
+
+    /// Contexts per encoding window (sorted by length together; shards take whole windows):
+    /// `window_batches` batches of `batch` contexts, or of `batch_tokens / max_len` contexts
+    /// when batching by tokens.
+    pub fn window_size(&self, plan: BatchPlan) -> usize {
+        let per_batch = match plan {
+            BatchPlan::Contexts(n) => n,
+            BatchPlan::Tokens(t) => (t / self.max_len.max(1)).max(1),
+        };
+        per_batch.saturating_mul(self.window_batches.max(1))
+    }
+
     /// Refuses options no build can use: k or batch of 0, a norm that is not a
     /// positive finite number, a shard outside `0 ≤ i < n`.
     pub fn validate(&self) -> Result<()> {
@@ -107,7 +250,12 @@ impl BuildOptions {
         if self.batch == 0 {
             bail!("batch size must be at least 1");
         }
-        if self.batch.checked_mul(self.window_batches.max(1)).is_none() {
+        if self.batch.checked_mul(self.window_batches.max(1)).is_none()
+            || self
+                .batch_tokens
+                .checked_mul(self.window_batches.max(1))
+                .is_none()
+        {
             bail!(
                 "batch {} x window_batches {} is too large",
                 self.batch,
@@ -169,6 +317,14 @@ pub struct BuildReport {
     pub encode_secs: f64,
     pub contexts_per_sec: f64,
     pub resumed_from: u64,
+    /// What the encoder ran on: device, dtype, and how contexts were batched.
+    pub device: String,
+    pub dtype: String,
+    pub batch: String,
+    /// Threads of the host side (reading, mention finding, tokenization).
+    pub threads: usize,
+    /// Scan, collect, tokenize and encode, in that order.
+    pub stages: Vec<StageRate>,
 }
 
 pub enum BuildOutcome {
@@ -270,23 +426,44 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         ..Default::default()
     };
 
-    // 1. Scanning.
+    let threads = resolve_threads(opts.threads);
+    let plan = opts.batch_plan(model.encoder.packs_tokens());
+    report.threads = threads;
+    report.device = crate::model::describe_device(model.encoder.device()).to_string();
+    report.dtype = crate::model::dtype_name(model.encoder.dtype()).to_string();
+    report.batch = plan.to_string();
+
+    // 1. Scanning: sentences are parsed and their mentions found on `threads` threads; the
+    // sampler takes them here, in corpus order.
     let mut sampler = Sampler::new(n, opts.k, opts.seed);
     let mut meter = Meter::new(Phase::Scanning, 0);
     let mut ordinal = 0u64;
-    let read = corpus.for_each_sentence(|s| {
-        for m in source.find(s) {
-            sampler.offer(ordinal, &m);
-        }
-        ordinal += 1;
-        if meter.due() {
-            progress(&meter.progress(ordinal, None));
-        }
-        if cancel.load(Ordering::Relaxed) {
-            return Ok(ControlFlow::Break(()));
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
+    let scan_started = Instant::now();
+    let read = {
+        let finder = &source;
+        let mut unknown = (0u64, Vec::<String>::new());
+        let read = corpus.for_each_sentence_parallel(
+            threads,
+            |s| finder.find_shared(s),
+            |s, found| {
+                finder.count_unknown(s, &found, &mut unknown);
+                for m in &found.mentions {
+                    sampler.offer(ordinal, m);
+                }
+                ordinal += 1;
+                if meter.due() {
+                    progress(&meter.progress(ordinal, None));
+                }
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
+        (source.unknown_links, source.unknown_examples) = unknown;
+        read
+    };
+    let scan_secs = scan_started.elapsed().as_secs_f64();
     if cancel.load(Ordering::Relaxed) {
         return Ok(BuildOutcome::Cancelled {
             done: 0,
@@ -338,6 +515,14 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         .into());
     }
     report.read = read;
+    report.stages.push(StageRate {
+        name: "scan",
+        unit: "sentences",
+        items: total_sentences,
+        secs: scan_secs,
+        threads,
+        ..Default::default()
+    });
     let selected = sampler.finish();
 
     // 2. Collecting.
@@ -348,43 +533,56 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let mut meter = Meter::new(Phase::Collecting, 0);
     // A shard encodes whole windows of the single build (window w goes to shard w mod n), so
     // every context is encoded in the same batch as in the single build.
-    let window_size = opts.batch * opts.window_batches.max(1);
-    corpus.for_each_sentence(|s| {
-        while ptr < selected.len() && selected[ptr].ordinal == ordinal {
-            let sel = selected[ptr];
-            if (ptr / window_size) % shard_n == shard_i {
-                records.push(ContextRecord {
-                    entity: sel.entity,
-                    file: s.file as u32,
-                    line: s.line as u32,
-                    sentence: s.index as u32,
-                    start: sel.start,
-                    end: sel.end,
-                    text: s.text.clone(),
-                    linked: sel.linked,
-                });
+    let window_size = opts.window_size(plan);
+    let collect_started = Instant::now();
+    corpus.for_each_sentence_parallel(
+        threads,
+        |_| (),
+        |s, ()| {
+            while ptr < selected.len() && selected[ptr].ordinal == ordinal {
+                let sel = selected[ptr];
+                if (ptr / window_size) % shard_n == shard_i {
+                    records.push(ContextRecord {
+                        entity: sel.entity,
+                        file: s.file as u32,
+                        line: s.line as u32,
+                        sentence: s.index as u32,
+                        start: sel.start,
+                        end: sel.end,
+                        text: s.text.clone(),
+                        linked: sel.linked,
+                    });
+                }
+                ptr += 1;
             }
-            ptr += 1;
-        }
-        ordinal += 1;
-        if meter.due() {
-            progress(&meter.progress(ordinal, Some(total_sentences)));
-        }
-        Ok(if ptr >= selected.len() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
-    })?;
+            ordinal += 1;
+            if meter.due() {
+                progress(&meter.progress(ordinal, Some(total_sentences)));
+            }
+            Ok(if ptr >= selected.len() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        },
+    )?;
     if ptr < selected.len() {
         bail!("the corpus changed while it was being read (fewer sentences on the second pass)");
     }
+    report.stages.push(StageRate {
+        name: "collect",
+        unit: "sentences",
+        items: ordinal,
+        secs: collect_started.elapsed().as_secs_f64(),
+        threads,
+        ..Default::default()
+    });
 
     // 3. Encoding.
     let model_sha = model.weights_sha256()?;
     let corpus_sha = corpus.sha256()?;
     let model_id = format!("{model_sha}/{:?}", model.encoder.dtype());
-    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts, mode)?;
+    let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts, mode, plan)?;
     let total = records.len() as u64;
     let mut state = EncodeState {
         fingerprint: fingerprint.clone(),
@@ -395,7 +593,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             .as_ref()
             .context("resume needs a checkpoint path")?;
         if path.exists() {
-            let ck = load_checkpoint(path, n, h, records.len(), opts)?;
+            let ck = load_checkpoint(path, n, h, records.len(), opts, window_size)?;
             if ck.fingerprint != fingerprint {
                 bail!(
                     "{}: this checkpoint belongs to a build with other inputs or options (model, corpus, entity list, k, seed, max_len, batch or shard differ); delete it or build without --resume",
@@ -416,6 +614,23 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         cancel,
         progress,
     )?;
+    let done_here = state.done - report.resumed_from;
+    report.stages.push(StageRate {
+        name: "tokenize",
+        unit: "contexts",
+        items: done_here,
+        secs: state.tokenize_secs,
+        threads: resolve_threads(opts.threads),
+        ..Default::default()
+    });
+    report.stages.push(StageRate {
+        name: "encode",
+        unit: "contexts",
+        items: done_here,
+        secs: started.elapsed().as_secs_f64(),
+        threads: 1,
+        waited_secs: state.waited_secs,
+    });
     if cancelled {
         if let Some(p) = &checkpoint {
             save_checkpoint(p, &state)?;
@@ -500,6 +715,10 @@ pub struct EncodeState {
     pub tokens: u64,
     pub padded_tokens: u64,
     pub flops: f64,
+    /// Busy seconds of the tokenizing threads (added up), and seconds the encoder waited
+    /// for them.
+    pub tokenize_secs: f64,
+    pub waited_secs: f64,
 }
 
 impl EncodeState {
@@ -515,14 +734,17 @@ impl EncodeState {
             tokens: 0,
             padded_tokens: 0,
             flops: 0.0,
+            tokenize_secs: 0.0,
+            waited_secs: 0.0,
         }
     }
 }
 
-/// Masks, batches and encodes `records` (in windows of `batch * window_batches` contexts
-/// sorted by length), adding each transform output to its entity's sum in `state`.
-/// Tokenization runs on a second thread. Returns `true` when stopped by `cancel`; `state`
-/// then holds a consistent point to continue from.
+/// Masks, batches and encodes `records` (in windows of [`BuildOptions::window_size`] contexts
+/// sorted by length, cut into batches by [`BuildOptions::batch_plan`]), adding each transform
+/// output to its entity's sum in `state`. Windows are tokenized on [`BuildOptions::threads`]
+/// threads, ahead of the encoder, and encoded in order. Returns `true` when stopped by
+/// `cancel`; `state` then holds a consistent point to continue from.
 pub fn encode_records(
     model: &Model,
     records: &[ContextRecord],
@@ -535,7 +757,8 @@ pub fn encode_records(
     opts.validate()?;
     let h = model.hidden_size();
     let total = records.len() as u64;
-    let window_size = opts.batch * opts.window_batches.max(1);
+    let plan = opts.batch_plan(model.encoder.packs_tokens());
+    let window_size = opts.window_size(plan);
     let n_windows = records.len().div_ceil(window_size);
     let mut meter = Meter::new(Phase::Encoding, state.done);
     let mut last_ckpt = Instant::now();
@@ -543,106 +766,135 @@ pub fn encode_records(
     let max_len = opts.max_len;
     let records_ref = records;
     let first_window = state.window;
+    let threads = resolve_threads(opts.threads)
+        .min(n_windows.saturating_sub(first_window))
+        .max(1);
+    let busy_nanos = std::sync::atomic::AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
     let mut cancelled = false;
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = crossbeam_channel::bounded::<Result<Window>>(2);
-        scope.spawn(move || {
+        // Tokenizer t takes windows first_window + t, + t + threads, …; the encoder reads
+        // the channels in turn, so windows arrive in order.
+        let mut channels = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded::<Result<Window>>(1);
+            channels.push(rx);
+            let (busy, stop) = (&busy_nanos, &stop);
+            scope.spawn(move || {
+                for w in (first_window + t..n_windows).step_by(threads) {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let began = Instant::now();
+                    let win = tokenize_window(tok, records_ref, w, window_size, max_len, plan);
+                    busy.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let failed = win.is_err();
+                    if tx.send(win).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut encode = || -> Result<()> {
             for w in first_window..n_windows {
-                let lo = w * window_size;
-                let hi = (lo + window_size).min(records_ref.len());
-                let mut items = Vec::with_capacity(hi - lo);
-                let mut skipped = Vec::new();
-                for (i, r) in records_ref[lo..hi].iter().enumerate() {
-                    match mask_mention(tok, &r.text, r.start as usize, r.end as usize, max_len) {
-                        Ok(Some(m)) => items.push((lo + i, m)),
-                        Ok(None) => skipped.push(lo + i),
-                        Err(e) => {
-                            let _ = tx.send(Err(e.context(format!(
-                                "context {} (line {})",
-                                lo + i,
-                                r.line
-                            ))));
-                            return;
+                let waiting = Instant::now();
+                let win = channels[(w - first_window) % threads]
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("internal error: a tokenizing thread stopped"))?;
+                state.waited_secs += waiting.elapsed().as_secs_f64();
+                let win = win?;
+                if state.batch == 0 {
+                    // Once only, also when a checkpoint was written before this window's first batch.
+                    for &i in &win.skipped {
+                        if state.skipped.last().is_none_or(|&l| i > l) {
+                            state.skipped.push(i);
+                            state.done += 1;
                         }
                     }
                 }
-                items.sort_by_key(|(_, m)| m.ids.len());
-                let mut batches = Vec::new();
-                let mut it = items.into_iter().peekable();
-                while it.peek().is_some() {
-                    batches.push(it.by_ref().take(opts.batch).collect());
-                }
-                if tx
-                    .send(Ok(Window {
-                        index: w,
-                        batches,
-                        skipped,
-                    }))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        for win in rx.iter() {
-            let win = win?;
-            if state.batch == 0 {
-                // Once only, also when a checkpoint was written before this window's first batch.
-                for &i in &win.skipped {
-                    if state.skipped.last().is_none_or(|&l| i > l) {
-                        state.skipped.push(i);
-                        state.done += 1;
+                for (bi, batch) in win.batches.iter().enumerate().skip(state.batch) {
+                    if cancel.load(Ordering::Relaxed) {
+                        cancelled = true;
+                        return Ok(());
                     }
-                }
-            }
-            for (bi, batch) in win.batches.iter().enumerate().skip(state.batch) {
-                if cancel.load(Ordering::Relaxed) {
-                    cancelled = true;
-                    return Ok(());
-                }
-                let seqs: Vec<Vec<u32>> = batch.iter().map(|(_, m)| m.ids.clone()).collect();
-                let positions: Vec<(usize, usize)> = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(row, (_, m))| (row, m.mask_position))
-                    .collect();
-                let out = model.encoder.forward(&seqs, &[], &positions, false)?;
-                let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
-                state.tokens += lens.iter().sum::<usize>() as u64;
-                state.padded_tokens += model.encoder.rows_processed(&lens) as u64;
-                state.flops += model.encoder.matmul_flops(&lens, positions.len());
-                for (row, (ri, _)) in batch.iter().enumerate() {
-                    let e = records_ref[*ri].entity as usize;
-                    let acc = &mut state.sums[e * h..(e + 1) * h];
-                    for (a, &v) in acc.iter_mut().zip(out.transform_row(row)) {
-                        a.add(v).with_context(|| format!(
+                    let seqs: Vec<Vec<u32>> = batch.iter().map(|(_, m)| m.ids.clone()).collect();
+                    let positions: Vec<(usize, usize)> = batch
+                        .iter()
+                        .enumerate()
+                        .map(|(row, (_, m))| (row, m.mask_position))
+                        .collect();
+                    let out = model.encoder.forward(&seqs, &[], &positions, false)?;
+                    let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
+                    state.tokens += lens.iter().sum::<usize>() as u64;
+                    state.padded_tokens += model.encoder.rows_processed(&lens) as u64;
+                    state.flops += model.encoder.matmul_flops(&lens, positions.len());
+                    for (row, (ri, _)) in batch.iter().enumerate() {
+                        let e = records_ref[*ri].entity as usize;
+                        let acc = &mut state.sums[e * h..(e + 1) * h];
+                        for (a, &v) in acc.iter_mut().zip(out.transform_row(row)) {
+                            a.add(v).with_context(|| format!(
                             "context {ri} (line {}): the model's output cannot be used; its weights may hold NaN or infinite values",
                             records_ref[*ri].line
                         ))?;
+                        }
+                        state.counts[e] += 1;
                     }
-                    state.counts[e] += 1;
-                }
-                state.done += batch.len() as u64;
-                state.batch = bi + 1;
-                if meter.due() {
-                    progress(&meter.progress(state.done, Some(total)));
-                }
-                if let Some(p) = checkpoint {
-                    if last_ckpt.elapsed().as_secs_f64() >= opts.checkpoint_secs {
-                        save_checkpoint(p, state)?;
-                        last_ckpt = Instant::now();
+                    state.done += batch.len() as u64;
+                    state.batch = bi + 1;
+                    if meter.due() {
+                        progress(&meter.progress(state.done, Some(total)));
+                    }
+                    if let Some(p) = checkpoint {
+                        if last_ckpt.elapsed().as_secs_f64() >= opts.checkpoint_secs {
+                            save_checkpoint(p, state)?;
+                            last_ckpt = Instant::now();
+                        }
                     }
                 }
+                state.window = win.index + 1;
+                state.batch = 0;
             }
-            state.window = win.index + 1;
-            state.batch = 0;
-        }
-        Ok(())
+            Ok(())
+        };
+        let result = encode();
+        stop.store(true, Ordering::Relaxed);
+        drop(channels);
+        result
     })?;
+    state.tokenize_secs += busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
     if !cancelled {
         progress(&meter.progress(state.done, Some(total)));
     }
     Ok(cancelled)
+}
+
+/// Masks the contexts of window `w` and cuts them, sorted by length, into batches.
+fn tokenize_window(
+    tok: &crate::model::TextTokenizer,
+    records: &[ContextRecord],
+    w: usize,
+    window_size: usize,
+    max_len: usize,
+    plan: BatchPlan,
+) -> Result<Window> {
+    let lo = w * window_size;
+    let hi = (lo + window_size).min(records.len());
+    let mut items = Vec::with_capacity(hi - lo);
+    let mut skipped = Vec::new();
+    for (i, r) in records[lo..hi].iter().enumerate() {
+        match mask_mention(tok, &r.text, r.start as usize, r.end as usize, max_len)
+            .with_context(|| format!("context {} (line {})", lo + i, r.line))?
+        {
+            Some(m) => items.push((lo + i, m)),
+            None => skipped.push(lo + i),
+        }
+    }
+    items.sort_by_key(|(_, m)| m.ids.len());
+    Ok(Window {
+        index: w,
+        batches: plan.cut(items, |(_, m)| m.ids.len()),
+        skipped,
+    })
 }
 
 fn file_label(p: &Path) -> String {
@@ -657,13 +909,19 @@ fn fingerprint(
     entities: &EntityList,
     opts: &BuildOptions,
     mode: MentionMode,
+    plan: BatchPlan,
 ) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "model": model_sha, "corpus": corpus_sha, "entities": entities, "mentions": mode.as_str(),
         "k": opts.k, "seed": opts.seed, "max_len": opts.max_len, "batch": opts.batch,
         "window": opts.window_batches, "case_sensitive": opts.case_sensitive, "shard": opts.shard,
     });
+    // Batches by tokens cut other windows and batches (batches of contexts keep the
+    // fingerprint they always had, so older checkpoints still resume).
+    if let BatchPlan::Tokens(t) = plan {
+        v["batch_tokens"] = t.into();
+    }
     Ok(format!("{:x}", Sha256::digest(serde_json::to_vec(&v)?)))
 }
 
@@ -715,6 +973,7 @@ fn load_checkpoint(
     h: usize,
     total: usize,
     opts: &BuildOptions,
+    window_size: usize,
 ) -> Result<EncodeState> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read checkpoint {}", crate::escape::path(path)))?;
@@ -768,7 +1027,7 @@ fn load_checkpoint(
         serde_json::from_str(&field("skipped")?).map_err(|_| bad("`skipped`"))?;
     let (window, batch, done) = (num("window")?, num("batch")?, num("done")?);
     // Consistency with this build: the window/batch position, the count of contexts done.
-    let ws = (opts.batch * opts.window_batches.max(1)) as u64;
+    let ws = window_size.max(1) as u64;
     let total = total as u64;
     let n_windows = total.div_ceil(ws);
     if let Some(c) = counts.iter().find(|&&c| c < 0 || c as u64 > opts.k as u64) {
@@ -788,7 +1047,9 @@ fn load_checkpoint(
             "window {window}, batch {batch} is beyond the {n_windows} windows of this build"
         )));
     }
-    if batch > ws / opts.batch as u64 {
+    // A window has at most `window_batches` batches (every batch but its last holds at least
+    // a window's share of contexts).
+    if batch > opts.window_batches.max(1) as u64 {
         return Err(bad(&format!("batch {batch} is beyond a window's batches")));
     }
     let counted = counts.iter().map(|&c| c as u64).sum::<u64>() + skipped.len() as u64;
@@ -810,6 +1071,8 @@ fn load_checkpoint(
         tokens: 0,
         padded_tokens: 0,
         flops: 0.0,
+        tokenize_secs: 0.0,
+        waited_secs: 0.0,
         sums,
         counts,
     })
@@ -868,12 +1131,55 @@ mod tests {
     }
 
     #[test]
+    fn batches_by_tokens_fit_the_budget_and_by_contexts_the_count() {
+        let lens: Vec<usize> = (0..200).map(|i| 3 + (i * 7919) % 60).collect();
+        let mut sorted = lens.clone();
+        sorted.sort();
+        let by_tokens = BatchPlan::Tokens(256).cut(sorted.clone(), |&l| l);
+        assert_eq!(by_tokens.concat(), sorted, "every context once, in order");
+        for (i, b) in by_tokens.iter().enumerate() {
+            let padded = b.len() * b.iter().max().unwrap();
+            assert!(padded <= 256, "batch {i}: {padded} token rows");
+            if let Some(next) = by_tokens.get(i + 1) {
+                // Full: one more context would not have fitted.
+                assert!((b.len() + 1) * next[0] > 256, "batch {i} was cut early");
+            }
+        }
+        // A context longer than the budget still gets a batch of its own.
+        assert_eq!(
+            BatchPlan::Tokens(4).cut(vec![5, 6], |&l| l),
+            vec![vec![5], vec![6]]
+        );
+        let by_count = BatchPlan::Contexts(32).cut(sorted.clone(), |&l| l);
+        assert_eq!(by_count.len(), 7);
+        assert!(by_count[..6].iter().all(|b| b.len() == 32) && by_count[6].len() == 8);
+        // At most `window_batches` batches fill a window, whichever the plan.
+        let o = BuildOptions {
+            max_len: 64,
+            ..Default::default()
+        };
+        let window = o.window_size(BatchPlan::Tokens(256));
+        assert_eq!(window, 4 * o.window_batches);
+        let long: Vec<usize> = (0..window).map(|i| 8 + i % 57).collect();
+        let mut long_sorted = long.clone();
+        long_sorted.sort();
+        assert!(BatchPlan::Tokens(256).cut(long_sorted, |&l| l).len() <= o.window_batches);
+        assert_eq!(o.batch_plan(true), BatchPlan::Contexts(32));
+        assert_eq!(o.batch_plan(false), BatchPlan::Tokens(DEFAULT_BATCH_TOKENS));
+        let none = BuildOptions {
+            batch_tokens: 0,
+            ..o
+        };
+        assert_eq!(none.batch_plan(false), BatchPlan::Contexts(32));
+    }
+
+    #[test]
     fn checkpoints_round_trip_and_inconsistent_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.ckpt");
         let s = state(3, 4);
         save_checkpoint(&p, &s).unwrap();
-        let back = load_checkpoint(&p, 3, 4, 10, &opts()).unwrap();
+        let back = load_checkpoint(&p, 3, 4, 10, &opts(), 4).unwrap();
         assert_eq!(
             (back.sums, back.counts, back.done),
             (s.sums, s.counts, s.done)
@@ -898,7 +1204,7 @@ mod tests {
             .unwrap();
             let e = format!(
                 "{:#}",
-                load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+                load_checkpoint(&p, 3, 4, 10, &opts(), 4).err().unwrap()
             );
             assert!(e.contains(expect), "{field} = {value}: {e}");
         }
@@ -908,7 +1214,7 @@ mod tests {
         save_checkpoint(&p, &over).unwrap();
         let e = format!(
             "{:#}",
-            load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+            load_checkpoint(&p, 3, 4, 10, &opts(), 4).err().unwrap()
         );
         assert!(e.contains("outside 0..=2"), "{e}");
         let mut edited = good.clone();
@@ -917,7 +1223,7 @@ mod tests {
         std::fs::write(&p, &edited).unwrap();
         let e = format!(
             "{:#}",
-            load_checkpoint(&p, 3, 4, 10, &opts()).err().unwrap()
+            load_checkpoint(&p, 3, 4, 10, &opts(), 4).err().unwrap()
         );
         assert!(e.contains("checksum"), "{e}");
     }
@@ -974,7 +1280,7 @@ mod tests {
                 b
             };
             std::fs::write(&p, &bytes).unwrap();
-            let _ = load_checkpoint(&p, 3, 4, (next() % 20) as usize, &opts());
+            let _ = load_checkpoint(&p, 3, 4, (next() % 20) as usize, &opts(), 4);
         }
     }
 }

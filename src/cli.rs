@@ -14,7 +14,7 @@ use pelt::contexts::MentionMode;
 use pelt::corpus::Corpus;
 use pelt::entities::EntityList;
 use pelt::escape;
-use pelt::model::{bundled_model_dir, DeviceChoice, Model};
+use pelt::model::{bundled_model_dir, DeviceChoice, DtypeChoice, Model};
 use pelt::outpath::{Input, Inputs};
 use pelt::progress::Progress;
 use pelt::table::Table;
@@ -82,13 +82,22 @@ pub enum Command {
         max_len: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Contexts per batch on the CPU (and on GPUs with --batch-tokens 0).
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Token rows per batch on GPUs, padding included (0: batches of --batch contexts).
+        #[arg(long, default_value_t = pelt::build::DEFAULT_BATCH_TOKENS)]
+        batch_tokens: usize,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
-        /// Precision (f16/bf16 are meant for GPUs; sums are always accumulated in f64).
-        #[arg(long, value_enum, default_value = "f32")]
+        /// Precision: auto is bf16 on CUDA GPUs that run it (compute capability 8.0 or newer),
+        /// f32 elsewhere (sums are always accumulated exactly).
+        #[arg(long, value_enum, default_value = "auto")]
         dtype: Precision,
+        /// Threads for reading the corpus, finding mentions and tokenizing (0: one per core);
+        /// the table is the same for any number.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// Encode only shard i of n (i/n); merge the shard tables with `pelt merge`.
         #[arg(long)]
         shard: Option<String>,
@@ -159,7 +168,8 @@ pub enum Command {
         batch: usize,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
-        #[arg(long, value_enum, default_value = "f32")]
+        /// auto: bf16 on CUDA GPUs that run it, f32 elsewhere.
+        #[arg(long, value_enum, default_value = "auto")]
         dtype: Precision,
         /// Where the random bert-base model is written (reused when present).
         #[arg(long, default_value = "target/bench-models/bert-base")]
@@ -263,7 +273,9 @@ fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
 /// none is the bundled model.
 fn load_model(spec: Option<PathBuf>, device: DeviceChoice, dtype: Precision) -> Result<Model> {
     let dir = pelt::model::resolve_model(spec.as_deref().map(|p| p.to_str().unwrap_or("")))?;
-    Model::load_with_dtype(&dir, &device.open()?, dtype.dtype())
+    let device = device.open()?;
+    let dtype = dtype.choice().resolve(&device);
+    Model::load_with_dtype(&dir, &device, dtype)
 }
 
 /// Other benchmarks than table construction.
@@ -285,21 +297,28 @@ pub enum BenchWhat {
     },
 }
 
-/// Floating-point precision of the model's weights and activations.
+/// Floating-point precision of the model's weights and activations (see [`DtypeChoice`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
+    Auto,
     F32,
     F16,
     Bf16,
 }
 
 impl Precision {
-    pub fn dtype(self) -> candle_core::DType {
+    pub fn choice(self) -> DtypeChoice {
         match self {
-            Precision::F32 => candle_core::DType::F32,
-            Precision::F16 => candle_core::DType::F16,
-            Precision::Bf16 => candle_core::DType::BF16,
+            Precision::Auto => DtypeChoice::Auto,
+            Precision::F32 => DtypeChoice::F32,
+            Precision::F16 => DtypeChoice::F16,
+            Precision::Bf16 => DtypeChoice::Bf16,
         }
+    }
+
+    /// The dtype on `device` (`Auto` resolved).
+    pub fn dtype_on(self, device: &candle_core::Device) -> candle_core::DType {
+        self.choice().resolve(device)
     }
 }
 
@@ -375,8 +394,10 @@ pub fn run(cli: Cli) -> Result<()> {
             max_len,
             seed,
             batch,
+            batch_tokens,
             device,
             dtype,
+            threads,
             shard,
             resume,
             case_sensitive,
@@ -389,6 +410,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 max_len,
                 seed,
                 batch,
+                batch_tokens,
+                threads,
                 case_sensitive,
                 shard: shard.as_deref().map(parse_shard).transpose()?,
                 checkpoint_secs,
@@ -499,6 +522,14 @@ pub fn run(cli: Cli) -> Result<()> {
                     String::new()
                 }
             )?;
+            writeln!(
+                out,
+                "ran on {}, {}, batches of {}, {} host threads",
+                report.device, report.dtype, report.batch, report.threads
+            )?;
+            for stage in &report.stages {
+                writeln!(out, "  {}", stage.describe())?;
+            }
             if !report.not_found.is_empty() {
                 let shown: Vec<std::borrow::Cow<str>> = report
                     .not_found
@@ -701,7 +732,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     eprintln!("writing random bert-base weights to {} …", dir.display());
                     crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
                 }
-                let r = crate::bench::run(&dir, &dev, dtype.dtype(), &contexts, batch)?;
+                let r = crate::bench::run(&dir, &dev, dtype.dtype_on(&dev), &contexts, batch)?;
                 writeln!(
                     out,
                     "{label}: {} contexts ({} entities), batch {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} rows processed); encoder matmuls {:.1} GFLOP/s{}; peak memory {:.0} MiB",

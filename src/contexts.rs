@@ -70,7 +70,9 @@ impl MentionMode {
     }
 }
 
-/// Finds the mentions of a sentence in a resolved [`MentionMode`] (not `Auto`).
+/// Finds the mentions of a sentence in a resolved [`MentionMode`] (not `Auto`). Finding needs
+/// only `&self` ([`MentionSource::find_shared`]), so one source serves several threads; links
+/// to ids that are not on the entity list are counted by [`MentionSource::count_unknown`].
 pub struct MentionSource {
     mode: MentionMode,
     finder: Option<MentionFinder>,
@@ -79,6 +81,13 @@ pub struct MentionSource {
     pub unknown_links: u64,
     /// A few of those ids, for the report.
     pub unknown_examples: Vec<String>,
+}
+
+/// The mentions of one sentence, and how many of its links point to ids not on the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub mentions: Vec<Mention>,
+    pub unknown_links: usize,
 }
 
 impl MentionSource {
@@ -112,9 +121,39 @@ impl MentionSource {
             .unwrap_or_default()
     }
 
-    /// The sentence's mentions, sorted by start and disjoint.
+    /// The sentence's mentions (sorted by start and disjoint), counting unknown links.
     pub fn find(&mut self, s: &Sentence) -> Vec<Mention> {
+        let found = self.find_shared(s);
+        let mut counts = (
+            self.unknown_links,
+            std::mem::take(&mut self.unknown_examples),
+        );
+        self.count_unknown(s, &found, &mut counts);
+        (self.unknown_links, self.unknown_examples) = counts;
+        found.mentions
+    }
+
+    /// Adds the unknown links of `found` (the result of [`MentionSource::find_shared`] on `s`)
+    /// to `(count, first examples)`; called in corpus order, the examples are the first five.
+    pub fn count_unknown(&self, s: &Sentence, found: &Found, counts: &mut (u64, Vec<String>)) {
+        if found.unknown_links == 0 {
+            return;
+        }
+        counts.0 += found.unknown_links as u64;
+        for l in &s.links {
+            if counts.1.len() >= 5 {
+                break;
+            }
+            if !self.ids.contains_key(&l.id) && !counts.1.contains(&l.id) {
+                counts.1.push(l.id.clone());
+            }
+        }
+    }
+
+    /// The sentence's mentions, sorted by start and disjoint, and its count of unknown links.
+    pub fn find_shared(&self, s: &Sentence) -> Found {
         let mut out = Vec::new();
+        let mut unknown = 0;
         if self.mode.uses_links() {
             for l in &s.links {
                 match self.ids.get(&l.id) {
@@ -124,20 +163,17 @@ impl MentionSource {
                         end: l.end,
                         linked: true,
                     }),
-                    None => {
-                        self.unknown_links += 1;
-                        if self.unknown_examples.len() < 5 && !self.unknown_examples.contains(&l.id)
-                        {
-                            self.unknown_examples.push(l.id.clone());
-                        }
-                    }
+                    None => unknown += 1,
                 }
             }
         }
         if let Some(f) = &self.finder {
             let names = f.find(&s.text);
             if self.mode == MentionMode::Names || s.links.is_empty() {
-                return names;
+                return Found {
+                    mentions: names,
+                    unknown_links: unknown,
+                };
             }
             // `Both`: names only where no link is (unknown-id links block too: they are links).
             let links = &s.links;
@@ -148,7 +184,10 @@ impl MentionSource {
             );
             out.sort_by_key(|m| m.start);
         }
-        out
+        Found {
+            mentions: out,
+            unknown_links: unknown,
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -122,6 +123,17 @@ impl ReadReport {
         self.skipped_links += 1;
         self.note(msg);
     }
+    /// Adds what a later part of the corpus skipped (warnings in reading order, at most 20).
+    fn absorb(&mut self, later: ReadReport) {
+        self.sentences += later.sentences;
+        self.links += later.links;
+        self.skipped_lines += later.skipped_lines;
+        self.skipped_links += later.skipped_links;
+        for w in later.warnings {
+            self.note(w);
+        }
+    }
+
     /// One line per skipped item (at most 20), then a count of the rest.
     pub fn summary_lines(&self) -> Vec<String> {
         let mut out = self.warnings.clone();
@@ -247,24 +259,256 @@ impl Corpus {
         mut f: impl FnMut(&Sentence) -> Result<ControlFlow<()>>,
     ) -> Result<ReadReport> {
         let mut report = ReadReport::default();
+        let mut g = |s: Sentence| f(&s);
         for (fi, path) in self.files.iter().enumerate() {
             let mut r = Reader {
                 fi,
                 path,
                 report: &mut report,
-                f: &mut f,
+                f: &mut g,
             };
-            let flow = match Format::of(path).unwrap_or(Format::Text) {
-                Format::Text | Format::Jsonl => r.lines(self.max_line_bytes)?,
-                Format::FewRel => r.fewrel(self.max_line_bytes)?,
-                Format::PubTator => r.pubtator(self.max_line_bytes)?,
-                Format::Wiki => r.wiki(self.max_line_bytes)?,
-            };
-            if flow.is_break() {
+            if r.file(self.max_line_bytes)?.is_break() {
                 break;
             }
         }
         Ok(report)
+    }
+
+    /// Like [`Corpus::for_each_sentence`], on `threads` threads: lines of plain text and JSON
+    /// Lines files are parsed and split into sentences in parallel (other formats are parsed
+    /// on one thread), `map` runs on every sentence in parallel, and `f` gets each sentence
+    /// with its `map` result on the calling thread in corpus order. The sentences, their order
+    /// and the report are the same as [`Corpus::for_each_sentence`]'s for any thread count.
+    pub fn for_each_sentence_parallel<T: Send>(
+        &self,
+        threads: usize,
+        map: impl Fn(&Sentence) -> T + Sync,
+        mut f: impl FnMut(&Sentence, T) -> Result<ControlFlow<()>>,
+    ) -> Result<ReadReport> {
+        if threads <= 1 {
+            return self.for_each_sentence(|s| {
+                let t = map(s);
+                f(s, t)
+            });
+        }
+        let stop = AtomicBool::new(false);
+        let cap = self.max_line_bytes;
+        let mut report = ReadReport::default();
+        let outcome = std::thread::scope(|scope| -> Result<()> {
+            // Units of work go to the workers; their result slots go, in corpus order, to
+            // this thread, which waits on each in turn.
+            let (work_tx, work_rx) =
+                crossbeam_channel::bounded::<(Unit, ChunkSlot<T>)>(threads * 2);
+            let (order_tx, order_rx) = crossbeam_channel::bounded(threads * 4);
+            let (stop, map) = (&stop, &map);
+            scope.spawn(move || frame_units(self, cap, stop, &work_tx, &order_tx));
+            for _ in 0..threads {
+                let work_rx = work_rx.clone();
+                scope.spawn(move || {
+                    for (unit, slot) in work_rx.iter() {
+                        if stop.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let _ = slot.send(unit.run(self, cap, map));
+                    }
+                });
+            }
+            drop(work_rx);
+            let result = (|| -> Result<()> {
+                for slot in order_rx.iter() {
+                    let chunk = slot.recv().map_err(|_| {
+                        anyhow::anyhow!("internal error: a corpus reading thread stopped")
+                    })??;
+                    for (s, t) in chunk.sentences {
+                        if f(&s, t)?.is_break() {
+                            return Ok(());
+                        }
+                    }
+                    report.absorb(chunk.report);
+                }
+                Ok(())
+            })();
+            stop.store(true, Ordering::Relaxed);
+            drop(order_rx);
+            result
+        });
+        outcome?;
+        Ok(report)
+    }
+}
+
+/// A chunk of a corpus for a worker: raw lines of a plain text or JSON Lines file (parsed by
+/// the worker), or sentences parsed already (with what parsing them skipped).
+enum Unit {
+    Lines {
+        fi: usize,
+        jsonl: bool,
+        buf: Vec<u8>,
+        /// Line number and the line's range in `buf`, or its length when over the cap.
+        lines: Vec<(usize, std::result::Result<std::ops::Range<usize>, usize>)>,
+    },
+    Parsed {
+        sentences: Vec<Sentence>,
+        report: ReadReport,
+    },
+}
+
+/// Sentences of one [`Unit`] in corpus order, each with its `map` result, and the unit's report.
+struct Chunk<T> {
+    sentences: Vec<(Sentence, T)>,
+    report: ReadReport,
+}
+
+type ChunkSlot<T> = crossbeam_channel::Sender<Result<Chunk<T>>>;
+type OrderSender<T> = crossbeam_channel::Sender<crossbeam_channel::Receiver<Result<Chunk<T>>>>;
+
+/// Lines (or sentences) per unit, and bytes of raw lines per unit.
+const UNIT_LINES: usize = 2048;
+const UNIT_BYTES: usize = 256 << 10;
+
+impl Unit {
+    fn run<T>(self, corpus: &Corpus, cap: usize, map: &dyn Fn(&Sentence) -> T) -> Result<Chunk<T>> {
+        match self {
+            Unit::Parsed { sentences, report } => Ok(Chunk {
+                sentences: sentences
+                    .into_iter()
+                    .map(|s| {
+                        let t = map(&s);
+                        (s, t)
+                    })
+                    .collect(),
+                report,
+            }),
+            Unit::Lines {
+                fi,
+                jsonl,
+                buf,
+                lines,
+            } => {
+                let mut report = ReadReport::default();
+                let mut out = Vec::with_capacity(lines.len());
+                let mut push = |s: Sentence| {
+                    let t = map(&s);
+                    out.push((s, t));
+                    Ok(ControlFlow::Continue(()))
+                };
+                let mut r = Reader {
+                    fi,
+                    path: &corpus.files[fi],
+                    report: &mut report,
+                    f: &mut push,
+                };
+                for (line_no, range) in lines {
+                    let line = range.map(|r| &buf[r]);
+                    if r.line(line_no, line, jsonl, cap)?.is_break() {
+                        break;
+                    }
+                }
+                Ok(Chunk {
+                    sentences: out,
+                    report,
+                })
+            }
+        }
+    }
+}
+
+/// The reading thread of [`Corpus::for_each_sentence_parallel`]: cuts the corpus into units,
+/// sends each to the workers and its result slot to the consumer, in corpus order.
+fn frame_units<T>(
+    corpus: &Corpus,
+    cap: usize,
+    stop: &AtomicBool,
+    work: &crossbeam_channel::Sender<(Unit, ChunkSlot<T>)>,
+    order: &OrderSender<T>,
+) {
+    // False once the consumer or the workers are gone.
+    let send = |unit: Unit| -> bool {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        work.send((unit, tx)).is_ok() && order.send(rx).is_ok()
+    };
+    let fail = |e: anyhow::Error| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let _ = tx.send(Err(e));
+        let _ = order.send(rx);
+    };
+    for (fi, path) in corpus.files.iter().enumerate() {
+        let format = Format::of(path).unwrap_or(Format::Text);
+        if matches!(format, Format::Text | Format::Jsonl) {
+            let mut reader = match LineReader::open(path, cap) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let new_unit = || Unit::Lines {
+                fi,
+                jsonl: format == Format::Jsonl,
+                buf: Vec::with_capacity(UNIT_BYTES + 4096),
+                lines: Vec::with_capacity(UNIT_LINES),
+            };
+            let mut unit = new_unit();
+            loop {
+                let Unit::Lines { buf, lines, .. } = &mut unit else {
+                    unreachable!("a unit of lines")
+                };
+                match reader.next_capped() {
+                    Err(e) => return fail(e),
+                    Ok(None) => break,
+                    Ok(Some((line_no, line))) => {
+                        let range = line.map(|b| {
+                            let at = buf.len();
+                            buf.extend_from_slice(b);
+                            at..buf.len()
+                        });
+                        lines.push((line_no, range));
+                        if lines.len() >= UNIT_LINES || buf.len() >= UNIT_BYTES {
+                            if !send(std::mem::replace(&mut unit, new_unit())) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            if !send(unit) {
+                return;
+            }
+        } else {
+            // Parsed here; the workers run `map`. The file's report goes with its last unit.
+            let mut report = ReadReport::default();
+            let mut sentences = Vec::with_capacity(UNIT_LINES);
+            let mut gone = false;
+            let mut push = |s: Sentence| {
+                sentences.push(s);
+                if sentences.len() >= UNIT_LINES {
+                    let unit = Unit::Parsed {
+                        sentences: std::mem::replace(
+                            &mut sentences,
+                            Vec::with_capacity(UNIT_LINES),
+                        ),
+                        report: ReadReport::default(),
+                    };
+                    if !send(unit) {
+                        gone = true;
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            };
+            let mut r = Reader {
+                fi,
+                path,
+                report: &mut report,
+                f: &mut push,
+            };
+            if let Err(e) = r.file(cap) {
+                return fail(e);
+            }
+            if gone || !send(Unit::Parsed { sentences, report }) {
+                return;
+            }
+        }
     }
 }
 
@@ -468,7 +712,7 @@ struct Reader<'a, F> {
     f: &'a mut F,
 }
 
-impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
+impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     fn at(&self, line: usize) -> String {
         format!("{}:{line}", self.path.display())
     }
@@ -494,15 +738,47 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                 links,
             };
             self.report.sentences += 1;
-            if (self.f)(&s)?.is_break() {
+            if (self.f)(s)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
         }
         Ok(ControlFlow::Continue(()))
     }
 
-    /// The next line as text, with its number; `None` as the text when the line was skipped
-    /// (longer than the cap, or not UTF-8: reported).
+    /// Reads the whole file in its format.
+    fn file(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        match Format::of(self.path).unwrap_or(Format::Text) {
+            Format::Text | Format::Jsonl => self.lines(cap),
+            Format::FewRel => self.fewrel(cap),
+            Format::PubTator => self.pubtator(cap),
+            Format::Wiki => self.wiki(cap),
+        }
+    }
+
+    /// A line as text; `None` when it was skipped (longer than the cap, or not UTF-8: reported).
+    fn text_of<'r>(
+        &mut self,
+        line_no: usize,
+        line: std::result::Result<&'r [u8], usize>,
+        cap: usize,
+    ) -> Option<&'r str> {
+        match line {
+            Err(len) => {
+                self.too_long(line_no, len, cap);
+                None
+            }
+            Ok(b) => match std::str::from_utf8(b) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    let at = self.at(line_no);
+                    self.report.warn(format!("{at}: not valid UTF-8"));
+                    None
+                }
+            },
+        }
+    }
+
+    /// The next line as text, with its number; `None` as the text when the line was skipped.
     fn next_text<'r>(
         &mut self,
         reader: &'r mut LineReader,
@@ -511,23 +787,7 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         let Some((line_no, line)) = reader.next_capped()? else {
             return Ok(None);
         };
-        Ok(Some((
-            line_no,
-            match line {
-                Err(len) => {
-                    self.too_long(line_no, len, cap);
-                    None
-                }
-                Ok(b) => match std::str::from_utf8(b) {
-                    Ok(t) => Some(t),
-                    Err(_) => {
-                        let at = self.at(line_no);
-                        self.report.warn(format!("{at}: not valid UTF-8"));
-                        None
-                    }
-                },
-            },
-        )))
+        Ok(Some((line_no, self.text_of(line_no, line, cap))))
     }
 
     fn too_long(&mut self, line_no: usize, len: usize, cap: usize) {
@@ -541,26 +801,35 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     fn lines(&mut self, cap: usize) -> Result<ControlFlow<()>> {
         let jsonl = Format::of(self.path) == Some(Format::Jsonl);
         let mut reader = LineReader::open(self.path, cap)?;
-        while let Some((line_no, line)) = self.next_text(&mut reader, cap)? {
-            let Some(line) = line else {
-                continue;
-            };
-            let flow = if jsonl {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let Some((text, links)) = self.jsonl_record(line_no, line) else {
-                    continue;
-                };
-                self.emit_passage(line_no, &text, &links)?
-            } else {
-                self.emit_passage(line_no, line, &[])?
-            };
-            if flow.is_break() {
-                return Ok(flow);
+        while let Some((line_no, line)) = reader.next_capped()? {
+            if self.line(line_no, line, jsonl, cap)?.is_break() {
+                return Ok(ControlFlow::Break(()));
             }
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// One line of a `.txt` or `.jsonl` file (its bytes, or its length when over the cap).
+    fn line(
+        &mut self,
+        line_no: usize,
+        line: std::result::Result<&[u8], usize>,
+        jsonl: bool,
+        cap: usize,
+    ) -> Result<ControlFlow<()>> {
+        let Some(line) = self.text_of(line_no, line, cap) else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        if !jsonl {
+            return self.emit_passage(line_no, line, &[]);
+        }
+        if line.trim().is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        match self.jsonl_record(line_no, line) {
+            Some((text, links)) => self.emit_passage(line_no, &text, &links),
+            None => Ok(ControlFlow::Continue(())),
+        }
     }
 
     fn jsonl_record(&mut self, line_no: usize, line: &str) -> Option<(String, Vec<Link>)> {
@@ -695,7 +964,7 @@ impl<F: FnMut(&Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                 text,
                 links,
             };
-            flow = (self.f)(&s)?;
+            flow = (self.f)(s)?;
             Ok(flow)
         })?;
         Ok(flow)
@@ -1376,6 +1645,110 @@ fn push_trimmed(text: &str, a: usize, b: usize, out: &mut Vec<(usize, usize)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every sentence (with its map result) and the report of a parallel read.
+    fn read_all(c: &Corpus, threads: usize) -> (Vec<(Sentence, usize)>, ReadReport) {
+        let mut got = Vec::new();
+        let report = c
+            .for_each_sentence_parallel(
+                threads,
+                |s| s.text.len() + s.links.len(),
+                |s, n| {
+                    got.push((s.clone(), n));
+                    Ok(ControlFlow::Continue(()))
+                },
+            )
+            .unwrap();
+        (got, report)
+    }
+
+    #[test]
+    fn parallel_reading_gives_the_sequential_sentences_and_report() {
+        let d = tempfile::tempdir().unwrap();
+        // Several units of lines, with bad lines spread over them (more than 20 warnings, so
+        // which ones are kept depends on their order), and files of other formats between.
+        let mut jsonl = String::new();
+        for i in 0..3 * UNIT_LINES + 17 {
+            match i % 97 {
+                0 => jsonl.push_str("{not json\n"),
+                1 => jsonl.push_str(&format!("{}\n", "x".repeat(300))), // over the cap below
+                2 => jsonl.push_str("{\"text\": \"bad link.\", \"links\": [{\"start\": 9, \"end\": 99, \"id\": \"Q\"}]}\n"),
+                _ => jsonl.push_str(&format!(
+                    "{{\"text\": \"Line {i} names Paris. And a second sentence {i}.\", \"links\": [{{\"start\": 14, \"end\": 19, \"id\": \"Q90\"}}]}}\n"
+                )),
+            }
+        }
+        std::fs::write(d.path().join("a.jsonl"), &jsonl).unwrap();
+        let text: String = (0..UNIT_LINES + 5)
+            .map(|i| format!("Plain line {i}. Two sentences here.\n"))
+            .collect();
+        std::fs::write(d.path().join("b.txt"), text).unwrap();
+        std::fs::write(
+            d.path().join("c.wiki"),
+            "<doc id=\"1\" title=\"T\">\nT\n<a href=\"Paris\">Paris</a> is big.\n</doc>\nstray\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("d.txt"), b"Last file. Its end.\n\xff\xfe\n").unwrap();
+        let mut c = Corpus::open(&[d.path().to_path_buf()]).unwrap();
+        c.max_line_bytes = 200;
+        let mut want = Vec::new();
+        let want_report = c
+            .for_each_sentence(|s| {
+                want.push((s.clone(), s.text.len() + s.links.len()));
+                Ok(ControlFlow::Continue(()))
+            })
+            .unwrap();
+        assert!(want.len() > 7 * UNIT_LINES, "{}", want.len());
+        assert!(want_report.skipped_lines > 20 && want_report.skipped_links > 20);
+        assert_eq!(want_report.warnings.len(), 20);
+        for threads in [1, 2, 3, 8] {
+            let (got, report) = read_all(&c, threads);
+            assert!(got == want, "{threads} threads: other sentences or order");
+            assert_eq!(report, want_report, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn parallel_reading_stops_when_asked_and_reports_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let text: String = (0..5 * UNIT_LINES)
+            .map(|i| format!("Line {i}.\n"))
+            .collect();
+        std::fs::write(d.path().join("a.txt"), text).unwrap();
+        let c = Corpus::open(&[d.path().join("a.txt")]).unwrap();
+        let mut seen = 0;
+        c.for_each_sentence_parallel(
+            3,
+            |_| (),
+            |s, ()| {
+                assert_eq!(s.line, seen + 1, "in order");
+                seen += 1;
+                Ok(if seen == UNIT_LINES + 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, UNIT_LINES + 3);
+        let e = c
+            .for_each_sentence_parallel(
+                2,
+                |_| (),
+                |s, ()| {
+                    if s.line == 3 * UNIT_LINES {
+                        anyhow::bail!("stop at {}", s.line);
+                    }
+                    Ok(ControlFlow::Continue(()))
+                },
+            )
+            .unwrap_err();
+        assert!(
+            format!("{e}").contains(&format!("stop at {}", 3 * UNIT_LINES)),
+            "{e}"
+        );
+    }
 
     fn split(t: &str) -> Vec<&str> {
         split_sentences(t)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
 use crate::build::BuildOptions;
-use crate::model::DeviceChoice;
+use crate::model::{DeviceChoice, DtypeChoice};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -23,6 +23,8 @@ pub struct Project {
     pub table: Option<PathBuf>,
     pub options: BuildOptions,
     pub device: DeviceChoice,
+    /// Precision of the model (`Auto`: bf16 on GPUs that run it, f32 elsewhere).
+    pub dtype: DtypeChoice,
     /// Probe sentence for the norm comparison and preview.
     pub probe: String,
     /// What the Evaluate tab runs, and its last results.
@@ -42,6 +44,7 @@ impl Default for Project {
             table: None,
             options: BuildOptions::default(),
             device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
             probe: String::new(),
             eval: crate::eval::EvalSettings::default(),
             eval_results: None,
@@ -224,6 +227,16 @@ mod tests {
             p.eval.fewrel
         );
         assert_eq!(p.options.k, 256);
+        // A project file from before dtype, batch tokens and threads loads with their defaults.
+        let text = std::fs::read_to_string(bundled_demo()).unwrap();
+        assert!(
+            !text.contains("dtype") && !text.contains("batch_tokens") && !text.contains("threads")
+        );
+        assert_eq!(p.dtype, DtypeChoice::Auto);
+        assert_eq!(
+            (p.options.batch_tokens, p.options.threads),
+            (crate::build::DEFAULT_BATCH_TOKENS, 0)
+        );
     }
 
     #[test]

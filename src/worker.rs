@@ -29,7 +29,7 @@ use crate::build::{
 };
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
-use crate::model::{describe_device, DeviceChoice, Model};
+use crate::model::{describe_device, DeviceChoice, DtypeChoice, Model};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::rewrite::rewrite;
@@ -48,10 +48,11 @@ pub struct Job {
 
 /// What a job does.
 pub enum Task {
-    /// Loads (or reuses) the model of `dir` on `device`.
+    /// Loads (or reuses) the model of `dir` on `device` in `dtype`.
     LoadModel {
         dir: PathBuf,
         device: DeviceChoice,
+        dtype: DtypeChoice,
     },
     /// Builds the project's table; saves it to `project.table` when set.
     Build {
@@ -133,6 +134,11 @@ pub struct ModelInfo {
     pub vocab: usize,
     pub layers: usize,
     pub device: String,
+    /// The dtype the model runs in (`auto` resolved), e.g. `f32` or `bf16`.
+    pub dtype: String,
+    /// Whether batches run packed (the fused CPU path); otherwise they are padded, and
+    /// builds batch by tokens ([`crate::build::BuildOptions::batch_plan`]).
+    pub packs_tokens: bool,
     pub sha256: String,
     pub mask_token: String,
 }
@@ -262,9 +268,29 @@ pub struct Worker {
     next_id: AtomicU64,
 }
 
+/// How the worker runs models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// The fused f32 CPU kernels (packed batches) where the model runs on the CPU in f32.
+    /// Off, every model runs candle's generic tensor operations on padded batches: the path
+    /// a GPU takes, here on any device (for checking that path).
+    pub cpu_kernels: bool,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { cpu_kernels: true }
+    }
+}
+
 impl Worker {
     /// Starts the worker thread. `wake` is called after every event.
     pub fn spawn(wake: impl Fn() + Send + 'static) -> Worker {
+        Self::spawn_with(WorkerOptions::default(), wake)
+    }
+
+    /// [`Worker::spawn`] with other [`WorkerOptions`].
+    pub fn spawn_with(options: WorkerOptions, wake: impl Fn() + Send + 'static) -> Worker {
         let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (event_tx, events) = crossbeam_channel::unbounded::<Event>();
         let cancel = Arc::new(AtomicBool::new(false));
@@ -277,6 +303,7 @@ impl Worker {
                     model: None,
                     cache: None,
                     cancel: c,
+                    options,
                 };
                 for job in job_rx.iter() {
                     let (id, generation, name) = (job.id, job.generation, job.task.name());
@@ -362,9 +389,10 @@ impl Worker {
 /// What the worker thread holds between jobs: the model, and what it derived from the
 /// table last queried.
 struct Engine {
-    model: Option<(PathBuf, DeviceChoice, Model)>,
+    model: Option<(PathBuf, DeviceChoice, DtypeChoice, Model)>,
     cache: Option<TableCache>,
     cancel: Arc<AtomicBool>,
+    options: WorkerOptions,
 }
 
 /// Built on first use for one table and kept while that table is queried.
@@ -401,24 +429,27 @@ impl Engine {
         &mut self,
         dir: &PathBuf,
         device: DeviceChoice,
+        dtype: DtypeChoice,
         announce: bool,
         send: &dyn Fn(Reply),
     ) -> Result<&Model> {
-        let reuse = matches!(&self.model, Some((d, dev, _)) if d == dir && *dev == device);
+        let reuse = matches!(&self.model, Some((d, dev, dt, _)) if d == dir && *dev == device && *dt == dtype);
         if !reuse {
-            let m = Model::load(dir, &device.open()?)?;
+            let dev = device.open()?;
+            let mut m = Model::load_with_dtype(dir, &dev, dtype.resolve(&dev))?;
+            m.encoder.set_cpu_kernels(self.options.cpu_kernels);
             if announce {
                 send(Reply::ModelChanged(model_info(dir, &m)?));
             }
-            self.model = Some((dir.clone(), device, m));
+            self.model = Some((dir.clone(), device, dtype, m));
         }
-        let (_, _, m) = self.model.as_ref().context("no model is loaded")?;
+        let (_, _, _, m) = self.model.as_ref().context("no model is loaded")?;
         Ok(m)
     }
 
     /// The loaded model, checked to be the one `table` was built with.
     fn model_for(&self, table: &Table) -> Result<&Model> {
-        let (_, _, m) = self.model.as_ref().context("no model is loaded")?;
+        let (_, _, _, m) = self.model.as_ref().context("no model is loaded")?;
         check_fits(table, m)?;
         Ok(m)
     }
@@ -442,13 +473,19 @@ impl Engine {
     /// Runs one task and returns its final reply.
     fn run(&mut self, task: Task, send: &dyn Fn(Reply)) -> Result<Reply> {
         Ok(match task {
-            Task::LoadModel { dir, device } => {
-                let m = self.model(&dir, device, false, send)?;
+            Task::LoadModel { dir, device, dtype } => {
+                let m = self.model(&dir, device, dtype, false, send)?;
                 Reply::ModelLoaded(model_info(&dir, m)?)
             }
             Task::Build { project, resume } => {
                 let cancel = self.cancel.clone();
-                let model = self.model(&project.resolve_model()?, project.device, true, send)?;
+                let model = self.model(
+                    &project.resolve_model()?,
+                    project.device,
+                    project.dtype,
+                    true,
+                    send,
+                )?;
                 let corpus = Corpus::open(&project.corpus)?;
                 let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
@@ -503,7 +540,7 @@ impl Engine {
             }
             Task::OpenTable { path } => {
                 let table = Table::load(&path)?;
-                if let Some((_, _, m)) = &self.model {
+                if let Some((_, _, _, m)) = &self.model {
                     check_fits(&table, m)?;
                 }
                 Reply::TableOpened {
@@ -568,7 +605,7 @@ impl Engine {
             } => {
                 self.model_for(&table)?;
                 self.cache(&table).index(center)?;
-                let (Some((_, _, model)), Some(cache)) = (&self.model, &self.cache) else {
+                let (Some((_, _, _, model)), Some(cache)) = (&self.model, &self.cache) else {
                     bail!("no model is loaded");
                 };
                 let index = cache.index.as_ref().context("no neighbour index")?;
@@ -590,7 +627,7 @@ impl Engine {
             } => {
                 self.model_for(&table)?;
                 self.cache(&table).finder()?;
-                let (Some((_, _, model)), Some(cache)) = (&self.model, &self.cache) else {
+                let (Some((_, _, _, model)), Some(cache)) = (&self.model, &self.cache) else {
                     bail!("no model is loaded");
                 };
                 let finder = cache.finder.as_ref().context("no mention finder")?;
@@ -622,6 +659,8 @@ fn model_info(dir: &std::path::Path, m: &Model) -> Result<ModelInfo> {
         vocab: m.config.vocab_size,
         layers: m.config.num_layers,
         device: describe_device(m.encoder.device()).into(),
+        dtype: crate::model::dtype_name(m.encoder.dtype()).into(),
+        packs_tokens: m.encoder.packs_tokens(),
         sha256: m.weights_sha256()?,
         mask_token: m.tokenizer.mask_token().into(),
     })

@@ -6,7 +6,7 @@ use common::*;
 
 use candle_core::Device;
 use pelt::build::{build_table, BuildInput, BuildOptions, BuildOutcome, BuildReport};
-use pelt::contexts::mask_mention;
+use pelt::contexts::{mask_mention, MentionMode};
 use pelt::corpus::Corpus;
 use pelt::entities::load_entities;
 use pelt::model::{bundled_model_dir, Model};
@@ -203,6 +203,61 @@ fn shards_merged_equal_the_single_build() {
     .0;
     let err = format!("{:#}", Table::merge(&[s0, other]).unwrap_err());
     assert!(err.contains("seed"), "{err}");
+}
+
+#[test]
+fn table_bytes_do_not_depend_on_the_thread_count() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let sample = |f: &str| root().join("assets/sample").join(f);
+    let e = sample("pubmed-entities.tsv");
+    // Linked JSON Lines and plain text are parsed in parallel; FewRel is parsed on one thread
+    // and matched in parallel. Unknown links and name matches exercise the merged counts.
+    for (corpus, mentions) in [
+        (vec![sample("pubmed-linked.jsonl")], MentionMode::Links),
+        (vec![sample("pubmed.txt")], MentionMode::Names),
+        (
+            vec![sample("val_pubmed.json"), sample("pubmed.txt")],
+            MentionMode::Both,
+        ),
+    ] {
+        let opts = |threads| BuildOptions {
+            k: 8,
+            mentions,
+            threads,
+            ..Default::default()
+        };
+        let (one, r1) = build(&model, &corpus, &e, &opts(1));
+        assert!(one.contexts.len() > 1000, "{}", one.contexts.len());
+        for n in [2, 5] {
+            let (many, rn) = build(&model, &corpus, &e, &opts(n));
+            assert!(
+                many.to_bytes().unwrap() == one.to_bytes().unwrap(),
+                "{mentions:?}: {n} threads give other bytes than 1"
+            );
+            assert_eq!(rn.read, r1.read);
+            assert_eq!(
+                (rn.sentences, rn.unknown_links, &rn.unknown_examples),
+                (r1.sentences, r1.unknown_links, &r1.unknown_examples)
+            );
+            assert_eq!(rn.threads, n);
+        }
+        if mentions == MentionMode::Links {
+            assert!(r1.unknown_links > 0 && r1.unknown_examples.len() == 5);
+        }
+        let names: Vec<&str> = r1.stages.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["scan", "collect", "tokenize", "encode"]);
+        assert_eq!(r1.stages[0].items, r1.sentences);
+        assert_eq!(
+            r1.stages[3].items as usize,
+            r1.contexts + r1.skipped_contexts
+        );
+        assert!(r1
+            .stages
+            .iter()
+            .all(|s| s.secs > 0.0 && s.describe().contains(s.unit)));
+        assert_eq!((r1.device.as_str(), r1.dtype.as_str()), ("cpu", "f32"));
+        assert_eq!(r1.batch, "32 contexts");
+    }
 }
 
 #[test]

@@ -3,8 +3,12 @@
 mod common;
 use common::*;
 
+use pelt::build::BuildReport;
+use pelt::model::{DeviceChoice, DtypeChoice};
+use pelt::progress::Phase;
 use pelt::project::{bundled_demo, Project};
-use pelt::worker::{Event, JobId, Reply, Task, Worker};
+use pelt::table::Table;
+use pelt::worker::{Event, JobId, Reply, Task, Worker, WorkerOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -234,6 +238,103 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         *reopened, *table,
         "the saved table reopens with vectors and contexts"
     );
+}
+
+/// Builds `project` on `worker` (job generation 7) to its end.
+fn built_table(worker: &Worker, project: &Project, resume: bool) -> (Arc<Table>, BuildReport) {
+    let id = worker.send(
+        7,
+        Task::Build {
+            project: Box::new(project.clone()),
+            resume,
+        },
+    );
+    wait_for(worker, id, "build", |e| match e {
+        Reply::Built { table, report, .. } => Some((table, *report)),
+        _ => None,
+    })
+}
+
+#[test]
+fn worker_on_the_generic_path_builds_cancels_and_resumes_to_the_same_table() {
+    // The worker as it runs on a GPU: candle's generic tensor operations on padded batches
+    // cut by tokens (`device = auto` is the CPU here; the fused CPU kernels are off).
+    let generic = Worker::spawn_with(WorkerOptions { cpu_kernels: false }, || {});
+    let dir = tempfile::tempdir().unwrap();
+    let mut project = Project::load(&bundled_demo()).unwrap();
+    assert_eq!(project.device, DeviceChoice::Auto);
+    assert_eq!(project.dtype, DtypeChoice::Auto);
+    // Small batches, so that many points where the build can stop fall in its encoding.
+    project.options.batch_tokens = 96;
+    project.table = Some(dir.path().join("whole.safetensors"));
+    let (whole, report) = built_table(&generic, &project, false);
+    assert_eq!(
+        (
+            report.device.as_str(),
+            report.dtype.as_str(),
+            report.batch.as_str()
+        ),
+        ("cpu", "f32", "96 tokens"),
+        "the padded path batches by tokens"
+    );
+    assert!(report.contexts > 1000);
+
+    // The same build, cancelled once it encodes, then resumed from its checkpoint.
+    project.table = Some(dir.path().join("resumed.safetensors"));
+    let id = generic.send(
+        7,
+        Task::Build {
+            project: Box::new(project.clone()),
+            resume: false,
+        },
+    );
+    let mut asked = false;
+    let (done, total) = wait_for(&generic, id, "cancelled build", |e| match e {
+        Reply::Progress(p) if p.phase == Phase::Encoding && !asked => {
+            generic.cancel();
+            asked = true;
+            None
+        }
+        Reply::BuildCancelled {
+            done,
+            total,
+            checkpoint,
+        } => {
+            assert!(
+                checkpoint.is_some_and(|c| c.is_file()),
+                "a checkpoint is written"
+            );
+            Some((done, total))
+        }
+        Reply::Built { .. } => panic!("the build ended before Cancel took effect"),
+        _ => None,
+    });
+    assert!(
+        done > 0 && done < total,
+        "cancelled part way: {done}/{total}"
+    );
+    let (resumed, report) = built_table(&generic, &project, true);
+    assert_eq!(report.resumed_from, done);
+    assert!(
+        resumed.to_bytes().unwrap() == whole.to_bytes().unwrap(),
+        "cancelled and resumed on the generic path = uninterrupted, byte for byte"
+    );
+
+    // The fused CPU path (packed batches of contexts) computes the same vectors.
+    let fused = Worker::spawn(|| {});
+    project.table = Some(dir.path().join("fused.safetensors"));
+    let (packed, report) = built_table(&fused, &project, false);
+    assert_eq!(report.batch, "32 contexts");
+    assert_eq!(packed.counts, whole.counts);
+    assert_eq!(packed.contexts, whole.contexts);
+    let mut worst = 0f32;
+    for i in 0..whole.len() {
+        worst = worst.max(max_abs_diff(
+            &packed.embedding_at(i, 7.0),
+            &whole.embedding_at(i, 7.0),
+        ));
+    }
+    assert!(worst <= 1e-4, "generic and fused vectors differ by {worst}");
 }
 
 #[test]

@@ -121,6 +121,139 @@ impl DeviceChoice {
     }
 }
 
+/// The precision of the model's weights and activations. `Auto` is bf16 on a CUDA GPU that
+/// runs it (compute capability 8.0 or newer, checked by a small bf16 computation on the
+/// device) and f32 everywhere else (the CPU, Metal, older GPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DtypeChoice {
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl std::str::FromStr for DtypeChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => DtypeChoice::Auto,
+            "f32" => DtypeChoice::F32,
+            "f16" => DtypeChoice::F16,
+            "bf16" => DtypeChoice::Bf16,
+            other => bail!("unknown dtype `{other}` (expected auto, f32, f16 or bf16)"),
+        })
+    }
+}
+
+impl std::fmt::Display for DtypeChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DtypeChoice::Auto => "auto",
+            DtypeChoice::F32 => "f32",
+            DtypeChoice::F16 => "f16",
+            DtypeChoice::Bf16 => "bf16",
+        })
+    }
+}
+
+impl DtypeChoice {
+    pub const ALL: [DtypeChoice; 4] = [
+        DtypeChoice::Auto,
+        DtypeChoice::F32,
+        DtypeChoice::F16,
+        DtypeChoice::Bf16,
+    ];
+
+    /// The dtype to load a model with on `device`.
+    pub fn resolve(self, device: &Device) -> DType {
+        match self {
+            DtypeChoice::Auto => auto_dtype(device),
+            DtypeChoice::F32 => DType::F32,
+            DtypeChoice::F16 => DType::F16,
+            DtypeChoice::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// What `--dtype auto` picks on `device` (computed once per process and device kind).
+pub fn auto_dtype(device: &Device) -> DType {
+    match device {
+        Device::Cuda(_) => {
+            static CUDA: OnceLock<DType> = OnceLock::new();
+            *CUDA.get_or_init(|| {
+                if cuda_compute_capability(device).is_some_and(|(major, _)| major < 8) {
+                    return DType::F32;
+                }
+                if bf16_probe(device).is_ok() {
+                    DType::BF16
+                } else {
+                    DType::F32
+                }
+            })
+        }
+        // Metal's bf16 is not verified here; the CPU is fastest in f32 (its fused kernels).
+        _ => DType::F32,
+    }
+}
+
+/// `(major, minor)` of a CUDA device.
+#[cfg(feature = "cuda")]
+fn cuda_compute_capability(device: &Device) -> Option<(i32, i32)> {
+    device
+        .as_cuda_device()
+        .ok()?
+        .cuda_stream()
+        .context()
+        .compute_capability()
+        .ok()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_compute_capability(_device: &Device) -> Option<(i32, i32)> {
+    None
+}
+
+/// Runs the operations of the encoder once in bf16 on `device` (matmul, embedding lookup,
+/// softmax, gelu, LayerNorm, conversion) and checks the result: an error, or a wrong value,
+/// means bf16 is not usable there.
+pub fn bf16_probe(device: &Device) -> Result<()> {
+    use candle_core::Tensor;
+    let bf = DType::BF16;
+    let a = Tensor::ones((4, 16), bf, device)?;
+    let b = Tensor::ones((16, 8), bf, device)?;
+    let p = a.matmul(&b)?; // every entry 16
+    let ids = Tensor::new(&[1u32, 0, 3], device)?;
+    let rows = p.index_select(&ids, 0)?;
+    let s = candle_nn::ops::softmax_last_dim(&rows)?; // every entry 1/8
+    let g = s.gelu_erf()?;
+    let w = Tensor::ones(8, bf, device)?;
+    let z = Tensor::zeros(8, bf, device)?;
+    let ln = candle_nn::ops::layer_norm(&(&rows + &g)?, &w, &z, 1e-5)?; // constant rows → 0
+    let got: Vec<f32> = p
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .chain(s.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        .chain(ln.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        .collect();
+    let (pm, rest) = got.split_at(32);
+    let (sm, lm) = rest.split_at(24);
+    let ok = pm.iter().all(|&x| x == 16.0)
+        && sm.iter().all(|&x| (x - 0.125).abs() < 1e-2)
+        && lm.iter().all(|&x| x.abs() < 1e-2);
+    if !ok {
+        bail!("bf16 results are wrong on this device");
+    }
+    Ok(())
+}
+
+/// A dtype's short name: `f32`, `f16`, `bf16`, …
+pub fn dtype_name(d: DType) -> &'static str {
+    d.as_str()
+}
+
 pub fn describe_device(d: &Device) -> &'static str {
     match d {
         Device::Cpu => "cpu",

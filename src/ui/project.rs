@@ -1,7 +1,7 @@
 //! The left panel: how PELT works, the project's inputs and parameters, and the build.
 
 use egui::{Color32, RichText, Ui};
-use pelt::model::DeviceChoice;
+use pelt::model::{DeviceChoice, DtypeChoice};
 use pelt::progress::format_secs;
 
 use super::widgets::{self, file_name, hint, section};
@@ -169,7 +169,7 @@ fn project_section(app: &Session, p_edit: &mut Project, ui: &mut Ui, out: &mut V
             match (&app.model, app.model_loading()) {
                 (Some(m), _) => {
                     ui.label(
-                        RichText::new(format!("{} · {} layers · hidden {} · {}", m.family, m.layers, m.hidden, m.device))
+                        RichText::new(format!("{} · {} layers · hidden {} · {} · {}", m.family, m.layers, m.hidden, m.device, m.dtype))
                             .weak()
                             .size(12.0),
                     )
@@ -325,8 +325,15 @@ fn parameters(app: &Session, p: &mut Project, ui: &mut Ui) {
         );
         ui.add(egui::DragValue::new(&mut o.norm).range(0.1..=50.0).speed(0.05).max_decimals(2)).labelled_by(id);
         ui.end_row();
-        let id = field_label(ui, "batch", "Contexts per forward pass of the model (speed/memory only; does not change the result).");
+        let id = field_label(ui, "batch", "Contexts per forward pass of the model on the CPU (speed/memory only; does not change the result).");
         ui.add(egui::DragValue::new(&mut o.batch).range(1..=4096)).labelled_by(id);
+        ui.end_row();
+        let id = field_label(
+            ui,
+            "batch tokens",
+            "On a GPU, batches are cut by tokens instead: as many contexts (sorted by length) as fit in this many token rows, padding included. 0 uses the contexts per batch there too.",
+        );
+        ui.add(egui::DragValue::new(&mut o.batch_tokens).range(0..=1_048_576).speed(64)).labelled_by(id);
         ui.end_row();
         ui.label("device").on_hover_text("Where the model runs; auto takes a GPU when this build has CUDA/Metal support");
         egui::ComboBox::from_id_salt("device_combo")
@@ -338,6 +345,17 @@ fn parameters(app: &Session, p: &mut Project, ui: &mut Ui) {
             })
             .response
             .on_hover_text("device");
+        ui.end_row();
+        ui.label("dtype").on_hover_text("Precision of the model: auto is bf16 on CUDA GPUs that run it (compute capability 8.0 or newer) and f32 elsewhere");
+        egui::ComboBox::from_id_salt("dtype_combo")
+            .selected_text(p.dtype.to_string())
+            .show_ui(ui, |ui| {
+                for d in DtypeChoice::ALL {
+                    ui.selectable_value(&mut p.dtype, d, d.to_string());
+                }
+            })
+            .response
+            .on_hover_text("dtype");
         ui.end_row();
         ui.label("mentions").on_hover_text(
             "Which spans of the corpus are an entity's mentions. links: only the spans the corpus links to the entity's id (Wikipedia anchors, PubTator annotations, FewRel h/t, JSON Lines links), as PELT does. names: matches of the entity's name and aliases. both: links, plus name matches that overlap no link. auto: links when the corpus carries links, else names.",
@@ -360,6 +378,19 @@ fn parameters(app: &Session, p: &mut Project, ui: &mut Ui) {
             ;
         ui.end_row();
     });
+    if let Some(m) = &app.model {
+        let plan = p.options.batch_plan(m.packs_tokens);
+        ui.label(
+            RichText::new(format!("in use: {} · {} · batches of {plan}", m.device, m.dtype))
+                .weak()
+                .size(12.0),
+        )
+        .on_hover_text(if m.packs_tokens {
+            "The CPU runs packed batches (no padding) of a fixed number of contexts"
+        } else {
+            "Padded batches (the GPU path): contexts sorted by length, as many as fit in the token budget"
+        });
+    }
     if let Some(why) = app.stale_reason() {
         ui.colored_label(widgets::WARN, format!("{why}: Build again to apply them."));
     }
@@ -453,6 +484,15 @@ fn build_section(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
             "{found} entities found, {} not found",
             r.not_found.len()
         ));
+        if !r.device.is_empty() {
+            ui.weak(format!(
+                "on {} · {} · batches of {} · {} host threads",
+                r.device, r.dtype, r.batch, r.threads
+            ));
+        }
+        for stage in &r.stages {
+            ui.label(RichText::new(stage.describe()).size(11.5).weak());
+        }
         if r.resumed_from > 0 {
             ui.weak(format!("resumed from context {}", r.resumed_from));
         }

@@ -703,7 +703,10 @@ impl Session {
                 if self.model_job == Some(id) {
                     self.model_job = None;
                 }
-                self.status = Some(format!("Model {} loaded on {}", info.name, info.device));
+                self.status = Some(format!(
+                    "Model {} loaded on {} ({})",
+                    info.name, info.device, info.dtype
+                ));
                 self.model = Some(info);
                 changed.project = true;
             }
@@ -1002,7 +1005,7 @@ impl Session {
             Command::SaveProjectTo(p) => self.save_project(&p),
             Command::EditProject(p) => {
                 if *p != self.project {
-                    let device = p.device != self.project.device;
+                    let device = p.device != self.project.device || p.dtype != self.project.dtype;
                     self.project = *p;
                     self.project_dirty = true;
                     if device {
@@ -1248,6 +1251,7 @@ impl Session {
         self.model_job = Some(self.send(Task::LoadModel {
             dir,
             device: self.project.device,
+            dtype: self.project.dtype,
         }));
     }
 
@@ -1557,6 +1561,8 @@ mod tests {
             vocab: 10,
             layers: 1,
             device: "cpu".into(),
+            dtype: "f32".into(),
+            packs_tokens: true,
             sha256: "0".into(),
             mask_token: "<mask>".into(),
         };
