@@ -290,8 +290,10 @@ pub fn run(
     let t0 = Instant::now();
     let model = Model::load_with_dtype(dir, device, dtype)?;
     let load_secs = t0.elapsed().as_secs_f64();
+    // `--batch` contexts on every device (no token budget), so runs compare batch for batch.
     let opts = BuildOptions {
         batch,
+        batch_tokens: 0,
         ..Default::default()
     };
     let mut state = EncodeState::new(ids.len(), model.hidden_size());

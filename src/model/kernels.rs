@@ -603,7 +603,7 @@ impl candle_core::CustomOp2 for Attention {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -627,7 +627,7 @@ mod tests {
     }
 
     /// A deterministic pseudo-random sequence in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
+    pub(in crate::model) fn noise(n: usize, seed: u64) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {

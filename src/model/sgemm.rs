@@ -526,20 +526,8 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kernels::tests::noise;
     use super::*;
-
-    /// A deterministic pseudo-random sequence in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     fn each_isa(mut f: impl FnMut(Isa)) {
         for isa in [Isa::Avx512, Isa::Avx2] {
