@@ -220,6 +220,6 @@ export PATH="$home/bin:\$PATH"
 export CUDA_COMPUTE_CAP="$cap"
 export LIBRARY_PATH="$stubs:$home/lib\${LIBRARY_PATH:+:\$LIBRARY_PATH}"
 EOF
-say "ready. Run time on the GPU machine needs its libcudart.so.$so_rt, libcublas.so.$so_blas, libcublasLt.so.$so_blas, libcurand.so.10 and libnvrtc.so.$so_nvrtc (and the driver's libcuda.so.1) on the loader's path, e.g. LD_LIBRARY_PATH=/usr/local/cuda-$cuda/targets/x86_64-linux/lib"
+say "ready. At run time the GPU machine's libcuda.so.1 (the driver's), libcudart.so.$so_rt, libcublas.so.$so_blas (with libcublasLt.so.$so_blas) and libcurand.so.10 must be on the loader's path, e.g. LD_LIBRARY_PATH=/usr/local/cuda-$cuda/targets/x86_64-linux/lib"
 say "export these (or: source $prefix/env.sh):"
 cat "$prefix/env.sh"
