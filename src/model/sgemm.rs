@@ -21,25 +21,12 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Whether this CPU can run the micro-kernel.
+    /// Whether this CPU can run the micro-kernel (the instruction sets of the other kernels).
     pub fn supported(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            match self {
-                Isa::Avx512 => avx2 && is_x86_feature_detected!("avx512f"),
-                Isa::Avx2 => avx2,
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
-
-    /// The widest instruction set this CPU has, if any.
-    pub fn best() -> Option<Isa> {
-        [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.supported())
+        super::kernels::supported(match self {
+            Isa::Avx512 => super::kernels::Simd::Avx512,
+            Isa::Avx2 => super::kernels::Simd::Avx2,
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -142,7 +129,7 @@ impl PackedWeight {
             }
         };
         let panels = n.div_ceil(nr);
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let threads = super::kernels::cores();
         let per = panels.div_ceil(threads).max(1);
         if threads > 1 && panels > 1 && n * k >= 1 << 16 {
             std::thread::scope(|s| {
@@ -425,103 +412,88 @@ mod x86 {
     use super::{Start, MR_256, MR_512};
     use std::arch::x86_64::*;
 
-    /// # Safety
-    /// The CPU has AVX-512F; `a` holds `kc * MR_512` values, `b` `kc * 32`, `c` a tile of
-    /// `MR_512` rows of 32 values `ldc` apart (and a bias start 32 values).
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel_512(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        start: Start,
-    ) {
-        const MR: usize = MR_512;
-        let mut c0 = [_mm512_setzero_ps(); MR];
-        let mut c1 = [_mm512_setzero_ps(); MR];
-        match start {
-            Start::Zero => {}
-            Start::Bias(bias) => {
-                let (b0, b1) = (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16)));
+    /// Defines the micro-kernel `$name` for one vector width: a register tile of `$mr` rows ×
+    /// two vectors of `$lanes` values, accumulated over `kc` steps.
+    ///
+    /// Safety of the kernel: the CPU has `$features`; `a` holds `kc * $mr` values, `b`
+    /// `kc * 2 * $lanes` (aligned to the vector size), `c` a tile of `$mr` rows of
+    /// `2 * $lanes` values `ldc` apart (and a bias start `2 * $lanes` values).
+    macro_rules! micro_kernel {
+        ($name:ident, $features:literal, $mr:expr, $lanes:expr,
+         $zero:ident, $load:ident, $loadu:ident, $storeu:ident, $fma:ident, $splat:expr) => {
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                kc: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                start: Start,
+            ) {
+                const MR: usize = $mr;
+                const L: usize = $lanes;
+                let mut c0 = [$zero(); MR];
+                let mut c1 = [$zero(); MR];
+                match start {
+                    Start::Zero => {}
+                    Start::Bias(bias) => {
+                        let (b0, b1) = ($loadu(bias), $loadu(bias.add(L)));
+                        for i in 0..MR {
+                            c0[i] = b0;
+                            c1[i] = b1;
+                        }
+                    }
+                    Start::Load => {
+                        for i in 0..MR {
+                            c0[i] = $loadu(c.add(i * ldc));
+                            c1[i] = $loadu(c.add(i * ldc + L));
+                        }
+                    }
+                }
+                let (mut a, mut b) = (a, b);
+                for _ in 0..kc {
+                    let b0 = $load(b);
+                    let b1 = $load(b.add(L));
+                    for i in 0..MR {
+                        let x = $splat(a.add(i));
+                        c0[i] = $fma(x, b0, c0[i]);
+                        c1[i] = $fma(x, b1, c1[i]);
+                    }
+                    a = a.add(MR);
+                    b = b.add(2 * L);
+                }
                 for i in 0..MR {
-                    c0[i] = b0;
-                    c1[i] = b1;
+                    $storeu(c.add(i * ldc), c0[i]);
+                    $storeu(c.add(i * ldc + L), c1[i]);
                 }
             }
-            Start::Load => {
-                for i in 0..MR {
-                    c0[i] = _mm512_loadu_ps(c.add(i * ldc));
-                    c1[i] = _mm512_loadu_ps(c.add(i * ldc + 16));
-                }
-            }
-        }
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            let b0 = _mm512_load_ps(b);
-            let b1 = _mm512_load_ps(b.add(16));
-            for i in 0..MR {
-                let x = _mm512_set1_ps(*a.add(i));
-                c0[i] = _mm512_fmadd_ps(x, b0, c0[i]);
-                c1[i] = _mm512_fmadd_ps(x, b1, c1[i]);
-            }
-            a = a.add(MR);
-            b = b.add(32);
-        }
-        for i in 0..MR {
-            _mm512_storeu_ps(c.add(i * ldc), c0[i]);
-            _mm512_storeu_ps(c.add(i * ldc + 16), c1[i]);
-        }
+        };
     }
 
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `a` holds `kc * MR_256` values, `b` `kc * 16`, `c` a tile
-    /// of `MR_256` rows of 16 values `ldc` apart (and a bias start 16 values).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn kernel_256(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        start: Start,
-    ) {
-        const MR: usize = MR_256;
-        let mut c0 = [_mm256_setzero_ps(); MR];
-        let mut c1 = [_mm256_setzero_ps(); MR];
-        match start {
-            Start::Zero => {}
-            Start::Bias(bias) => {
-                let (b0, b1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
-                for i in 0..MR {
-                    c0[i] = b0;
-                    c1[i] = b1;
-                }
-            }
-            Start::Load => {
-                for i in 0..MR {
-                    c0[i] = _mm256_loadu_ps(c.add(i * ldc));
-                    c1[i] = _mm256_loadu_ps(c.add(i * ldc + 8));
-                }
-            }
-        }
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            let b0 = _mm256_load_ps(b);
-            let b1 = _mm256_load_ps(b.add(8));
-            for i in 0..MR {
-                let x = _mm256_broadcast_ss(&*a.add(i));
-                c0[i] = _mm256_fmadd_ps(x, b0, c0[i]);
-                c1[i] = _mm256_fmadd_ps(x, b1, c1[i]);
-            }
-            a = a.add(MR);
-            b = b.add(16);
-        }
-        for i in 0..MR {
-            _mm256_storeu_ps(c.add(i * ldc), c0[i]);
-            _mm256_storeu_ps(c.add(i * ldc + 8), c1[i]);
-        }
-    }
+    micro_kernel!(
+        kernel_512,
+        "avx512f",
+        MR_512,
+        16,
+        _mm512_setzero_ps,
+        _mm512_load_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_fmadd_ps,
+        |p: *const f32| _mm512_set1_ps(*p)
+    );
+    micro_kernel!(
+        kernel_256,
+        "avx2,fma",
+        MR_256,
+        8,
+        _mm256_setzero_ps,
+        _mm256_load_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_fmadd_ps,
+        |p: *const f32| _mm256_broadcast_ss(&*p)
+    );
 }
 
 #[cfg(test)]
