@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Reference side of `pelt bench`: the same PELT vectors for the same contexts and weights,
-computed with HF transformers + torch on the CPU, the way the PELT authors' script does
-(every context padded to 64 tokens, fixed batch), or with dynamic padding.
+computed with HF transformers + torch the way the PELT authors' script does (every context
+padded to 64 tokens, fixed batch), or with dynamic padding, on the CPU or a CUDA GPU, in f32 or
+bf16 (the model cast to bf16; the sums of vectors are kept in f64 either way).
 
-    python bench/reference.py MODEL_DIR [--mode pelt|dynamic|sorted] [--batch 32] [--json OUT]
+    python bench/reference.py MODEL_DIR [--mode pelt|dynamic|sorted] [--batch 32]
+        [--device cpu|cuda] [--dtype f32|bf16] [--json OUT]
 
 Needs: torch, transformers, safetensors (pip). Not used by the app or its tests.
 """
@@ -56,13 +58,25 @@ def transform(model, hidden):
     return model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
 
 
-def matmul_peak(n=1536):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device, dtype, n=1536):
+    """`[n,n] x [n,n]` in `dtype` on `device`, best of 5, GFLOP/s (synchronised on CUDA)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     a @ b
+    sync(device)
     best = 1e9
     for _ in range(5):
         t = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
 
@@ -74,14 +88,20 @@ def main():
     ap.add_argument("--mode", choices=["pelt", "dynamic", "sorted"], default="pelt")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=64)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU")
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
     t_start = time.perf_counter()
     torch.set_grad_enabled(False)
     contexts = [json.loads(l) for l in open(args.contexts) if l.strip()]
     tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForMaskedLM.from_pretrained(args.model).eval()
+    model = AutoModelForMaskedLM.from_pretrained(args.model).eval().to(device=device, dtype=dtype)
     base = getattr(model, model.base_model_prefix)
+    sync(device)
     load_secs = time.perf_counter() - t_start
     cfg = model.config
     H = getattr(cfg, "hidden_size", None) or cfg.dim
@@ -101,27 +121,29 @@ def main():
         for r, (_, x, _) in enumerate(chunk):
             ids[r, :len(x)] = torch.tensor(x)
             att[r, :len(x)] = 1
-        hidden = base(input_ids=ids, attention_mask=att).last_hidden_state
-        rows = torch.arange(len(chunk))
-        pos = torch.tensor([m for _, _, m in chunk])
-        out = transform(model, hidden[rows, pos])
+        hidden = base(input_ids=ids.to(device), attention_mask=att.to(device)).last_hidden_state
+        rows = torch.arange(len(chunk), device=device)
+        pos = torch.tensor([m for _, _, m in chunk], device=device)
+        out = transform(model, hidden[rows, pos]).double().cpu()
         for (e, _, _), v in zip(chunk, out):
-            sums[e] = sums.get(e, 0) + v.double()
+            sums[e] = sums.get(e, 0) + v
         B = len(chunk)
         flops += layers * (2 * B * L * (4 * H * H + 2 * H * I) + 4 * B * L * L * H)
         tokens += sum(len(x[1]) for x in chunk)
         padded += B * L
+    sync(device)
     encode_secs = time.perf_counter() - t0
     vectors = {e: (s / s.norm() * 7).float().tolist() for e, s in sums.items()}
     res = {
-        "mode": args.mode, "contexts": len(items), "batch": args.batch, "threads": torch.get_num_threads(),
+        "mode": args.mode, "device": args.device, "dtype": args.dtype, "contexts": len(items), "batch": args.batch, "threads": torch.get_num_threads(),
         "load_secs": load_secs, "encode_secs": encode_secs,
         "contexts_per_sec": len(items) / encode_secs,
         "contexts_per_sec_total": len(items) / (encode_secs + load_secs),
         "tokens": tokens, "padded_tokens": padded, "tokens_per_sec": tokens / encode_secs,
         "gflops": flops / encode_secs / 1e9,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "matmul_peak_gflops": matmul_peak(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None,
+        "matmul_peak_gflops": matmul_peak(device, dtype),
         "torch": torch.__version__,
     }
     print(json.dumps({k: v for k, v in res.items()}, indent=None))

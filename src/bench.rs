@@ -220,25 +220,41 @@ pub fn model_files(dir: &Path) -> Vec<PathBuf> {
     .collect()
 }
 
-/// Single-precision matmul throughput of this machine through the path the encoder's dense
-/// layers use (OpenBLAS where the build found it, else candle): `[n,n] x [n,n]`, best of
-/// several runs, in GFLOP/s.
-pub fn matmul_peak(device: &Device, n: usize) -> Result<f64> {
+/// Matmul throughput of this machine in `dtype` on `device`, through the path the encoder's
+/// dense layers use there (for f32 on the CPU: `matmul`, the packed sgemm, OpenBLAS or
+/// candle; elsewhere candle's matmul): `[n,n] x [n,n]ᵀ`, best of several runs, in GFLOP/s.
+/// The device is synchronised before the clock starts and before it stops.
+pub fn matmul_peak(
+    device: &Device,
+    dtype: candle_core::DType,
+    matmul: pelt::model::Matmul,
+    n: usize,
+) -> Result<f64> {
     check_matmul_size(n)?;
-    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let dense = pelt::model::Linear::new(b, Tensor::zeros(n, candle_core::DType::F32, device)?)
-        .pack(pelt::model::Matmul::auto()?)?;
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(dtype)?;
+    let dense = pelt::model::Linear::new(b, Tensor::zeros(n, dtype, device)?).pack(matmul)?;
     let _ = dense.forward(&a)?; // warm-up
+    device.synchronize()?;
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
         let c = dense.forward(&a)?;
         device.synchronize()?;
-        drop(c);
         best = best.min(t.elapsed().as_secs_f64());
+        drop(c);
     }
     Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+/// What the dense layers of a model loaded for the benchmark multiply with: candle's matmul
+/// on the generic path (as on an accelerator) unless `PELT_MATMUL` names one, else the
+/// default of [`pelt::model::Matmul::auto`].
+pub fn bench_matmul(generic: bool) -> Result<pelt::model::Matmul> {
+    if generic && std::env::var_os("PELT_MATMUL").is_none_or(|v| v.is_empty()) {
+        return Ok(pelt::model::Matmul::Candle);
+    }
+    pelt::model::Matmul::auto()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -247,6 +263,15 @@ pub struct BenchResult {
     pub contexts: usize,
     pub entities: usize,
     pub batch: usize,
+    /// `fused` (the f32 CPU kernels on packed rows) or `generic` (candle tensor ops on
+    /// padded rows, as on accelerators).
+    pub path: String,
+    /// Who runs the layers before the last on the generic path: `candle-transformers` or
+    /// `pelt` (weights packed for the CPU sgemm); empty on the fused path.
+    pub generic_layers: String,
+    pub dtype: String,
+    /// What the dense layers multiply with.
+    pub matmul: String,
     pub load_secs: f64,
     pub encode_secs: f64,
     pub contexts_per_sec: f64,
@@ -275,20 +300,23 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Loads the model from `dir` and builds the table of `contexts`, timing both.
+/// Loads the model from `dir` and builds the table of `contexts`, timing both. `generic`:
+/// the fused CPU kernels off (see [`bench_matmul`]).
 pub fn run(
     dir: &Path,
     device: &Device,
     dtype: candle_core::DType,
     contexts: &Path,
     batch: usize,
+    generic: bool,
 ) -> Result<BenchResult> {
     if batch == 0 {
         bail!("batch size must be at least 1");
     }
     let (ids, records) = load_contexts(contexts)?;
     let t0 = Instant::now();
-    let model = Model::load_with_dtype(dir, device, dtype)?;
+    let mut model = Model::load_with_matmul(dir, device, dtype, bench_matmul(generic)?)?;
+    model.encoder.set_cpu_kernels(!generic);
     let load_secs = t0.elapsed().as_secs_f64();
     // `--batch` contexts on every device (no token budget), so runs compare batch for batch.
     let opts = BuildOptions {
@@ -325,6 +353,30 @@ pub fn run(
         contexts: state.done as usize,
         entities: ids.len(),
         batch,
+        path: if model.encoder.packs_tokens() {
+            "fused"
+        } else {
+            "generic"
+        }
+        .into(),
+        generic_layers: match (
+            model.encoder.packs_tokens(),
+            model.encoder.generic_layers_from_candle_transformers(),
+        ) {
+            (true, _) => "",
+            (false, true) => "candle-transformers",
+            (false, false) => "pelt",
+        }
+        .into(),
+        dtype: format!("{:?}", model.encoder.dtype()).to_lowercase(),
+        matmul: if model.encoder.device().is_cpu()
+            && model.encoder.dtype() == candle_core::DType::F32
+        {
+            model.encoder.matmul().describe()
+        } else {
+            "candle's matmul"
+        }
+        .into(),
         load_secs,
         encode_secs,
         contexts_per_sec: state.done as f64 / encode_secs,

@@ -174,9 +174,14 @@ pub enum Command {
         /// Where the random bert-base model is written (reused when present).
         #[arg(long, default_value = "target/bench-models/bert-base")]
         model_dir: PathBuf,
-        /// Side of the square matmul used to measure the machine's peak (0 skips it).
+        /// Side of the square matmul used to measure the machine's peak in the benchmarked
+        /// dtype on the benchmarked device (0 skips it).
         #[arg(long, default_value_t = 1536)]
         matmul: usize,
+        /// Run the generic path on the CPU: candle's tensor operations on padded batches and
+        /// candle's matmul (the path accelerators take), not the fused f32 CPU kernels.
+        #[arg(long)]
+        generic: bool,
         /// Write results (and vectors, for bench/compare.py) as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -690,6 +695,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dtype,
             model_dir,
             matmul,
+            generic,
             json,
         } => {
             if batch == 0 {
@@ -707,11 +713,25 @@ pub fn run(cli: Cli) -> Result<()> {
                 pelt::model::cpu_matmul()
             )?;
             report.insert("cpu_matmul".into(), pelt::model::cpu_matmul().into());
+            let dtype = dtype.dtype_on(&dev);
+            let dtype_name = format!("{dtype:?}").to_lowercase();
+            report.insert("dtype".into(), dtype_name.clone().into());
+            report.insert("generic".into(), generic.into());
             let mut peak = None;
             if matmul > 0 {
-                let p = crate::bench::matmul_peak(&dev, matmul)?;
-                writeln!(out, "matmul peak ({matmul}x{matmul} f32): {p:.1} GFLOP/s")?;
+                let mm = crate::bench::bench_matmul(generic)?;
+                let p = crate::bench::matmul_peak(&dev, dtype, mm, matmul)?;
+                let via = if dev.is_cpu() && dtype == candle_core::DType::F32 {
+                    mm.describe()
+                } else {
+                    "candle's matmul"
+                };
+                writeln!(
+                    out,
+                    "matmul peak ({matmul}x{matmul} {dtype_name}, {via}): {p:.1} GFLOP/s"
+                )?;
                 report.insert("matmul_peak_gflops".into(), p.into());
+                report.insert("matmul_peak_dtype".into(), dtype_name.clone().into());
                 peak = Some(p);
             }
             let dirs: Vec<(String, PathBuf)> = match model.as_str() {
@@ -732,11 +752,18 @@ pub fn run(cli: Cli) -> Result<()> {
                     eprintln!("writing random bert-base weights to {} …", dir.display());
                     crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
                 }
-                let r = crate::bench::run(&dir, &dev, dtype.dtype_on(&dev), &contexts, batch)?;
+                let r = crate::bench::run(&dir, &dev, dtype, &contexts, batch, generic)?;
+                let path = match r.path.as_str() {
+                    "fused" => "fused CPU kernels, packed rows".to_string(),
+                    _ => format!(
+                        "generic tensor ops, padded rows, layers from {}",
+                        r.generic_layers
+                    ),
+                };
                 writeln!(
                     out,
-                    "{label}: {} contexts ({} entities), batch {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} rows processed); encoder matmuls {:.1} GFLOP/s{}; peak memory {:.0} MiB",
-                    r.contexts, r.entities, r.batch, r.contexts_per_sec, r.contexts_per_sec_total, r.load_secs, r.tokens_per_sec,
+                    "{label}: {} contexts ({} entities), batch {}, {}, {path}, dense layers on {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} rows processed); encoder matmuls {:.1} GFLOP/s{}; peak memory {:.0} MiB",
+                    r.contexts, r.entities, r.batch, r.dtype, r.matmul, r.contexts_per_sec, r.contexts_per_sec_total, r.load_secs, r.tokens_per_sec,
                     r.tokens, r.padded_tokens, r.gflops,
                     peak.map(|p| format!(" ({:.0} % of the peak)", 100.0 * r.gflops / p)).unwrap_or_default(),
                     r.peak_rss_mb

@@ -29,7 +29,7 @@ use crate::build::{
 };
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
-use crate::model::{describe_device, DeviceChoice, DtypeChoice, Model};
+use crate::model::{describe_device, DeviceChoice, DtypeChoice, Matmul, Model};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::rewrite::rewrite;
@@ -272,8 +272,8 @@ pub struct Worker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerOptions {
     /// The fused f32 CPU kernels (packed batches) where the model runs on the CPU in f32.
-    /// Off, every model runs candle's generic tensor operations on padded batches: the path
-    /// a GPU takes, here on any device (for checking that path).
+    /// Off, every model runs candle's generic tensor operations on padded batches, with
+    /// candle's matmul: the path a GPU takes, here on any device (for checking that path).
     pub cpu_kernels: bool,
 }
 
@@ -436,7 +436,12 @@ impl Engine {
         let reuse = matches!(&self.model, Some((d, dev, dt, _)) if d == dir && *dev == device && *dt == dtype);
         if !reuse {
             let dev = device.open()?;
-            let mut m = Model::load_with_dtype(dir, &dev, dtype.resolve(&dev))?;
+            let matmul = if self.options.cpu_kernels {
+                Matmul::auto()?
+            } else {
+                Matmul::Candle
+            };
+            let mut m = Model::load_with_matmul(dir, &dev, dtype.resolve(&dev), matmul)?;
             m.encoder.set_cpu_kernels(self.options.cpu_kernels);
             if announce {
                 send(Reply::ModelChanged(model_info(dir, &m)?));

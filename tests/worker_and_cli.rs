@@ -479,6 +479,49 @@ fn cli_bench_reports_the_committed_contexts() {
             .sqrt();
         assert!((norm - 7.0).abs() < 1e-3, "{e}: norm {norm}");
     }
+    assert_eq!(b["path"], "fused");
+    assert_eq!(v["dtype"], "f32");
+
+    // The generic path (candle-transformers' layers, candle's matmul): the same vectors.
+    let gjson = d.path().join("generic.json");
+    let (ok, out, err) = pelt(&[
+        "bench",
+        "--model",
+        "bundled",
+        "--generic",
+        "--matmul",
+        "64",
+        "--json",
+        &gjson.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("generic tensor ops, padded rows, layers from candle-transformers"),
+        "{out}"
+    );
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(&gjson).unwrap()).unwrap();
+    assert_eq!(g["generic"], true);
+    let gb = &g["bundled"];
+    assert_eq!(
+        (&gb["path"], &gb["generic_layers"]),
+        (
+            &serde_json::json!("generic"),
+            &serde_json::json!("candle-transformers")
+        )
+    );
+    assert_eq!(gb["tokens"], 10453);
+    let gv = gb["vectors"].as_object().unwrap();
+    for (e, x) in vectors {
+        let d = x
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(gv[e].as_array().unwrap())
+            .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        assert!(d < 1e-3, "{e}: fused and generic vectors differ by {d}");
+    }
+
     let bad = d.path().join("bad.jsonl");
     std::fs::write(
         &bad,

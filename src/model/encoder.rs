@@ -2,10 +2,18 @@
 //! for PELT: callers may replace the word embedding at any position by a vector of their own
 //! ("injection") and ask for the MLM head's transform output and/or vocabulary logits at chosen
 //! positions only. The last layer is evaluated for those positions alone.
+//!
+//! Two paths run the layers before the last: the fused f32 CPU kernels on packed rows (this
+//! module and `kernels.rs`), and the generic path on right-padded batches with an additive
+//! mask (accelerators, bf16/f16, or the CPU with the kernels off). Where the dense weights are
+//! plain tensors, the generic path runs candle-transformers' BERT layers
+//! ([`candle_transformers::models::bert::BertEncoder`]) over views of this encoder's tensors.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{LayerNorm, Module};
+use candle_nn::{LayerNorm, Module, VarBuilder};
+use candle_transformers::models::bert as ct;
+use std::collections::HashMap;
 
 use super::config::{Activation, Config, Family};
 use super::kernels;
@@ -94,6 +102,9 @@ pub struct Encoder {
     token_type0: Option<Tensor>,
     emb_ln: LayerNorm,
     layers: Vec<Layer>,
+    /// candle-transformers' layers over the same tensors as `layers[..n - 1]` (views, no
+    /// copies), for the generic path; `None` where the dense weights are packed for the sgemm.
+    generic: Option<ct::BertEncoder>,
     head_dense: Linear,
     head_act: Activation,
     head_ln: LayerNorm,
@@ -102,6 +113,75 @@ pub struct Encoder {
     cpu_kernels: bool,
     matmul: Matmul,
     decoder_packed: std::sync::OnceLock<Linear>,
+}
+
+/// Adds the tensors of layer `li` under candle-transformers' BERT names: views of the fused
+/// Q/K/V projection and the other tensors themselves (shared, not copied). `false` when a
+/// weight is packed for the sgemm (no plain tensor to share).
+fn add_ct_layer(
+    map: &mut HashMap<String, Tensor>,
+    li: usize,
+    h: usize,
+    qkv: &Linear,
+    [ao, it, ot]: [&Linear; 3],
+    [aln, oln]: [&LayerNorm; 2],
+) -> candle_core::Result<bool> {
+    let p = format!("layer.{li}");
+    let Ok(w) = qkv.weight() else {
+        return Ok(false);
+    };
+    for (j, name) in ["query", "key", "value"].iter().enumerate() {
+        let n = format!("{p}.attention.self.{name}");
+        map.insert(format!("{n}.weight"), w.narrow(0, j * h, h)?);
+        map.insert(format!("{n}.bias"), qkv.b.narrow(0, j * h, h)?);
+    }
+    for (name, lin) in [
+        ("attention.output.dense", ao),
+        ("intermediate.dense", it),
+        ("output.dense", ot),
+    ] {
+        let Ok(w) = lin.weight() else {
+            return Ok(false);
+        };
+        map.insert(format!("{p}.{name}.weight"), w);
+        map.insert(format!("{p}.{name}.bias"), lin.b.clone());
+    }
+    for (name, ln) in [
+        ("attention.output.LayerNorm", aln),
+        ("output.LayerNorm", oln),
+    ] {
+        map.insert(format!("{p}.{name}.weight"), ln.weight().clone());
+        if let Some(b) = ln.bias() {
+            map.insert(format!("{p}.{name}.bias"), b.clone());
+        }
+    }
+    Ok(true)
+}
+
+/// The configuration candle-transformers' BERT layers need for layers 0..n-2 of `cfg`.
+fn ct_config(cfg: &Config) -> ct::Config {
+    ct::Config {
+        vocab_size: cfg.vocab_size,
+        hidden_size: cfg.hidden_size,
+        num_hidden_layers: cfg.num_layers - 1,
+        num_attention_heads: cfg.num_heads,
+        intermediate_size: cfg.intermediate_size,
+        hidden_act: match cfg.activation {
+            Activation::Gelu => ct::HiddenAct::Gelu,
+            Activation::GeluTanh => ct::HiddenAct::GeluApproximate,
+            Activation::Relu => ct::HiddenAct::Relu,
+        },
+        hidden_dropout_prob: 0.0,
+        max_position_embeddings: cfg.max_position_embeddings,
+        type_vocab_size: cfg.type_vocab_size.max(1),
+        initializer_range: 0.02,
+        layer_norm_eps: cfg.layer_norm_eps,
+        pad_token_id: cfg.pad_token_id as usize,
+        position_embedding_type: ct::PositionEmbeddingType::Absolute,
+        use_cache: false,
+        classifier_dropout: None,
+        model_type: None,
+    }
 }
 
 fn activate(a: Activation, x: &Tensor, cpu_kernels: bool) -> candle_core::Result<Tensor> {
@@ -141,6 +221,9 @@ impl Encoder {
         };
         let emb_ln = w.layer_norm(&format!("{emb}.LayerNorm"), h, eps)?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
+        // The tensors of layers 0..n-2 under candle-transformers' BERT names, for the generic
+        // path (the same layer for all three families); dropped when a weight is packed.
+        let mut ct_tensors: Option<HashMap<String, Tensor>> = Some(HashMap::new());
         for li in 0..cfg.num_layers {
             let (q, k, vv, ao, aln, it, ot, oln) = if cfg.family == Family::DistilBert {
                 let p = format!("distilbert.transformer.layer.{li}");
@@ -175,14 +258,20 @@ impl Encoder {
             } else {
                 Projections::Fused(Linear::concat(&[q, k, vv])?.pack(matmul)?)
             };
+            let (ao, it, ot) = (ao.pack(matmul)?, it.pack(matmul)?, ot.pack(matmul)?);
+            if let (Projections::Fused(qkv), Some(map)) = (&proj, ct_tensors.as_mut()) {
+                if !add_ct_layer(map, li, h, qkv, [&ao, &it, &ot], [&aln, &oln])? {
+                    ct_tensors = None;
+                }
+            }
             layers.push(Layer {
                 proj,
                 attn_post: post_params(&ao, &aln)?,
                 out_post: post_params(&ot, &oln)?,
-                attn_out: ao.pack(matmul)?,
+                attn_out: ao,
                 attn_ln: aln,
-                inter: it.pack(matmul)?,
-                out: ot.pack(matmul)?,
+                inter: it,
+                out: ot,
                 out_ln: oln,
             });
         }
@@ -217,6 +306,13 @@ impl Encoder {
             word.clone()
         };
         let decoder_bias = w.get_any(bias_names, &[v])?;
+        let generic = match ct_tensors {
+            Some(map) => {
+                let vb = VarBuilder::from_tensors(map, dtype, device);
+                Some(ct::BertEncoder::load(vb, &ct_config(cfg))?)
+            }
+            None => None,
+        };
         Ok(Encoder {
             cfg: cfg.clone(),
             device: device.clone(),
@@ -226,6 +322,7 @@ impl Encoder {
             token_type0,
             emb_ln,
             layers,
+            generic,
             head_dense: head_dense.pack(matmul)?,
             head_act,
             head_ln,
@@ -253,6 +350,12 @@ impl Encoder {
     /// candle's generic tensor ops, the path accelerators take.
     pub fn set_cpu_kernels(&mut self, on: bool) {
         self.cpu_kernels = on;
+    }
+
+    /// Whether the generic path runs candle-transformers' layers (the dense weights are
+    /// plain tensors, not packed for the CPU sgemm).
+    pub fn generic_layers_from_candle_transformers(&self) -> bool {
+        self.generic.is_some()
     }
 
     pub fn dtype(&self) -> DType {
@@ -418,8 +521,17 @@ impl Encoder {
         };
         let mut x = x0;
         let n_layers = self.layers.len();
-        for layer in &self.layers[..n_layers - 1] {
-            x = self.layer_full(layer, &x, &batch)?;
+        match (&self.generic, &batch.mask) {
+            (Some(enc), Some(mask)) => {
+                x = enc
+                    .forward(&x.reshape((b, l, h))?, mask)?
+                    .reshape((b * l, h))?;
+            }
+            _ => {
+                for layer in &self.layers[..n_layers - 1] {
+                    x = self.layer_full(layer, &x, &batch)?;
+                }
+            }
         }
         let flat_idx: Vec<u32> = positions
             .iter()
