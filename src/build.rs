@@ -1265,6 +1265,28 @@ mod tests {
     }
 
     #[test]
+    fn stages_tell_their_cpu_use_where_the_system_does() {
+        let cpu = process_cpu_secs();
+        assert_eq!(cpu.is_some(), cfg!(target_os = "linux"));
+        let mut s = StageRate {
+            name: "scan",
+            unit: "sentences",
+            items: 10,
+            secs: 2.0,
+            threads: 2,
+            cpu_secs: Some(3.9),
+            ..Default::default()
+        };
+        assert!(
+            s.describe().ends_with("2 threads; CPU 1.95 cores)"),
+            "{}",
+            s.describe()
+        );
+        s.secs = 0.1;
+        assert!(!s.describe().contains("CPU"), "{}", s.describe());
+    }
+
+    #[test]
     fn batches_by_tokens_fit_the_budget_and_by_contexts_the_count() {
         let lens: Vec<usize> = (0..200).map(|i| 3 + (i * 7919) % 60).collect();
         let mut sorted = lens.clone();
