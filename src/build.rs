@@ -198,6 +198,11 @@ impl StageRate {
                 self.secs,
                 self.per_sec()
             ),
+            // A one-pass build: the contexts were kept during the scan.
+            "collect" if unit == "contexts" => format!(
+                "{}: {n} {unit} kept during the scan, no second read ({:.2} s)",
+                self.name, self.secs
+            ),
             "encode" => format!(
                 "{}: {n} {unit} in {:.2} s ({:.1} {unit}/s), {:.2} s of it waiting for tokens{}",
                 self.name,
