@@ -2,8 +2,11 @@
 //!
 //! 1. *Scanning*: stream the corpus, find every mention, keep per entity the K mentions with
 //!    the smallest seeded random keys (a uniform sample that does not depend on sharding).
-//! 2. *Collecting*: stream the corpus again and keep the sentences of the sampled mentions
-//!    that belong to this shard (whole windows of the single build: window number mod n = i).
+//! 2. *Collecting*: the sentences of the sampled mentions. A build of all shards keeps them
+//!    during the scan, with the mentions the sampler holds (at most K per entity, so no more
+//!    than the contexts themselves), and reads the corpus once; a shard streams the corpus
+//!    again and keeps only the sentences of its share (whole windows of the single build:
+//!    window number mod n = i).
 //! 3. *Encoding*: mask each mention, batch by length (windows of contexts sorted by length,
 //!    so padding stays small), run the encoder and sum the transform outputs per entity.
 //!    Checkpoints are written every `checkpoint_secs` and on cancellation; `resume` continues
@@ -19,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -117,6 +121,45 @@ pub struct StageRate {
     pub threads: usize,
     /// `encode` only: seconds of `secs` the encoder waited for tokenized contexts.
     pub waited_secs: f64,
+    /// CPU seconds the whole process used during the stage (all threads, user and system),
+    /// where the system tells (Linux); not for `tokenize`, which runs during `encode`.
+    pub cpu_secs: Option<f64>,
+}
+
+/// CPU seconds (user + system, all threads) this process has used so far: Linux's
+/// `/proc/self/stat`, in clock ticks of 1/100 s; `None` elsewhere.
+pub fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: fields from the
+    // state (field 3) on follow the last `)`; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// Wall-clock and process CPU time since a stage began.
+struct StageClock {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl StageClock {
+    fn start() -> Self {
+        StageClock {
+            wall: Instant::now(),
+            cpu: process_cpu_secs(),
+        }
+    }
+    /// Wall seconds and CPU seconds so far.
+    fn read(&self) -> (f64, Option<f64>) {
+        let cpu = match (self.cpu, process_cpu_secs()) {
+            (Some(a), Some(b)) => Some((b - a).max(0.0)),
+            _ => None,
+        };
+        (self.wall.elapsed().as_secs_f64(), cpu)
+    }
 }
 
 impl StageRate {
@@ -125,7 +168,22 @@ impl StageRate {
         self.items as f64 / self.secs.max(1e-9)
     }
 
-    /// One line, e.g. `scan: 930000 sentences in 4.10 s (226829 sentences/s, 2 threads)`.
+    /// CPU use during the stage, in cores kept busy on average (2.0: two cores all along).
+    pub fn cores_busy(&self) -> Option<f64> {
+        self.cpu_secs.map(|c| c / self.secs.max(1e-9))
+    }
+
+    /// `; CPU 1.96 cores` where the CPU time is known and the stage took long enough for the
+    /// system's 1/100 s clock ticks to tell.
+    fn cpu_note(&self) -> String {
+        match self.cores_busy() {
+            Some(c) if self.secs >= 0.5 => format!("; CPU {c:.2} cores"),
+            _ => String::new(),
+        }
+    }
+
+    /// One line, e.g. `scan: 930000 sentences in 4.10 s (226829 sentences/s, 2 threads; CPU
+    /// 1.97 cores)`.
     pub fn describe(&self) -> String {
         let (n, unit) = (self.items, self.unit);
         let threads = format!(
@@ -140,18 +198,25 @@ impl StageRate {
                 self.secs,
                 self.per_sec()
             ),
+            // A one-pass build: the contexts were kept during the scan.
+            "collect" if unit == "contexts" => format!(
+                "{}: {n} {unit} kept during the scan, no second read ({:.2} s)",
+                self.name, self.secs
+            ),
             "encode" => format!(
-                "{}: {n} {unit} in {:.2} s ({:.1} {unit}/s), {:.2} s of it waiting for tokens",
+                "{}: {n} {unit} in {:.2} s ({:.1} {unit}/s), {:.2} s of it waiting for tokens{}",
                 self.name,
                 self.secs,
                 self.per_sec(),
-                self.waited_secs
+                self.waited_secs,
+                self.cpu_note()
             ),
             _ => format!(
-                "{}: {n} {unit} in {:.2} s ({:.0} {unit}/s, {threads})",
+                "{}: {n} {unit} in {:.2} s ({:.0} {unit}/s, {threads}{})",
                 self.name,
                 self.secs,
-                self.per_sec()
+                self.per_sec(),
+                self.cpu_note()
             ),
         }
     }
@@ -371,6 +436,14 @@ pub fn checkpoint_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The sentence of a mention the sampler holds, in a one-pass build.
+struct Held {
+    file: u32,
+    line: u32,
+    sentence: u32,
+    text: String,
+}
+
 struct Window {
     index: usize,
     batches: Vec<Vec<(usize, MaskedInput)>>,
@@ -434,11 +507,20 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     report.batch = plan.to_string();
 
     // 1. Scanning: sentences are parsed and their mentions found on `threads` threads; the
-    // sampler takes them here, in corpus order.
-    let mut sampler = Sampler::new(n, opts.k, opts.seed);
+    // sampler takes them here, in corpus order. A build of all shards keeps the sentences of
+    // the mentions it holds (at most k per entity, what collecting would keep), so that the
+    // corpus is read once; a shard keeps only its share, so it reads the corpus again.
+    let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
+    let one_pass = shard_n == 1;
+    let mut sampler = Sampler::<Option<Rc<Held>>>::new(n, opts.k, opts.seed);
+    // The corpus checksum (for the table and checkpoints) is read meanwhile, on its own thread.
+    let corpus_sha = {
+        let corpus = corpus.clone();
+        std::thread::spawn(move || corpus.sha256())
+    };
     let mut meter = Meter::new(Phase::Scanning, 0);
     let mut ordinal = 0u64;
-    let scan_started = Instant::now();
+    let scan_clock = StageClock::start();
     let read = {
         let finder = &source;
         let mut unknown = (0u64, Vec::<String>::new());
@@ -447,8 +529,21 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             |s| finder.find_shared(s),
             |s, found| {
                 finder.count_unknown(s, &found, &mut unknown);
+                let mut held: Option<Rc<Held>> = None;
                 for m in &found.mentions {
-                    sampler.offer(ordinal, m);
+                    sampler.offer_with(ordinal, m, || {
+                        one_pass.then(|| {
+                            let h = held.get_or_insert_with(|| {
+                                Rc::new(Held {
+                                    file: s.file as u32,
+                                    line: s.line as u32,
+                                    sentence: s.index as u32,
+                                    text: s.text.clone(),
+                                })
+                            });
+                            h.clone()
+                        })
+                    });
                 }
                 ordinal += 1;
                 if meter.due() {
@@ -463,7 +558,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         (source.unknown_links, source.unknown_examples) = unknown;
         read
     };
-    let scan_secs = scan_started.elapsed().as_secs_f64();
+    let (scan_secs, scan_cpu) = scan_clock.read();
     if cancel.load(Ordering::Relaxed) {
         return Ok(BuildOutcome::Cancelled {
             done: 0,
@@ -521,66 +616,107 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         items: total_sentences,
         secs: scan_secs,
         threads,
+        cpu_secs: scan_cpu,
         ..Default::default()
     });
-    let selected = sampler.finish();
+    let selected = sampler.finish_with();
 
-    // 2. Collecting.
-    let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
-    let mut records: Vec<ContextRecord> = Vec::new();
-    let mut ptr = 0usize;
-    let mut ordinal = 0u64;
-    let mut meter = Meter::new(Phase::Collecting, 0);
-    // A shard encodes whole windows of the single build (window w goes to shard w mod n), so
-    // every context is encoded in the same batch as in the single build.
+    // 2. Collecting: the sentences of the selected mentions that belong to this shard (whole
+    // windows of the single build: window number mod n = i).
     let window_size = opts.window_size(plan);
-    let collect_started = Instant::now();
-    corpus.for_each_sentence_parallel(
-        threads,
-        |_| (),
-        |s, ()| {
-            while ptr < selected.len() && selected[ptr].ordinal == ordinal {
-                let sel = selected[ptr];
-                if (ptr / window_size) % shard_n == shard_i {
-                    records.push(ContextRecord {
-                        entity: sel.entity,
-                        file: s.file as u32,
-                        line: s.line as u32,
-                        sentence: s.index as u32,
-                        start: sel.start,
-                        end: sel.end,
-                        text: s.text.clone(),
-                        linked: sel.linked,
-                    });
+    let collect_clock = StageClock::start();
+    let records = if one_pass {
+        // Held since the scan. Mentions of one sentence are next to each other, so the last
+        // of them takes the sentence's text and the others copy it.
+        let records: Vec<ContextRecord> = selected
+            .into_iter()
+            .map(|(sel, held)| {
+                let held = held.expect("a one-pass build holds the sentence of every mention");
+                let (file, line, sentence) = (held.file, held.line, held.sentence);
+                let text = Rc::try_unwrap(held).map_or_else(|h| h.text.clone(), |h| h.text);
+                ContextRecord {
+                    entity: sel.entity,
+                    file,
+                    line,
+                    sentence,
+                    start: sel.start,
+                    end: sel.end,
+                    text,
+                    linked: sel.linked,
                 }
-                ptr += 1;
-            }
-            ordinal += 1;
-            if meter.due() {
-                progress(&meter.progress(ordinal, Some(total_sentences)));
-            }
-            Ok(if ptr >= selected.len() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
             })
-        },
-    )?;
-    if ptr < selected.len() {
-        bail!("the corpus changed while it was being read (fewer sentences on the second pass)");
-    }
-    report.stages.push(StageRate {
-        name: "collect",
-        unit: "sentences",
-        items: ordinal,
-        secs: collect_started.elapsed().as_secs_f64(),
-        threads,
-        ..Default::default()
-    });
+            .collect();
+        let (secs, cpu_secs) = collect_clock.read();
+        report.stages.push(StageRate {
+            name: "collect",
+            unit: "contexts",
+            items: records.len() as u64,
+            secs,
+            threads: 1,
+            cpu_secs,
+            ..Default::default()
+        });
+        records
+    } else {
+        let selected: Vec<_> = selected.into_iter().map(|(sel, _)| sel).collect();
+        let mut records: Vec<ContextRecord> = Vec::new();
+        let mut ptr = 0usize;
+        let mut ordinal = 0u64;
+        let mut meter = Meter::new(Phase::Collecting, 0);
+        corpus.for_each_sentence_parallel(
+            threads,
+            |_| (),
+            |s, ()| {
+                while ptr < selected.len() && selected[ptr].ordinal == ordinal {
+                    let sel = selected[ptr];
+                    if (ptr / window_size) % shard_n == shard_i {
+                        records.push(ContextRecord {
+                            entity: sel.entity,
+                            file: s.file as u32,
+                            line: s.line as u32,
+                            sentence: s.index as u32,
+                            start: sel.start,
+                            end: sel.end,
+                            text: s.text.clone(),
+                            linked: sel.linked,
+                        });
+                    }
+                    ptr += 1;
+                }
+                ordinal += 1;
+                if meter.due() {
+                    progress(&meter.progress(ordinal, Some(total_sentences)));
+                }
+                Ok(if ptr >= selected.len() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            },
+        )?;
+        if ptr < selected.len() {
+            bail!(
+                "the corpus changed while it was being read (fewer sentences on the second pass)"
+            );
+        }
+        let (secs, cpu_secs) = collect_clock.read();
+        report.stages.push(StageRate {
+            name: "collect",
+            unit: "sentences",
+            items: ordinal,
+            secs,
+            threads,
+            cpu_secs,
+            ..Default::default()
+        });
+        records
+    };
 
     // 3. Encoding.
     let model_sha = model.weights_sha256()?;
-    let corpus_sha = corpus.sha256()?;
+    let corpus_sha = corpus_sha
+        .join()
+        .map_err(|_| anyhow::anyhow!("internal error: the thread hashing the corpus stopped"))??;
     let model_id = format!("{model_sha}/{:?}", model.encoder.dtype());
     let fingerprint = fingerprint(&model_id, &corpus_sha, entities, opts, mode, plan)?;
     let total = records.len() as u64;
@@ -605,6 +741,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         }
     }
     let started = Instant::now();
+    let encode_clock = StageClock::start();
     let cancelled = encode_records(
         model,
         &records,
@@ -623,13 +760,15 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         threads: resolve_threads(opts.threads),
         ..Default::default()
     });
+    let (encode_secs, encode_cpu) = encode_clock.read();
     report.stages.push(StageRate {
         name: "encode",
         unit: "contexts",
         items: done_here,
-        secs: started.elapsed().as_secs_f64(),
+        secs: encode_secs,
         threads: 1,
         waited_secs: state.waited_secs,
+        cpu_secs: encode_cpu,
     });
     if cancelled {
         if let Some(p) = &checkpoint {
@@ -1128,6 +1267,28 @@ mod tests {
             ("sums", "I64", sums.shape().to_vec(), sums.data().to_vec()),
         ];
         write_safetensors(&m, &tensors).unwrap()
+    }
+
+    #[test]
+    fn stages_tell_their_cpu_use_where_the_system_does() {
+        let cpu = process_cpu_secs();
+        assert_eq!(cpu.is_some(), cfg!(target_os = "linux"));
+        let mut s = StageRate {
+            name: "scan",
+            unit: "sentences",
+            items: 10,
+            secs: 2.0,
+            threads: 2,
+            cpu_secs: Some(3.9),
+            ..Default::default()
+        };
+        assert!(
+            s.describe().ends_with("2 threads; CPU 1.95 cores)"),
+            "{}",
+            s.describe()
+        );
+        s.secs = 0.1;
+        assert!(!s.describe().contains("CPU"), "{}", s.describe());
     }
 
     #[test]

@@ -295,12 +295,37 @@ pub fn sample_key(seed: u64, sentence_ordinal: u64, start: usize) -> u64 {
     )
 }
 
-/// Keeps, per entity, the `k` mentions with the smallest sample keys.
-pub struct Sampler {
+/// Keeps, per entity, the `k` mentions with the smallest sample keys, each with a payload
+/// `P` (e.g. its sentence, so that the corpus need not be read again for it).
+pub struct Sampler<P = ()> {
     k: usize,
     seed: u64,
-    heaps: Vec<BinaryHeap<(u64, u64, u32, u32, bool)>>,
+    heaps: Vec<BinaryHeap<Kept<P>>>,
     pub found: Vec<u64>,
+}
+
+/// A mention in a [`Sampler`]'s heap: ordered by its sample key (then its place), never by
+/// its payload.
+struct Kept<P> {
+    key: (u64, u64, u32, u32, bool),
+    payload: P,
+}
+
+impl<P> PartialEq for Kept<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl<P> Eq for Kept<P> {}
+impl<P> PartialOrd for Kept<P> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<P> Ord for Kept<P> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
 }
 
 /// A selected mention: sentence ordinal and span.
@@ -313,7 +338,18 @@ pub struct Selected {
     pub linked: bool,
 }
 
-impl Sampler {
+impl Sampler<()> {
+    pub fn offer(&mut self, ordinal: u64, m: &Mention) {
+        self.offer_with(ordinal, m, || ());
+    }
+
+    /// The selected mentions in corpus order.
+    pub fn finish(self) -> Vec<Selected> {
+        self.finish_with().into_iter().map(|(s, ())| s).collect()
+    }
+}
+
+impl<P> Sampler<P> {
     pub fn new(n_entities: usize, k: usize, seed: u64) -> Self {
         Sampler {
             k,
@@ -323,12 +359,13 @@ impl Sampler {
         }
     }
 
-    pub fn offer(&mut self, ordinal: u64, m: &Mention) {
+    /// Offers a mention; `payload` is called only when the mention is kept (for now).
+    pub fn offer_with(&mut self, ordinal: u64, m: &Mention, payload: impl FnOnce() -> P) {
         self.found[m.entity] += 1;
         if self.k == 0 {
             return;
         }
-        let item = (
+        let key = (
             sample_key(self.seed, ordinal, m.start),
             ordinal,
             m.start as u32,
@@ -337,31 +374,40 @@ impl Sampler {
         );
         let heap = &mut self.heaps[m.entity];
         if heap.len() < self.k {
-            heap.push(item);
-        } else if item < *heap.peek().expect("non-empty heap") {
+            heap.push(Kept {
+                key,
+                payload: payload(),
+            });
+        } else if key < heap.peek().expect("non-empty heap").key {
             heap.pop();
-            heap.push(item);
+            heap.push(Kept {
+                key,
+                payload: payload(),
+            });
         }
     }
 
-    /// The selected mentions in corpus order.
-    pub fn finish(self) -> Vec<Selected> {
-        let mut out: Vec<Selected> = self
+    /// The selected mentions in corpus order, with their payloads.
+    pub fn finish_with(self) -> Vec<(Selected, P)> {
+        let mut out: Vec<(Selected, P)> = self
             .heaps
             .into_iter()
             .enumerate()
             .flat_map(|(e, h)| {
-                h.into_iter()
-                    .map(move |(_, ordinal, start, end, linked)| Selected {
+                h.into_iter().map(move |kept| {
+                    let (_, ordinal, start, end, linked) = kept.key;
+                    let s = Selected {
                         ordinal,
                         start,
                         end,
                         entity: e as u32,
                         linked,
-                    })
+                    };
+                    (s, kept.payload)
+                })
             })
             .collect();
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }
@@ -495,8 +541,8 @@ mod tests {
 
     #[test]
     fn sampler_keeps_k_and_is_order_independent() {
-        let mut a = Sampler::new(1, 3, 7);
-        let mut b = Sampler::new(1, 3, 7);
+        let mut a = Sampler::<()>::new(1, 3, 7);
+        let mut b = Sampler::<()>::new(1, 3, 7);
         let ms: Vec<(u64, Mention)> = (0..50)
             .map(|i| {
                 (
@@ -520,7 +566,7 @@ mod tests {
         let (sa, sb) = (a.finish(), b.finish());
         assert_eq!(sa.len(), 3);
         assert_eq!(sa, sb);
-        let mut c = Sampler::new(1, 3, 8);
+        let mut c = Sampler::<()>::new(1, 3, 8);
         for (o, m) in &ms {
             c.offer(*o, m);
         }

@@ -274,9 +274,10 @@ impl Corpus {
         Ok(report)
     }
 
-    /// Like [`Corpus::for_each_sentence`], on `threads` threads: lines of plain text and JSON
-    /// Lines files are parsed and split into sentences in parallel (other formats are parsed
-    /// on one thread), `map` runs on every sentence in parallel, and `f` gets each sentence
+    /// Like [`Corpus::for_each_sentence`], on `threads` threads: a reading thread cuts the
+    /// corpus into units (lines of plain text and JSON Lines files, PubTator documents,
+    /// WikiExtractor lines of text, the raw JSON of FewRel examples), workers parse them,
+    /// split them into sentences and run `map` on every sentence, and `f` gets each sentence
     /// with its `map` result on the calling thread in corpus order. The sentences, their order
     /// and the report are the same as [`Corpus::for_each_sentence`]'s for any thread count.
     pub fn for_each_sentence_parallel<T: Send>(
@@ -315,16 +316,42 @@ impl Corpus {
             }
             drop(work_rx);
             let result = (|| -> Result<()> {
+                // A FewRel file read here from some example on; its later units are dropped.
+                let mut read_here = None;
                 for slot in order_rx.iter() {
                     let chunk = slot.recv().map_err(|_| {
                         anyhow::anyhow!("internal error: a corpus reading thread stopped")
                     })??;
+                    if read_here == Some(chunk.fi) {
+                        continue;
+                    }
                     for (s, t) in chunk.sentences {
                         if f(&s, t)?.is_break() {
                             return Ok(());
                         }
                     }
                     report.absorb(chunk.report);
+                    if let Some(from) = chunk.resync {
+                        // Examples the workers could not take, from `from` on: read the way
+                        // `for_each_sentence` reads them, for the same sentences and errors.
+                        read_here = Some(chunk.fi);
+                        let mut part = ReadReport::default();
+                        let mut g = |s: Sentence| {
+                            let t = map(&s);
+                            f(&s, t)
+                        };
+                        let mut r = Reader {
+                            fi: chunk.fi,
+                            path: &self.files[chunk.fi],
+                            report: &mut part,
+                            f: &mut g,
+                        };
+                        let flow = r.fewrel_from(cap, from)?;
+                        report.absorb(part);
+                        if flow.is_break() {
+                            return Ok(());
+                        }
+                    }
                 }
                 Ok(())
             })();
@@ -337,8 +364,8 @@ impl Corpus {
     }
 }
 
-/// A chunk of a corpus for a worker: raw lines of a plain text or JSON Lines file (parsed by
-/// the worker), or sentences parsed already (with what parsing them skipped).
+/// A chunk of a corpus for a worker: raw lines of a plain text or JSON Lines file, or the
+/// pieces of another format that the reading thread cut it into; the worker parses them.
 enum Unit {
     Lines {
         fi: usize,
@@ -347,51 +374,83 @@ enum Unit {
         /// Line number and the line's range in `buf`, or its length when over the cap.
         lines: Vec<(usize, std::result::Result<std::ops::Range<usize>, usize>)>,
     },
-    Parsed {
-        sentences: Vec<Sentence>,
-        report: ReadReport,
+    Pieces {
+        fi: usize,
+        pieces: Vec<Piece>,
+    },
+    /// File `fi` is to be read on the consumer's thread from FewRel example `from` on (the
+    /// reading thread met something it does not cut: bad JSON, an over-long example, …).
+    Resync {
+        fi: usize,
+        from: usize,
     },
 }
 
-/// Sentences of one [`Unit`] in corpus order, each with its `map` result, and the unit's report.
+/// One piece of a PubTator, WikiExtractor or FewRel file, in file order.
+enum Piece {
+    /// What the reading thread skipped before the next piece.
+    Report(ReadReport),
+    PubTator(PubTatorDoc),
+    /// A line of text of a `<doc>` block, anchors not parsed yet.
+    Wiki {
+        line: usize,
+        text: String,
+    },
+    /// The raw JSON of FewRel example `index` (0-based).
+    FewRel {
+        index: usize,
+        json: Vec<u8>,
+    },
+}
+
+impl Piece {
+    fn bytes(&self) -> usize {
+        match self {
+            Piece::Report(_) => 0,
+            Piece::PubTator(d) => {
+                d.bytes
+                    + d.title.as_ref().map_or(0, String::len)
+                    + d.abstract_.as_ref().map_or(0, String::len)
+            }
+            Piece::Wiki { text, .. } => text.len(),
+            Piece::FewRel { json, .. } => json.len(),
+        }
+    }
+}
+
+/// Sentences of one [`Unit`] in corpus order, each with its `map` result, and the unit's
+/// report; `resync` asks the consumer to read file `fi` itself from that FewRel example on.
 struct Chunk<T> {
+    fi: usize,
     sentences: Vec<(Sentence, T)>,
     report: ReadReport,
+    resync: Option<usize>,
 }
 
 type ChunkSlot<T> = crossbeam_channel::Sender<Result<Chunk<T>>>;
 type OrderSender<T> = crossbeam_channel::Sender<crossbeam_channel::Receiver<Result<Chunk<T>>>>;
 
-/// Lines (or sentences) per unit, and bytes of raw lines per unit.
+/// Lines (or pieces) per unit, and bytes of raw lines (or pieces) per unit.
 const UNIT_LINES: usize = 2048;
 const UNIT_BYTES: usize = 256 << 10;
 
 impl Unit {
     fn run<T>(self, corpus: &Corpus, cap: usize, map: &dyn Fn(&Sentence) -> T) -> Result<Chunk<T>> {
-        match self {
-            Unit::Parsed { sentences, report } => Ok(Chunk {
-                sentences: sentences
-                    .into_iter()
-                    .map(|s| {
-                        let t = map(&s);
-                        (s, t)
-                    })
-                    .collect(),
-                report,
-            }),
+        let mut report = ReadReport::default();
+        let mut out = Vec::new();
+        let mut push = |s: Sentence| {
+            let t = map(&s);
+            out.push((s, t));
+            Ok(ControlFlow::Continue(()))
+        };
+        let (fi, resync) = match self {
+            Unit::Resync { fi, from } => (fi, Some(from)),
             Unit::Lines {
                 fi,
                 jsonl,
                 buf,
                 lines,
             } => {
-                let mut report = ReadReport::default();
-                let mut out = Vec::with_capacity(lines.len());
-                let mut push = |s: Sentence| {
-                    let t = map(&s);
-                    out.push((s, t));
-                    Ok(ControlFlow::Continue(()))
-                };
                 let mut r = Reader {
                     fi,
                     path: &corpus.files[fi],
@@ -404,12 +463,49 @@ impl Unit {
                         break;
                     }
                 }
-                Ok(Chunk {
-                    sentences: out,
-                    report,
-                })
+                (fi, None)
             }
-        }
+            Unit::Pieces { fi, pieces } => {
+                let mut r = Reader {
+                    fi,
+                    path: &corpus.files[fi],
+                    report: &mut report,
+                    f: &mut push,
+                };
+                let mut resync = None;
+                // (`push` never stops the reading, so the flows returned here are ignored.)
+                for piece in pieces {
+                    match piece {
+                        Piece::Report(part) => r.report.absorb(part),
+                        Piece::PubTator(mut doc) => {
+                            let _ = r.flush_pubtator(&mut doc)?;
+                        }
+                        Piece::Wiki { line, text } => {
+                            let _ = r.wiki_passage(line, &text)?;
+                        }
+                        Piece::FewRel { index, json } => {
+                            match serde_json::from_slice::<Value>(&json) {
+                                Ok(v) => {
+                                    let ex = fewrel_example(&v, None);
+                                    let _ = r.fewrel_sentence(index, ex)?;
+                                }
+                                Err(_) => {
+                                    resync = Some(index);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                (fi, resync)
+            }
+        };
+        Ok(Chunk {
+            fi,
+            sentences: out,
+            report,
+            resync,
+        })
     }
 }
 
@@ -474,39 +570,353 @@ fn frame_units<T>(
             if !send(unit) {
                 return;
             }
-        } else {
-            // Parsed here; the workers run `map`. The file's report goes with its last unit.
-            let mut report = ReadReport::default();
-            let mut sentences = Vec::with_capacity(UNIT_LINES);
-            let mut gone = false;
-            let mut push = |s: Sentence| {
-                sentences.push(s);
-                if sentences.len() >= UNIT_LINES {
-                    let unit = Unit::Parsed {
-                        sentences: std::mem::replace(
-                            &mut sentences,
-                            Vec::with_capacity(UNIT_LINES),
-                        ),
-                        report: ReadReport::default(),
-                    };
-                    if !send(unit) {
-                        gone = true;
-                        return Ok(ControlFlow::Break(()));
-                    }
+            continue;
+        }
+        // Pieces go out in units of about UNIT_LINES pieces or UNIT_BYTES bytes.
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut bytes = 0usize;
+        let mut gone = false;
+        let mut add = |piece: Piece, pieces: &mut Vec<Piece>, gone: &mut bool| -> bool {
+            bytes += piece.bytes();
+            pieces.push(piece);
+            if pieces.len() >= UNIT_LINES || bytes >= UNIT_BYTES {
+                bytes = 0;
+                let unit = Unit::Pieces {
+                    fi,
+                    pieces: std::mem::take(pieces),
+                };
+                if !send(unit) {
+                    *gone = true;
                 }
-                Ok(ControlFlow::Continue(()))
+            }
+            !*gone
+        };
+        let outcome = if format == Format::FewRel {
+            let framed = frame_fewrel(path, cap, &mut |index, json| {
+                add(Piece::FewRel { index, json }, &mut pieces, &mut gone)
+            });
+            match framed {
+                Framed::All => Ok(()),
+                Framed::Gone => return,
+                Framed::From(from) => {
+                    if !pieces.is_empty() {
+                        let pieces = std::mem::take(&mut pieces);
+                        if !send(Unit::Pieces { fi, pieces }) {
+                            return;
+                        }
+                    }
+                    if !send(Unit::Resync { fi, from }) {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            // The reading thread follows the document structure (and reports what it skips
+            // there); the workers turn documents and lines into sentences.
+            let mut report = ReadReport::default();
+            let mut never = |_: Sentence| -> Result<ControlFlow<()>> {
+                unreachable!("sentences are made on the workers")
             };
             let mut r = Reader {
                 fi,
                 path,
                 report: &mut report,
-                f: &mut push,
+                f: &mut never,
             };
-            if let Err(e) = r.file(cap) {
-                return fail(e);
+            let flow = |keep: bool| {
+                Ok(if keep {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                })
+            };
+            let read = if format == Format::PubTator {
+                r.pubtator_docs(cap, |r, doc| {
+                    let doc = std::mem::take(doc);
+                    if doc.pmid.is_none() {
+                        return flow(true);
+                    }
+                    if *r.report != ReadReport::default() {
+                        let part = std::mem::take(&mut *r.report);
+                        pieces.push(Piece::Report(part));
+                    }
+                    flow(add(Piece::PubTator(doc), &mut pieces, &mut gone))
+                })
+            } else {
+                r.wiki_lines(cap, |r, line, text| {
+                    if *r.report != ReadReport::default() {
+                        let part = std::mem::take(&mut *r.report);
+                        pieces.push(Piece::Report(part));
+                    }
+                    let text = text.to_string();
+                    flow(add(Piece::Wiki { line, text }, &mut pieces, &mut gone))
+                })
+            };
+            if read.is_ok() && report != ReadReport::default() {
+                pieces.push(Piece::Report(report));
             }
-            if gone || !send(Unit::Parsed { sentences, report }) {
+            read.map(|_| ())
+        };
+        if gone {
+            return;
+        }
+        if !pieces.is_empty() && !send(Unit::Pieces { fi, pieces }) {
+            return;
+        }
+        if let Err(e) = outcome {
+            return fail(e);
+        }
+    }
+}
+
+/// How far [`frame_fewrel`] got.
+enum Framed {
+    /// Every example was handed on.
+    All,
+    /// The receiver is gone.
+    Gone,
+    /// Examples from this one on (0-based) were not handed on.
+    From(usize),
+}
+
+/// JSON nesting deeper than this inside an example is left to the sequential reader (whose
+/// parser counts the levels above the example too).
+const FEWREL_MAX_DEPTH: usize = 100;
+
+/// Cuts a FewRel-style file (a list of examples, or an object of relation → list) into the
+/// raw JSON of its examples, handing each with its number to `example` (which returns false
+/// to stop). Only the structure around the examples is checked here; the workers parse the
+/// examples. On anything else — bad JSON around or between examples, an example near the
+/// size limit, a read error — it stops and says from which example the file is to be read by
+/// the sequential reader, which then gives the same sentences and errors as always.
+fn frame_fewrel(
+    path: &Path,
+    cap: usize,
+    example: &mut dyn FnMut(usize, Vec<u8>) -> bool,
+) -> Framed {
+    let Ok(inner) = open_reader(path) else {
+        return Framed::From(0);
+    };
+    let mut src = JsonBytes {
+        inner,
+        since: 0,
+        failed: false,
+    };
+    let mut index = 0usize;
+    // `None` when the file is to be read sequentially from `index` on.
+    let mut list = |src: &mut JsonBytes, index: &mut usize| -> Option<bool> {
+        // After `[`.
+        src.skip_ws();
+        if src.peek()? == b']' {
+            src.bump();
+            return Some(true);
+        }
+        loop {
+            let json = src.value(cap)?;
+            // The sequential reader refuses examples (with what precedes them) over the cap.
+            if src.since.saturating_add(64) > cap {
+                return None;
+            }
+            src.since = 0;
+            if !example(*index, json) {
+                return Some(false);
+            }
+            *index += 1;
+            src.skip_ws();
+            match src.peek()? {
+                b',' => {
+                    src.bump();
+                    src.skip_ws();
+                }
+                b']' => {
+                    src.bump();
+                    return Some(true);
+                }
+                _ => return None,
+            }
+        }
+    };
+    let framed = (|| -> Option<bool> {
+        src.skip_ws();
+        match src.peek()? {
+            b'[' => {
+                src.bump();
+                if !list(&mut src, &mut index)? {
+                    return Some(false);
+                }
+            }
+            b'{' => {
+                src.bump();
+                src.skip_ws();
+                if src.peek()? == b'}' {
+                    src.bump();
+                } else {
+                    loop {
+                        if src.peek()? != b'"' {
+                            return None;
+                        }
+                        let key = src.value(cap)?;
+                        serde_json::from_slice::<String>(&key).ok()?;
+                        src.skip_ws();
+                        if src.peek()? != b':' {
+                            return None;
+                        }
+                        src.bump();
+                        src.skip_ws();
+                        if src.peek()? != b'[' {
+                            return None;
+                        }
+                        src.bump();
+                        if !list(&mut src, &mut index)? {
+                            return Some(false);
+                        }
+                        src.skip_ws();
+                        match src.peek()? {
+                            b',' => {
+                                src.bump();
+                                src.skip_ws();
+                            }
+                            b'}' => {
+                                src.bump();
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        }
+        src.skip_ws();
+        // Trailing data (or a read error) is for the sequential reader to report.
+        if src.peek().is_some() || src.failed {
+            return None;
+        }
+        Some(true)
+    })();
+    match framed {
+        Some(true) => Framed::All,
+        Some(false) => Framed::Gone,
+        None => Framed::From(index),
+    }
+}
+
+/// Bytes of a JSON file for [`frame_fewrel`]; `since` counts bytes consumed since the last
+/// example, `failed` notes a read error (which then reads as the end).
+struct JsonBytes {
+    inner: Box<dyn BufRead>,
+    since: usize,
+    failed: bool,
+}
+
+impl JsonBytes {
+    fn buf(&mut self) -> &[u8] {
+        if self.failed {
+            return &[];
+        }
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.failed = true;
+                    return &[];
+                }
+            }
+        }
+        self.inner.fill_buf().unwrap_or(&[])
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.buf().first().copied()
+    }
+
+    fn bump(&mut self) {
+        self.inner.consume(1);
+        self.since += 1;
+    }
+
+    fn skip_ws(&mut self) {
+        loop {
+            let buf = self.buf();
+            let n = buf
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(buf.len());
+            let end = n < buf.len() || buf.is_empty();
+            self.inner.consume(n);
+            self.since = self.since.saturating_add(n);
+            if end {
                 return;
+            }
+        }
+    }
+
+    /// The raw bytes of the JSON value that starts here: an object or array up to its closing
+    /// bracket, a string up to its closing quote, anything else up to the next `,`, `]`, `}`
+    /// or whitespace. Brackets and strings are followed, not checked (the parser that gets
+    /// the bytes checks them). `None` at the end of the file, for an empty value, nesting
+    /// deeper than [`FEWREL_MAX_DEPTH`] or more than `cap` bytes.
+    fn value(&mut self, cap: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+        loop {
+            let buf = self.buf();
+            if buf.is_empty() {
+                return None;
+            }
+            let mut end = None;
+            for (i, &b) in buf.iter().enumerate() {
+                if in_str {
+                    if esc {
+                        esc = false;
+                    } else if b == b'\\' {
+                        esc = true;
+                    } else if b == b'"' {
+                        in_str = false;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_str = true,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        if depth > FEWREL_MAX_DEPTH {
+                            return None;
+                        }
+                    }
+                    b'}' | b']' if depth == 0 => {
+                        end = Some(i);
+                        break;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    b',' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let n = end.unwrap_or(buf.len());
+            out.extend_from_slice(&buf[..n]);
+            self.inner.consume(n);
+            self.since = self.since.saturating_add(n);
+            if out.len() > cap {
+                return None;
+            }
+            if end.is_some() {
+                return (!out.is_empty()).then_some(out);
             }
         }
     }
@@ -916,62 +1326,85 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
 
     /// FewRel-style `.json`, parsed one example at a time.
     fn fewrel(&mut self, cap: usize) -> Result<ControlFlow<()>> {
-        let path = self.path;
+        self.fewrel_from(cap, 0)
+    }
+
+    /// The examples of a FewRel-style file from the `from`-th (0-based) on; the ones before
+    /// are parsed and passed over.
+    fn fewrel_from(&mut self, cap: usize, from: usize) -> Result<ControlFlow<()>> {
         let mut flow = ControlFlow::Continue(());
-        for_each_fewrel_example(path, cap, |i, ex| {
-            let line = i + 1;
-            let at = format!("{}:{line}", path.display());
-            if ex.tokens.is_empty() {
-                self.report.warn(format!("{at}: example has no tokens"));
+        for_each_fewrel_example(self.path, cap, |i, ex| {
+            if i < from {
                 return Ok(ControlFlow::Continue(()));
             }
-            let text = ex.tokens.join(" ");
-            let mut starts = Vec::with_capacity(ex.tokens.len());
-            let mut pos = 0usize;
-            for t in &ex.tokens {
-                starts.push(pos);
-                pos += t.chars().count() + 1;
-            }
-            let mut spans = Vec::new();
-            for (slot, ent) in [("h", &ex.head), ("t", &ex.tail)] {
-                let Some(ent) = ent else { continue };
-                if ent.id.is_empty() {
-                    continue;
-                }
-                for group in &ent.positions {
-                    let (Some(&lo), Some(&hi)) = (group.iter().min(), group.iter().max()) else {
-                        continue;
-                    };
-                    if hi >= ex.tokens.len() {
-                        self.report.warn_link(format!(
-                            "{at}: `{slot}` ({}): token position {hi} is outside the {} tokens",
-                            ent.id,
-                            ex.tokens.len()
-                        ));
-                        continue;
-                    }
-                    let end = starts[hi] + ex.tokens[hi].chars().count();
-                    spans.push((starts[lo], end, ent.id.clone(), format!("{at}: `{slot}`")));
-                }
-            }
-            let links = self.char_spans_to_links(&text, spans);
-            self.report.sentences += 1;
-            self.report.links += links.len();
-            let s = Sentence {
-                file: self.fi,
-                line,
-                index: 0,
-                text,
-                links,
-            };
-            flow = (self.f)(s)?;
+            flow = self.fewrel_sentence(i, ex)?;
             Ok(flow)
         })?;
         Ok(flow)
     }
 
+    /// The sentence of FewRel example `i` (0-based).
+    fn fewrel_sentence(&mut self, i: usize, ex: FewRelExample) -> Result<ControlFlow<()>> {
+        let line = i + 1;
+        let at = format!("{}:{line}", self.path.display());
+        if ex.tokens.is_empty() {
+            self.report.warn(format!("{at}: example has no tokens"));
+            return Ok(ControlFlow::Continue(()));
+        }
+        let text = ex.tokens.join(" ");
+        let mut starts = Vec::with_capacity(ex.tokens.len());
+        let mut pos = 0usize;
+        for t in &ex.tokens {
+            starts.push(pos);
+            pos += t.chars().count() + 1;
+        }
+        let mut spans = Vec::new();
+        for (slot, ent) in [("h", &ex.head), ("t", &ex.tail)] {
+            let Some(ent) = ent else { continue };
+            if ent.id.is_empty() {
+                continue;
+            }
+            for group in &ent.positions {
+                let (Some(&lo), Some(&hi)) = (group.iter().min(), group.iter().max()) else {
+                    continue;
+                };
+                if hi >= ex.tokens.len() {
+                    self.report.warn_link(format!(
+                        "{at}: `{slot}` ({}): token position {hi} is outside the {} tokens",
+                        ent.id,
+                        ex.tokens.len()
+                    ));
+                    continue;
+                }
+                let end = starts[hi] + ex.tokens[hi].chars().count();
+                spans.push((starts[lo], end, ent.id.clone(), format!("{at}: `{slot}`")));
+            }
+        }
+        let links = self.char_spans_to_links(&text, spans);
+        self.report.sentences += 1;
+        self.report.links += links.len();
+        let s = Sentence {
+            file: self.fi,
+            line,
+            index: 0,
+            text,
+            links,
+        };
+        (self.f)(s)
+    }
+
     /// PubTator: documents of title, abstract and annotation lines, separated by blank lines.
     fn pubtator(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        self.pubtator_docs(cap, |r, doc| r.flush_pubtator(doc))
+    }
+
+    /// Reads the lines of a PubTator file into documents, handing each (possibly empty) to
+    /// `done` where [`Reader::flush_pubtator`] turns it into sentences.
+    fn pubtator_docs(
+        &mut self,
+        cap: usize,
+        mut done: impl FnMut(&mut Self, &mut PubTatorDoc) -> Result<ControlFlow<()>>,
+    ) -> Result<ControlFlow<()>> {
         let mut reader = LineReader::open(self.path, cap)?;
         let mut doc = PubTatorDoc::default();
         loop {
@@ -982,7 +1415,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                 continue;
             };
             if line.trim().is_empty() {
-                if self.flush_pubtator(&mut doc)?.is_break() {
+                if done(self, &mut doc)?.is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
                 continue;
@@ -990,7 +1423,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
             if let Some((pmid, kind, text)) = split_pubtator_text(&line) {
                 let new_doc =
                     doc.pmid.as_deref() != Some(pmid) || (kind == "t" && doc.title.is_some());
-                if new_doc && self.flush_pubtator(&mut doc)?.is_break() {
+                if new_doc && done(self, &mut doc)?.is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
                 if doc.pmid.is_none() {
@@ -1058,7 +1491,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
             doc.annotations
                 .push((s, e, id.to_string(), cols[3].to_string(), line_no));
         }
-        self.flush_pubtator(&mut doc)
+        done(self, &mut doc)
     }
 
     fn flush_pubtator(&mut self, doc: &mut PubTatorDoc) -> Result<ControlFlow<()>> {
@@ -1103,6 +1536,23 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
 
     /// WikiExtractor `--links` output.
     fn wiki(&mut self, cap: usize) -> Result<ControlFlow<()>> {
+        self.wiki_lines(cap, |r, line_no, line| r.wiki_passage(line_no, line))
+    }
+
+    /// One line of text of a WikiExtractor document: anchors become links.
+    fn wiki_passage(&mut self, line_no: usize, line: &str) -> Result<ControlFlow<()>> {
+        let at = self.at(line_no);
+        let (text, links) = parse_anchors(line, &at, self.report);
+        self.emit_passage(line_no, &text, &links)
+    }
+
+    /// Reads the `<doc>` blocks of a WikiExtractor file, handing each line of text (not the
+    /// repeated title) to `passage`.
+    fn wiki_lines(
+        &mut self,
+        cap: usize,
+        mut passage: impl FnMut(&mut Self, usize, &str) -> Result<ControlFlow<()>>,
+    ) -> Result<ControlFlow<()>> {
         let mut reader = LineReader::open(self.path, cap)?;
         let mut in_doc = false;
         let mut title: Option<String> = None;
@@ -1134,9 +1584,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                     continue; // WikiExtractor repeats the title as the first line
                 }
             }
-            let at = self.at(line_no);
-            let (text, links) = parse_anchors(line, &at, self.report);
-            if self.emit_passage(line_no, &text, &links)?.is_break() {
+            if passage(self, line_no, line)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
         }
@@ -1705,6 +2153,223 @@ mod tests {
             let (got, report) = read_all(&c, threads);
             assert!(got == want, "{threads} threads: other sentences or order");
             assert_eq!(report, want_report, "{threads} threads");
+        }
+    }
+
+    /// Every sentence and the report (or the error) of a sequential read.
+    fn read_seq(c: &Corpus) -> (Vec<(Sentence, usize)>, Result<ReadReport, String>) {
+        let mut got = Vec::new();
+        let report = c.for_each_sentence(|s| {
+            got.push((s.clone(), s.text.len() + s.links.len()));
+            Ok(ControlFlow::Continue(()))
+        });
+        (got, report.map_err(|e| format!("{e:#}")))
+    }
+
+    /// The same for a parallel read.
+    fn read_par(
+        c: &Corpus,
+        threads: usize,
+    ) -> (Vec<(Sentence, usize)>, Result<ReadReport, String>) {
+        let mut got = Vec::new();
+        let report = c.for_each_sentence_parallel(
+            threads,
+            |s| s.text.len() + s.links.len(),
+            |s, n| {
+                got.push((s.clone(), n));
+                Ok(ControlFlow::Continue(()))
+            },
+        );
+        (got, report.map_err(|e| format!("{e:#}")))
+    }
+
+    #[test]
+    fn linked_formats_read_in_parallel_give_the_sequential_sentences_and_report() {
+        let d = tempfile::tempdir().unwrap();
+        let n = 2 * UNIT_LINES + 300;
+        // PubTator: documents with and without blank lines between them, and bad lines of
+        // every kind spread over several units.
+        let mut pt = String::new();
+        for i in 0..n {
+            let title = format!("Aspirin {i} helps.");
+            pt.push_str(&format!(
+                "{i}|t|{title}\n{i}|a|Then aspirin {i} again. More text.\n"
+            ));
+            pt.push_str(&format!("{i}\t0\t7\tAspirin\tChemical\tD001241\n"));
+            match i % 89 {
+                0 => pt.push_str(&format!("{i}\t0\t7\tAspirinX\tChemical\tD1\n")),
+                1 => pt.push_str(&format!("{i}\t5\t900\tx\tChemical\tD1\n")),
+                2 => pt.push_str("77777\t0\t3\tAsp\tChemical\tD1\n"),
+                3 => pt.push_str("garbage line\n"),
+                4 => pt.push_str(&format!("{i}|t|second title\n")),
+                5 => pt.push_str(&format!("{i}\tCID\tD1\tD2\n")),
+                6 => pt.push_str(&format!("{}\n", "y".repeat(400))),
+                7 => pt.push_str(&format!("{i}\tx\t7\tAspirin\tChemical\tD1\n")),
+                _ => {}
+            }
+            if i % 3 != 0 {
+                pt.push('\n');
+            }
+        }
+        let mut pt = pt.into_bytes();
+        pt.extend(b"\xff\xfe\n9|a|only an abstract.\n");
+        std::fs::write(d.path().join("a.pubtator"), pt).unwrap();
+        // WikiExtractor, with text outside documents and bad anchors.
+        let mut wiki = String::new();
+        for i in 0..n {
+            if i % 40 == 0 {
+                wiki.push_str(&format!("<doc id=\"{i}\" title=\"Doc {i}\">\nDoc {i}\n"));
+            }
+            match i % 97 {
+                0 => wiki.push_str("An <a>bare</a> anchor. Second one.\n"),
+                1 => wiki.push_str("Open <a href=\"x\">never closed\n"),
+                _ => wiki.push_str(&format!(
+                    "Line {i} on <a href=\"paris\">Paris</a>. And <a href=\"Lyon%20city\">Lyon</a> too.\n"
+                )),
+            }
+            if i % 40 == 39 {
+                wiki.push_str("</doc>\n");
+                if i % 400 == 39 {
+                    wiki.push_str("stray text\n");
+                }
+            }
+        }
+        std::fs::write(d.path().join("b.wiki"), wiki).unwrap();
+        // FewRel, as a list and as an object of relation → list.
+        let example = |i: usize| match i % 101 {
+            0 => serde_json::json!({"tokens": []}),
+            1 => serde_json::json!({"tokens": ["A", "b"], "h": ["a", "Q1", [[0, 9]]]}),
+            2 => {
+                serde_json::json!({"tokens": ["A", "b"], "h": ["a", "Q1", [[0]]], "t": ["ab", "Q2", [[0, 1]]]})
+            }
+            3 => serde_json::json!(7),
+            _ => serde_json::json!({"tokens": ["Ünïcode", "Paris", format!("{i}"), "."],
+                "h": ["paris", "Q90", [[1]]], "t": ["n", format!("Q{i}"), [[2]]]}),
+        };
+        let list: Vec<_> = (0..n).map(example).collect();
+        std::fs::write(
+            d.path().join("c.json"),
+            serde_json::to_string_pretty(&list).unwrap(),
+        )
+        .unwrap();
+        let object = serde_json::json!({
+            "P1": (0..n / 2).map(example).collect::<Vec<_>>(),
+            "Pé \"2\"": [],
+            "P3": (n / 2..n).map(example).collect::<Vec<_>>(),
+        });
+        std::fs::write(
+            d.path().join("d.json"),
+            serde_json::to_string(&object).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("e.json"), "  [ ]  ").unwrap();
+        let mut c = Corpus::open(&[d.path().to_path_buf()]).unwrap();
+        c.max_line_bytes = 300;
+        let (want, want_report) = read_seq(&c);
+        let want_report = want_report.unwrap();
+        assert!(want.len() > 5 * n, "{}", want.len());
+        assert!(want_report.skipped_lines > 20 && want_report.skipped_links > 20);
+        for threads in [2, 3, 8] {
+            let (got, report) = read_par(&c, threads);
+            assert!(got == want, "{threads} threads: other sentences or order");
+            assert_eq!(report.unwrap(), want_report, "{threads} threads");
+        }
+        // Each file alone, so that the warnings kept are each format's own.
+        for f in &c.files {
+            let mut one = Corpus::open(std::slice::from_ref(f)).unwrap();
+            one.max_line_bytes = 300;
+            let (want, want_report) = read_seq(&one);
+            let want_report = want_report.unwrap();
+            assert!(
+                want_report.warnings.len() == 20 || f.ends_with("e.json"),
+                "{f:?}"
+            );
+            let (got, report) = read_par(&one, 2);
+            assert!(got == want, "{f:?}: other sentences or order");
+            assert_eq!(report.unwrap(), want_report, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn fewrel_files_the_workers_cannot_cut_read_as_they_do_sequentially() {
+        let d = tempfile::tempdir().unwrap();
+        let good =
+            |i: usize| format!(r#"{{"tokens": ["Paris", "{i}"], "h": ["p", "Q90", [[0]]]}}"#);
+        let many = |from: usize, to: usize| (from..to).map(good).collect::<Vec<_>>().join(",\n");
+        let n = UNIT_LINES + 50;
+        let after = d.path().join("after.txt");
+        std::fs::write(&after, "After. The end.\n").unwrap();
+        let cases: Vec<(&str, String)> = vec![
+            (
+                "bad-inside.json",
+                format!(
+                    "[{}, {{\"tokens\": [tru]}}, {}]",
+                    many(0, n),
+                    many(n, n + 9)
+                ),
+            ),
+            (
+                "bad-between.json",
+                format!("[{} {}]", many(0, n), many(n, n + 9)),
+            ),
+            ("trailing-comma.json", format!("[{},]", many(0, n))),
+            ("trailing-data.json", format!("[{}] x", many(0, n))),
+            ("unclosed.json", format!("[{}", many(0, n))),
+            (
+                "long.json",
+                format!(
+                    "[{}, {{\"tokens\": [\"{}\"]}}, {}]",
+                    many(0, n),
+                    "z".repeat(5000),
+                    many(n, n + 3)
+                ),
+            ),
+            (
+                "deep.json",
+                format!(
+                    "[{}, {}1{}, {}]",
+                    many(0, 10),
+                    "[".repeat(140),
+                    "]".repeat(140),
+                    many(10, 20)
+                ),
+            ),
+            (
+                "bad-key.json",
+                format!("{{\"P1\": [{}], \"\\q\": []}}", many(0, n)),
+            ),
+            (
+                "not-a-list.json",
+                format!("{{\"P1\": [{}], \"P2\": 3}}", many(0, n)),
+            ),
+            ("scalar.json", "42".to_string()),
+            ("empty.json", String::new()),
+            (
+                "bad-utf8.json",
+                format!("[{}, {{\"tokens\": [\"Q\"]}}]", many(0, 5)),
+            ),
+        ];
+        for (name, text) in cases {
+            let p = d.path().join(name);
+            let mut bytes = text.into_bytes();
+            if name == "bad-utf8.json" {
+                let at = bytes.len() - 5;
+                bytes[at] = 0xff;
+            }
+            std::fs::write(&p, &bytes).unwrap();
+            let mut c = Corpus::open(&[p, after.clone()]).unwrap();
+            c.max_line_bytes = 4096;
+            let (want, want_report) = read_seq(&c);
+            for threads in [2, 5] {
+                let (got, report) = read_par(&c, threads);
+                assert!(
+                    got == want,
+                    "{name}, {threads} threads: other sentences ({} vs {})",
+                    got.len(),
+                    want.len()
+                );
+                assert_eq!(report, want_report, "{name}, {threads} threads");
+            }
         }
     }
 

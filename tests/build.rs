@@ -210,8 +210,8 @@ fn table_bytes_do_not_depend_on_the_thread_count() {
     let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
     let sample = |f: &str| root().join("assets/sample").join(f);
     let e = sample("pubmed-entities.tsv");
-    // Linked JSON Lines and plain text are parsed in parallel; FewRel is parsed on one thread
-    // and matched in parallel. Unknown links and name matches exercise the merged counts.
+    // Linked JSON Lines, plain text and FewRel are parsed and matched in parallel. Unknown
+    // links and name matches exercise the merged counts.
     for (corpus, mentions) in [
         (vec![sample("pubmed-linked.jsonl")], MentionMode::Links),
         (vec![sample("pubmed.txt")], MentionMode::Names),
