@@ -369,14 +369,7 @@ pub fn run(
         }
         .into(),
         dtype: format!("{:?}", model.encoder.dtype()).to_lowercase(),
-        matmul: if model.encoder.device().is_cpu()
-            && model.encoder.dtype() == candle_core::DType::F32
-        {
-            model.encoder.matmul().describe()
-        } else {
-            "candle's matmul"
-        }
-        .into(),
+        matmul: model.encoder.matmul().describe().into(),
         load_secs,
         encode_secs,
         contexts_per_sec: state.done as f64 / encode_secs,

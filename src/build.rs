@@ -634,16 +634,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                 let held = held.expect("a one-pass build holds the sentence of every mention");
                 let (file, line, sentence) = (held.file, held.line, held.sentence);
                 let text = Rc::try_unwrap(held).map_or_else(|h| h.text.clone(), |h| h.text);
-                ContextRecord {
-                    entity: sel.entity,
-                    file,
-                    line,
-                    sentence,
-                    start: sel.start,
-                    end: sel.end,
-                    text,
-                    linked: sel.linked,
-                }
+                sel.record(file, line, sentence, text)
             })
             .collect();
         let (secs, cpu_secs) = collect_clock.read();
@@ -670,16 +661,12 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                 while ptr < selected.len() && selected[ptr].ordinal == ordinal {
                     let sel = selected[ptr];
                     if (ptr / window_size) % shard_n == shard_i {
-                        records.push(ContextRecord {
-                            entity: sel.entity,
-                            file: s.file as u32,
-                            line: s.line as u32,
-                            sentence: s.index as u32,
-                            start: sel.start,
-                            end: sel.end,
-                            text: s.text.clone(),
-                            linked: sel.linked,
-                        });
+                        records.push(sel.record(
+                            s.file as u32,
+                            s.line as u32,
+                            s.index as u32,
+                            s.text.clone(),
+                        ));
                     }
                     ptr += 1;
                 }

@@ -721,11 +721,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if matmul > 0 {
                 let mm = crate::bench::bench_matmul(generic)?;
                 let p = crate::bench::matmul_peak(&dev, dtype, mm, matmul)?;
-                let via = if dev.is_cpu() && dtype == candle_core::DType::F32 {
-                    mm.describe()
-                } else {
-                    "candle's matmul"
-                };
+                let via = mm.on(&dev, dtype).describe();
                 writeln!(
                     out,
                     "matmul peak ({matmul}x{matmul} {dtype_name}, {via}): {p:.1} GFLOP/s"

@@ -338,6 +338,23 @@ pub struct Selected {
     pub linked: bool,
 }
 
+impl Selected {
+    /// The context of this mention in its sentence `text` (file, line and sentence index as
+    /// the corpus reader gave them).
+    pub fn record(self, file: u32, line: u32, sentence: u32, text: String) -> ContextRecord {
+        ContextRecord {
+            entity: self.entity,
+            file,
+            line,
+            sentence,
+            start: self.start,
+            end: self.end,
+            text,
+            linked: self.linked,
+        }
+    }
+}
+
 impl Sampler<()> {
     pub fn offer(&mut self, ordinal: u64, m: &Mention) {
         self.offer_with(ordinal, m, || ());
@@ -373,18 +390,16 @@ impl<P> Sampler<P> {
             m.linked,
         );
         let heap = &mut self.heaps[m.entity];
-        if heap.len() < self.k {
-            heap.push(Kept {
-                key,
-                payload: payload(),
-            });
-        } else if key < heap.peek().expect("non-empty heap").key {
+        if heap.len() == self.k {
+            if key >= heap.peek().expect("non-empty heap").key {
+                return;
+            }
             heap.pop();
-            heap.push(Kept {
-                key,
-                payload: payload(),
-            });
         }
+        heap.push(Kept {
+            key,
+            payload: payload(),
+        });
     }
 
     /// The selected mentions in corpus order, with their payloads.

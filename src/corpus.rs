@@ -637,24 +637,18 @@ fn frame_units<T>(
                     if doc.pmid.is_none() {
                         return flow(true);
                     }
-                    if *r.report != ReadReport::default() {
-                        let part = std::mem::take(&mut *r.report);
-                        pieces.push(Piece::Report(part));
-                    }
+                    hand_on_report(r.report, &mut pieces);
                     flow(add(Piece::PubTator(doc), &mut pieces, &mut gone))
                 })
             } else {
                 r.wiki_lines(cap, |r, line, text| {
-                    if *r.report != ReadReport::default() {
-                        let part = std::mem::take(&mut *r.report);
-                        pieces.push(Piece::Report(part));
-                    }
+                    hand_on_report(r.report, &mut pieces);
                     let text = text.to_string();
                     flow(add(Piece::Wiki { line, text }, &mut pieces, &mut gone))
                 })
             };
-            if read.is_ok() && report != ReadReport::default() {
-                pieces.push(Piece::Report(report));
+            if read.is_ok() {
+                hand_on_report(&mut report, &mut pieces);
             }
             read.map(|_| ())
         };
@@ -667,6 +661,14 @@ fn frame_units<T>(
         if let Err(e) = outcome {
             return fail(e);
         }
+    }
+}
+
+/// Moves what the reading thread has reported so far (warnings, counts) into the stream of
+/// pieces, where it is merged in order with the workers' results.
+fn hand_on_report(report: &mut ReadReport, pieces: &mut Vec<Piece>) {
+    if *report != ReadReport::default() {
+        pieces.push(Piece::Report(std::mem::take(report)));
     }
 }
 
@@ -723,17 +725,8 @@ fn frame_fewrel(
                 return Some(false);
             }
             *index += 1;
-            src.skip_ws();
-            match src.peek()? {
-                b',' => {
-                    src.bump();
-                    src.skip_ws();
-                }
-                b']' => {
-                    src.bump();
-                    return Some(true);
-                }
-                _ => return None,
+            if src.after_item(b']')? {
+                return Some(true);
             }
         }
     };
@@ -771,17 +764,8 @@ fn frame_fewrel(
                         if !list(&mut src, &mut index)? {
                             return Some(false);
                         }
-                        src.skip_ws();
-                        match src.peek()? {
-                            b',' => {
-                                src.bump();
-                                src.skip_ws();
-                            }
-                            b'}' => {
-                                src.bump();
-                                break;
-                            }
-                            _ => return None,
+                        if src.after_item(b'}')? {
+                            break;
                         }
                     }
                 }
@@ -811,6 +795,24 @@ struct JsonBytes {
 }
 
 impl JsonBytes {
+    /// After an item of a list or object: `Some(true)` past `close`, `Some(false)` past a
+    /// `,` (and the space after it), `None` on anything else.
+    fn after_item(&mut self, close: u8) -> Option<bool> {
+        self.skip_ws();
+        match self.peek()? {
+            b',' => {
+                self.bump();
+                self.skip_ws();
+                Some(false)
+            }
+            c if c == close => {
+                self.bump();
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
     fn buf(&mut self) -> &[u8] {
         if self.failed {
             return &[];

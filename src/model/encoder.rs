@@ -329,11 +329,7 @@ impl Encoder {
             decoder,
             decoder_bias,
             cpu_kernels: true,
-            matmul: if device.is_cpu() && dtype == DType::F32 {
-                matmul
-            } else {
-                Matmul::Candle
-            },
+            matmul: matmul.on(device, dtype),
             decoder_packed: std::sync::OnceLock::new(),
         })
     }

@@ -250,6 +250,16 @@ impl Matmul {
         }
     }
 
+    /// What dense layers in `dtype` on `device` multiply with when `self` is asked for: `self`
+    /// for f32 on the CPU, candle's matmul elsewhere (see [`Linear::pack`]).
+    pub fn on(self, device: &Device, dtype: DType) -> Matmul {
+        if device.is_cpu() && dtype == DType::F32 {
+            self
+        } else {
+            Matmul::Candle
+        }
+    }
+
     /// A line for reports: what runs the dense layers.
     pub fn describe(self) -> &'static str {
         match self {
