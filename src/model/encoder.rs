@@ -101,6 +101,10 @@ pub struct Encoder {
     position: Tensor,
     token_type0: Option<Tensor>,
     emb_ln: LayerNorm,
+    /// `[3, h]`: the token-type-0 embedding (zeros where the family has none), then the
+    /// embedding LayerNorm's gamma and beta: the sum of the embeddings and its LayerNorm in
+    /// one pass of the fused kernels.
+    emb_post: Tensor,
     layers: Vec<Layer>,
     /// candle-transformers' layers over the same tensors as `layers[..n - 1]` (views, no
     /// copies), for the generic path; `None` where the dense weights are packed for the sgemm.
@@ -220,6 +224,16 @@ impl Encoder {
             Some(t.get(0)?.unsqueeze(0)?)
         };
         let emb_ln = w.layer_norm(&format!("{emb}.LayerNorm"), h, eps)?;
+        let emb_post = {
+            let tt = match &token_type0 {
+                Some(t) => t.squeeze(0)?,
+                None => Tensor::zeros(h, dtype, device)?,
+            };
+            let beta = emb_ln.bias().ok_or_else(|| {
+                candle_core::Error::Msg("the embedding LayerNorm has no bias".into())
+            })?;
+            Tensor::stack(&[&tt, emb_ln.weight(), beta], 0)?
+        };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         // The tensors of layers 0..n-2 under candle-transformers' BERT names, for the generic
         // path (the same layer for all three families); dropped when a weight is packed.
@@ -321,6 +335,7 @@ impl Encoder {
             position,
             token_type0,
             emb_ln,
+            emb_post,
             layers,
             generic,
             head_dense: head_dense.pack(matmul)?,
@@ -491,14 +506,27 @@ impl Encoder {
             word = Tensor::cat(&[&word, &inj], 0)?
                 .index_select(&Tensor::from_vec(perm, rows, dev)?, 0)?;
         }
-        let mut x = (word
-            + self
-                .position
-                .index_select(&Tensor::from_vec(pos_ids, rows, dev)?, 0)?)?;
-        if let Some(tt) = &self.token_type0 {
-            x = x.broadcast_add(tt)?;
-        }
-        let x0 = self.emb_ln.forward(&x)?;
+        let pos = self
+            .position
+            .index_select(&Tensor::from_vec(pos_ids, rows, dev)?, 0)?;
+        let x0 = if packed {
+            // `word` is a fresh tensor that nothing else refers to: LayerNorm(word + token
+            // type + position) in place, one pass split over the cores.
+            word.inplace_op3(
+                &pos,
+                &self.emb_post,
+                &kernels::AddLayerNorm {
+                    eps: cfg.layer_norm_eps as f32,
+                },
+            )?;
+            word
+        } else {
+            let mut x = (word + pos)?;
+            if let Some(tt) = &self.token_type0 {
+                x = x.broadcast_add(tt)?;
+            }
+            self.emb_ln.forward(&x)?
+        };
         // Additive attention mask [b, 1, 1, l] for the generic path: 0 on tokens, a large
         // negative number on padding.
         let mask = if packed {

@@ -132,12 +132,7 @@ pub(super) fn par_rows(v: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) 
     let rows = v.len() / row.max(1);
     if threads > 1 && v.len() >= 1 << 16 && rows > 1 {
         let per = rows.div_ceil(threads);
-        let f = &f;
-        std::thread::scope(|s| {
-            for (i, part) in v.chunks_mut(per * row).enumerate() {
-                s.spawn(move || f(i * per, part));
-            }
-        });
+        super::pool::for_each_chunk_mut(v, per * row, &|i, part| f(i * per, part));
     } else {
         f(0, v);
     }
@@ -578,17 +573,16 @@ impl candle_core::CustomOp2 for Attention {
         let threads = cores();
         let chunk = self.queries.len().div_ceil(threads).max(1);
         let parts: Vec<Vec<f32>> = if threads > 1 && self.queries.len() > 1 {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = self
-                    .queries
-                    .chunks(chunk)
-                    .map(|qs| s.spawn(move || attend(self, q, q_stride, kv, kv_stride, qs)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("attention thread"))
-                    .collect()
-            })
+            let chunks: Vec<_> = self.queries.chunks(chunk).collect();
+            let parts: Vec<std::sync::OnceLock<Vec<f32>>> =
+                chunks.iter().map(|_| std::sync::OnceLock::new()).collect();
+            super::pool::run_parts(chunks.len(), &|i| {
+                let _ = parts[i].set(attend(self, q, q_stride, kv, kv_stride, chunks[i]));
+            });
+            parts
+                .into_iter()
+                .map(|p| p.into_inner().unwrap_or_default())
+                .collect()
         } else {
             vec![attend(self, q, q_stride, kv, kv_stride, &self.queries)]
         };

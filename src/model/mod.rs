@@ -8,6 +8,7 @@ mod config;
 mod encoder;
 pub mod hub;
 mod kernels;
+mod pool;
 mod sgemm;
 mod tokenizer;
 mod weights;

@@ -155,10 +155,8 @@ impl PackedWeight {
         let threads = super::kernels::cores();
         let per = panels.div_ceil(threads).max(1);
         if threads > 1 && panels > 1 && n * k >= 1 << 16 {
-            std::thread::scope(|s| {
-                for (i, part) in data.as_mut_slice().chunks_mut(per * k * nr).enumerate() {
-                    s.spawn(move || pack(i * per, part));
-                }
+            super::pool::for_each_chunk_mut(data.as_mut_slice(), per * k * nr, &|i, part| {
+                pack(i * per, part)
             });
         } else if k > 0 {
             pack(0, data.as_mut_slice());
@@ -231,23 +229,26 @@ impl PackedWeight {
         let out = SharedOut(c.as_mut_ptr());
         let packed = SharedOut(xp.as_mut_ptr());
         let (next_panel, next_task) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        let threads = threads.clamp(1, tasks.max(panels));
-        let all_packed = std::sync::Barrier::new(threads);
-        let work = || {
+        let threads = threads.max(1);
+        // First every panel of `x` is packed, then the blocks of output are computed: two
+        // rounds of parts on the kernel threads, each taking work off a shared counter.
+        super::pool::run_parts(threads.min(panels), &|_| {
             loop {
                 let p = next_panel.fetch_add(1, Ordering::Relaxed);
                 if p >= panels {
                     break;
                 }
                 // SAFETY: panel p is the `k * mr` values from `p * k * mr` of `xp`, which
-                // holds `panels * k * mr`; each panel is packed by the one thread taking it.
+                // holds `panels * k * mr`; each panel is packed by the one part taking it.
                 let panel =
                     unsafe { std::slice::from_raw_parts_mut(packed.ptr().add(p * k * mr), k * mr) };
                 pack_panel(x, m, k, mr, p, panel);
             }
-            all_packed.wait();
-            // SAFETY: all panels are written (the barrier), and nobody writes `xp` again.
-            let xp = unsafe { std::slice::from_raw_parts(packed.ptr(), panels * k * mr) };
+        });
+        // SAFETY: all panels are written (the round above has returned), and nobody writes
+        // `xp` again.
+        let xp = unsafe { std::slice::from_raw_parts(packed.ptr(), panels * k * mr) };
+        super::pool::run_parts(threads.min(tasks), &|_| {
             loop {
                 let t = next_task.fetch_add(1, Ordering::Relaxed);
                 if t >= tasks {
@@ -257,20 +258,10 @@ impl PackedWeight {
                 let rows = rb * mc..(rb * mc + mc).min(m);
                 let cols = cb * NC..(cb * NC + NC).min(n);
                 // SAFETY: tasks cover disjoint blocks of the m × n output, each written by
-                // the task that took it only; `c` outlives the threads.
+                // the task that took it only; `c` outlives the parts.
                 unsafe { self.block(xp, &out, m, rows, cols, init, post, mr, nr) };
             }
-        };
-        if threads == 1 {
-            work();
-        } else {
-            std::thread::scope(|s| {
-                for _ in 1..threads {
-                    s.spawn(work);
-                }
-                work();
-            });
-        }
+        });
         // SAFETY: the tasks wrote all m * n values (see above).
         unsafe { c.set_len(m * n) };
         c
