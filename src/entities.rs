@@ -146,15 +146,21 @@ impl EntityList {
 
     /// The entities of an entity-linked corpus: ids from its links, the most frequent anchor
     /// text as the name (the first seen on ties) and the other anchor texts as aliases. Ids
-    /// linked fewer than `min_count` times are left out.
+    /// linked fewer than `min_count` times are left out. The corpus is parsed on all cores
+    /// (the sentences, and so the list, are the same for any number).
     pub fn from_links(corpus: &crate::corpus::Corpus, min_count: usize) -> Result<Self> {
         let mut forms = FormCounter::default();
-        corpus.for_each_sentence(|s| {
-            for l in &s.links {
-                forms.add(&l.id, &s.text[l.start..l.end]);
-            }
-            Ok(std::ops::ControlFlow::Continue(()))
-        })?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        corpus.for_each_sentence_parallel(
+            threads,
+            |_| (),
+            |s, ()| {
+                for l in &s.links {
+                    forms.add(&l.id, &s.text[l.start..l.end]);
+                }
+                Ok(std::ops::ControlFlow::Continue(()))
+            },
+        )?;
         forms.finish(min_count, "the corpus")
     }
 }
