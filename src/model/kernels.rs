@@ -574,15 +574,11 @@ impl candle_core::CustomOp2 for Attention {
         let chunk = self.queries.len().div_ceil(threads).max(1);
         let parts: Vec<Vec<f32>> = if threads > 1 && self.queries.len() > 1 {
             let chunks: Vec<_> = self.queries.chunks(chunk).collect();
-            let parts: Vec<std::sync::OnceLock<Vec<f32>>> =
-                chunks.iter().map(|_| std::sync::OnceLock::new()).collect();
-            super::pool::run_parts(chunks.len(), &|i| {
-                let _ = parts[i].set(attend(self, q, q_stride, kv, kv_stride, chunks[i]));
+            let mut parts = vec![Vec::new(); chunks.len()];
+            super::pool::for_each_chunk_mut(&mut parts, 1, &|i, part| {
+                part[0] = attend(self, q, q_stride, kv, kv_stride, chunks[i]);
             });
             parts
-                .into_iter()
-                .map(|p| p.into_inner().unwrap_or_default())
-                .collect()
         } else {
             vec![attend(self, q, q_stride, kv, kv_stride, &self.queries)]
         };

@@ -140,15 +140,15 @@ pub(super) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
 }
 
 /// A pointer that parts may share; each part touches only its own elements.
-struct Shared<T>(*mut T);
+pub(super) struct Shared<T>(pub(super) *mut T);
 
 impl<T> Shared<T> {
     /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn ptr(&self) -> *mut T {
+    pub(super) fn ptr(&self) -> *mut T {
         self.0
     }
 }
-// SAFETY: used only by `for_each_chunk_mut`, whose parts touch disjoint chunks.
+// SAFETY: its users (`for_each_chunk_mut`, the sgemm) hand disjoint elements to their parts.
 unsafe impl<T: Send> Sync for Shared<T> {}
 unsafe impl<T: Send> Send for Shared<T> {}
 

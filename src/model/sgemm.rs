@@ -11,6 +11,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::pool::Shared;
+
 /// The vector instruction set of a packed weight's micro-kernel.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Isa {
@@ -226,8 +228,8 @@ impl PackedWeight {
         // Every value of `c` is written by the first pass over k of its block (see `block`)
         // before anything reads it; the length is set once all are.
         let mut c: Vec<f32> = Vec::with_capacity(m * n);
-        let out = SharedOut(c.as_mut_ptr());
-        let packed = SharedOut(xp.as_mut_ptr());
+        let out = Shared(c.as_mut_ptr());
+        let packed = Shared(xp.as_mut_ptr());
         let (next_panel, next_task) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let threads = threads.max(1);
         // First every panel of `x` is packed, then the blocks of output are computed: two
@@ -276,7 +278,7 @@ impl PackedWeight {
     unsafe fn block(
         &self,
         xp: &[f32],
-        out: &SharedOut,
+        out: &Shared<f32>,
         m: usize,
         rows: std::ops::Range<usize>,
         cols: std::ops::Range<usize>,
@@ -378,17 +380,6 @@ enum Start {
     Zero,
     Bias(*const f32),
     Load,
-}
-
-struct SharedOut(*mut f32);
-// SAFETY: the pointer is only used for disjoint blocks by different threads (see `matmul`).
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// (A method, so that closures capture the `Sync` wrapper, not the raw pointer.)
-    fn ptr(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 thread_local! {
