@@ -142,9 +142,7 @@ impl NeighbourIndex {
     /// the memory bandwidth a query needs (100,000 × 768 floats are 300 MB).
     fn scores(&self, q: &Tensor) -> Result<Vec<f32>> {
         let rows = self.entities.len();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
+        let threads = crate::model::cores().min(8);
         let per = rows.div_ceil(threads).max(4096);
         let blocks: Vec<(usize, usize)> = (0..rows)
             .step_by(per)

@@ -26,14 +26,26 @@ pub struct BenchContext {
     pub end: usize,
 }
 
-pub fn default_contexts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/nyt-contexts.jsonl")
+/// The committed contexts, compiled into the binary: a binary carried to another machine (a
+/// GPU host, say) benchmarks the same set without the repository beside it.
+const DEFAULT_CONTEXTS: &str = include_str!("../bench/nyt-contexts.jsonl");
+/// How errors name [`DEFAULT_CONTEXTS`].
+const DEFAULT_CONTEXTS_NAME: &str = "bench/nyt-contexts.jsonl (built in)";
+
+/// Reads contexts from `path` (`None`: the committed set the binary carries); returns entity
+/// ids (first-seen order) and records indexing them.
+pub fn load_contexts(path: Option<&Path>) -> Result<(Vec<String>, Vec<ContextRecord>)> {
+    match path {
+        Some(p) => parse_contexts(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+            &p.display().to_string(),
+        ),
+        None => parse_contexts(DEFAULT_CONTEXTS, DEFAULT_CONTEXTS_NAME),
+    }
 }
 
-/// Reads contexts; returns entity ids (first-seen order) and records indexing them.
-pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// Parses JSON Lines contexts; `name` is how errors name the source.
+fn parse_contexts(text: &str, name: &str) -> Result<(Vec<String>, Vec<ContextRecord>)> {
     let mut ids: Vec<String> = Vec::new();
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut records = Vec::new();
@@ -42,11 +54,10 @@ pub fn load_contexts(path: &Path) -> Result<(Vec<String>, Vec<ContextRecord>)> {
             continue;
         }
         let c: BenchContext = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a context record", path.display(), i + 1))?;
+            .with_context(|| format!("{name}:{}: not a context record", i + 1))?;
         if c.start >= c.end || c.text.get(c.start..c.end).is_none() {
             bail!(
-                "{}:{}: span {}..{} is not inside the text",
-                path.display(),
+                "{name}:{}: span {}..{} is not inside the text",
                 i + 1,
                 c.start,
                 c.end
@@ -306,7 +317,7 @@ pub fn run(
     dir: &Path,
     device: &Device,
     dtype: candle_core::DType,
-    contexts: &Path,
+    contexts: Option<&Path>,
     batch: usize,
     generic: bool,
 ) -> Result<BenchResult> {

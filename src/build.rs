@@ -227,7 +227,7 @@ pub fn resolve_threads(threads: usize) -> usize {
     if threads > 0 {
         threads
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        crate::model::cores()
     }
 }
 

@@ -150,7 +150,7 @@ impl EntityList {
     /// (the sentences, and so the list, are the same for any number).
     pub fn from_links(corpus: &crate::corpus::Corpus, min_count: usize) -> Result<Self> {
         let mut forms = FormCounter::default();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::model::cores();
         corpus.for_each_sentence_parallel(
             threads,
             |_| (),

@@ -27,8 +27,9 @@ fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'
     Ok(&mut v[contiguous_range(l, what)?])
 }
 
-/// The number of cores the kernels split their work over.
-pub(super) fn cores() -> usize {
+/// The number of cores this process may use (read once): what the kernels split their work
+/// over, and what "all cores" means wherever a thread count is 0.
+pub fn cores() -> usize {
     use std::sync::OnceLock;
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
