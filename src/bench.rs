@@ -274,6 +274,8 @@ pub struct BenchResult {
     pub contexts: usize,
     pub entities: usize,
     pub batch: usize,
+    /// Batches encoded at a time (see `BuildOptions::encoders`).
+    pub encoders: usize,
     /// `fused` (the f32 CPU kernels on packed rows) or `generic` (candle tensor ops on
     /// padded rows, as on accelerators).
     pub path: String,
@@ -319,6 +321,7 @@ pub fn run(
     dtype: candle_core::DType,
     contexts: Option<&Path>,
     batch: usize,
+    encoders: usize,
     generic: bool,
 ) -> Result<BenchResult> {
     if batch == 0 {
@@ -333,8 +336,10 @@ pub fn run(
     let opts = BuildOptions {
         batch,
         batch_tokens: 0,
+        encoders,
         ..Default::default()
     };
+    opts.validate()?;
     let mut state = EncodeState::new(ids.len(), model.hidden_size());
     let t1 = Instant::now();
     encode_records(
@@ -364,6 +369,7 @@ pub fn run(
         contexts: state.done as usize,
         entities: ids.len(),
         batch,
+        encoders: pelt::build::encoder_threads(&model, encoders),
         path: if model.encoder.packs_tokens() {
             "fused"
         } else {

@@ -98,6 +98,11 @@ pub enum Command {
         /// the table is the same for any number.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Batches encoded at a time on the CPU, each on a thread of its own (0: one per core;
+        /// 1: one batch at a time, each product split over the cores). More take more memory
+        /// for activations; the table is the same for any number. GPUs encode one at a time.
+        #[arg(long, default_value_t = 0)]
+        encoders: usize,
         /// Encode only shard i of n (i/n); merge the shard tables with `pelt merge`.
         #[arg(long)]
         shard: Option<String>,
@@ -167,6 +172,9 @@ pub enum Command {
         contexts: Option<PathBuf>,
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Batches encoded at a time on the CPU (0: one per core); see `pelt build --encoders`.
+        #[arg(long, default_value_t = 0)]
+        encoders: usize,
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
         /// auto: bf16 on CUDA GPUs that run it, f32 elsewhere.
@@ -406,6 +414,7 @@ pub fn run(cli: Cli) -> Result<()> {
             device,
             dtype,
             threads,
+            encoders,
             shard,
             resume,
             case_sensitive,
@@ -420,6 +429,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 batch,
                 batch_tokens,
                 threads,
+                encoders,
                 case_sensitive,
                 shard: shard.as_deref().map(parse_shard).transpose()?,
                 checkpoint_secs,
@@ -429,7 +439,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let model = load_model(model, device, dtype)?;
             let corpus = Corpus::open(&corpus)?;
             let entities_path = entities;
-            let entities = entity_list_for(&corpus, entities_path.as_deref(), min_count)?;
+            let (entities, entities_stage) =
+                entity_list_for(&corpus, entities_path.as_deref(), min_count)?;
             if entities_path.is_none() {
                 eprintln!(
                     "entities: {} ids from the corpus's links (linked at least {min_count} times)",
@@ -472,13 +483,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 &mut progress_bar,
             )?;
             eprintln!();
-            let (table, report) = match outcome {
+            let (table, mut report) = match outcome {
                 BuildOutcome::Finished(t, r) => (t, r),
                 BuildOutcome::Cancelled { done, total, .. } => bail!(
                     "build interrupted after {done} of {total} contexts; checkpoint written to {} — rerun the same command with --resume to continue",
                     ckpt.display()
                 ),
             };
+            report.stages.splice(0..0, entities_stage);
             table.save(&out_path)?;
             let _ = std::fs::remove_file(&ckpt);
             for w in report.read.summary_lines() {
@@ -694,6 +706,7 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
             contexts,
             batch,
+            encoders,
             device,
             dtype,
             model_dir,
@@ -710,9 +723,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut report = serde_json::Map::new();
             writeln!(
                 out,
-                "device: {}, threads: {}, CPU matmul: {}",
+                "device: {}, cores: {}, CPU matmul: {}",
                 pelt::model::describe_device(&dev),
-                candle_core::utils::get_num_threads(),
+                pelt::model::cores(),
                 pelt::model::cpu_matmul()
             )?;
             report.insert("cpu_matmul".into(), pelt::model::cpu_matmul().into());
@@ -751,7 +764,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     eprintln!("writing random bert-base weights to {} …", dir.display());
                     crate::bench::write_random_bert(&dir, crate::bench::BERT_BASE, 42)?;
                 }
-                let r = crate::bench::run(&dir, &dev, dtype, contexts, batch, generic)?;
+                let r = crate::bench::run(&dir, &dev, dtype, contexts, batch, encoders, generic)?;
                 let path = match r.path.as_str() {
                     "fused" => "fused CPU kernels, packed rows".to_string(),
                     _ => format!(
@@ -761,8 +774,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 };
                 writeln!(
                     out,
-                    "{label}: {} contexts ({} entities), batch {}, {}, {path}, dense layers on {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} rows processed); encoder matmuls {:.1} GFLOP/s{}; peak memory {:.0} MiB",
-                    r.contexts, r.entities, r.batch, r.dtype, r.matmul, r.contexts_per_sec, r.contexts_per_sec_total, r.load_secs, r.tokens_per_sec,
+                    "{label}: {} contexts ({} entities), batch {} ({} at a time), {}, {path}, dense layers on {}: {:.1} contexts/s encoding, {:.1} contexts/s with model loading ({:.2} s); {:.0} tokens/s ({} tokens, {} rows processed); encoder matmuls {:.1} GFLOP/s{}; peak memory {:.0} MiB",
+                    r.contexts, r.entities, r.batch, r.encoders, r.dtype, r.matmul, r.contexts_per_sec, r.contexts_per_sec_total, r.load_secs, r.tokens_per_sec,
                     r.tokens, r.padded_tokens, r.gflops,
                     peak.map(|p| format!(" ({:.0} % of the peak)", 100.0 * r.gflops / p)).unwrap_or_default(),
                     r.peak_rss_mb

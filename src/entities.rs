@@ -149,9 +149,18 @@ impl EntityList {
     /// linked fewer than `min_count` times are left out. The corpus is parsed on all cores
     /// (the sentences, and so the list, are the same for any number).
     pub fn from_links(corpus: &crate::corpus::Corpus, min_count: usize) -> Result<Self> {
+        Ok(Self::from_links_read(corpus, min_count)?.0)
+    }
+
+    /// [`EntityList::from_links`], with what reading the corpus found (sentences, links,
+    /// skipped lines).
+    pub fn from_links_read(
+        corpus: &crate::corpus::Corpus,
+        min_count: usize,
+    ) -> Result<(Self, crate::corpus::ReadReport)> {
         let mut forms = FormCounter::default();
         let threads = crate::model::cores();
-        corpus.for_each_sentence_parallel(
+        let read = corpus.for_each_sentence_parallel(
             threads,
             |_| (),
             |s, ()| {
@@ -161,7 +170,7 @@ impl EntityList {
                 Ok(std::ops::ControlFlow::Continue(()))
             },
         )?;
-        forms.finish(min_count, "the corpus")
+        Ok((forms.finish(min_count, "the corpus")?, read))
     }
 }
 

@@ -492,7 +492,8 @@ impl Engine {
                     send,
                 )?;
                 let corpus = Corpus::open(&project.corpus)?;
-                let entities = entity_list_for(&corpus, project.entities.as_deref(), 1)?;
+                let (entities, entities_stage) =
+                    entity_list_for(&corpus, project.entities.as_deref(), 1)?;
                 let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
                 if let (Some(out), Some(c)) = (&project.table, &ckpt) {
                     let mut inputs = crate::outpath::Inputs::new();
@@ -517,7 +518,8 @@ impl Engine {
                     &mut |p| send(Reply::Progress(p.clone())),
                 )?;
                 match outcome {
-                    BuildOutcome::Finished(table, report) => {
+                    BuildOutcome::Finished(table, mut report) => {
+                        report.stages.splice(0..0, entities_stage);
                         let mut saved_to = None;
                         if let Some(path) = &project.table {
                             table.save(path)?;

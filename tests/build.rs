@@ -220,20 +220,24 @@ fn table_bytes_do_not_depend_on_the_thread_count() {
             MentionMode::Both,
         ),
     ] {
-        let opts = |threads| BuildOptions {
+        let opts = |threads, encoders| BuildOptions {
             k: 8,
             mentions,
             threads,
+            encoders,
             ..Default::default()
         };
-        let (one, r1) = build(&model, &corpus, &e, &opts(1));
+        let (one, r1) = build(&model, &corpus, &e, &opts(1, 1));
         assert!(one.contexts.len() > 1000, "{}", one.contexts.len());
-        for n in [2, 5] {
-            let (many, rn) = build(&model, &corpus, &e, &opts(n));
+        // Host threads and batches encoded at a time (each on its own thread, kernels kept
+        // there) change nothing in the table.
+        for (n, encoders) in [(2, 2), (5, 3)] {
+            let (many, rn) = build(&model, &corpus, &e, &opts(n, encoders));
             assert!(
                 many.to_bytes().unwrap() == one.to_bytes().unwrap(),
-                "{mentions:?}: {n} threads give other bytes than 1"
+                "{mentions:?}: {n} threads and {encoders} encoders give other bytes than 1 and 1"
             );
+            assert_eq!(rn.stages[3].threads, encoders);
             assert_eq!(rn.read, r1.read);
             assert_eq!(
                 (rn.sentences, rn.unknown_links, &rn.unknown_examples),
@@ -267,9 +271,16 @@ fn cancelled_then_resumed_build_equals_uninterrupted() {
     let opts = BuildOptions {
         k: 16,
         batch: 4,
+        encoders: 1,
         ..Default::default()
     };
     let (whole, _) = build(&model, &c, &e, &opts);
+    // Interrupted and resumed with three batches encoded at a time: those in flight when the
+    // build is cancelled are added before the checkpoint, which stays a point to go on from.
+    let opts = BuildOptions {
+        encoders: 3,
+        ..opts
+    };
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("t.safetensors.ckpt");
     let corpus = Corpus::open(&c).unwrap();

@@ -528,6 +528,21 @@ fn cli_builds_from_links_without_an_entity_list() {
         text.contains("entities: 16 ids from the corpus's links"),
         "{text}"
     );
+    // The read for the entity list is the summary's first stage, over the sentences the scan
+    // reads again.
+    let sentences = |stage: &str| -> Option<u64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("  {stage}: ")))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let at = |stage: &str| text.find(&format!("\n  {stage}: "));
+    assert!(
+        at("entities").is_some() && at("entities") < at("scan"),
+        "{text}"
+    );
+    assert!(sentences("entities").is_some_and(|n| n > 0), "{text}");
+    assert_eq!(sentences("entities"), sentences("scan"), "{text}");
     let t = Table::load(&out).unwrap();
     assert_eq!((t.len(), t.meta.mentions.as_str()), (16, "links"));
     let (ok, text) = run(&[

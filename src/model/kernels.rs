@@ -129,7 +129,7 @@ simd_dispatch!(pub(super) fn gelu_slice / gelu_slice_on(v: &mut [f32], bias: &[f
 /// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
 /// and runs `f` on each run with the index of its first row.
 pub(super) fn par_rows(v: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let threads = cores();
+    let threads = super::pool::threads();
     let rows = v.len() / row.max(1);
     if threads > 1 && v.len() >= 1 << 16 && rows > 1 {
         let per = rows.div_ceil(threads);
@@ -571,7 +571,7 @@ impl candle_core::CustomOp2 for Attention {
                 self.lens.len()
             );
         }
-        let threads = cores();
+        let threads = super::pool::threads();
         let chunk = self.queries.len().div_ceil(threads).max(1);
         let parts: Vec<Vec<f32>> = if threads > 1 && self.queries.len() > 1 {
             let chunks: Vec<_> = self.queries.chunks(chunk).collect();

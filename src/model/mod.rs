@@ -16,6 +16,7 @@ mod weights;
 pub use config::{Activation, Config, Family};
 pub use encoder::{Encoder, EncoderOutput, Injection};
 pub use kernels::cores;
+pub use pool::on_this_thread;
 pub use sgemm::Isa;
 pub use tokenizer::{Encoded, TextTokenizer};
 pub use weights::{weights_file, Linear, Matmul};

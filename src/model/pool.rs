@@ -7,6 +7,7 @@
 //! part that itself asks for helpers) runs its parts in turn on its own thread: the same
 //! results, as every kernel's result is independent of how its parts are spread.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -73,6 +74,36 @@ fn pool() -> &'static Pool {
     })
 }
 
+thread_local! {
+    /// Set by [`on_this_thread`]: the kernels called on this thread keep their work here.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every CPU kernel it calls kept on the calling thread: no helpers, no parts.
+/// For callers that already keep each core busy with a thread of their own (the build runs
+/// whole batches on one such thread per core when the model's kernels are too small to split
+/// well); the results are the same as with helpers.
+pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.with(|a| a.set(self.0));
+        }
+    }
+    let _restore = Restore(ALONE.with(|a| a.replace(true)));
+    f()
+}
+
+/// How many parts a kernel called on this thread should split its work into: one per core,
+/// or one inside [`on_this_thread`].
+pub(super) fn threads() -> usize {
+    if ALONE.with(Cell::get) {
+        1
+    } else {
+        super::kernels::cores()
+    }
+}
+
 /// Waits, when dropped (returned from or unwound through), until the helpers' parts are done.
 struct Wait<'a>(&'a Latch);
 
@@ -94,6 +125,10 @@ impl Drop for Wait<'_> {
 /// threads when they are free (in turn on this thread when they are not), and returns when all
 /// have returned. A panic in any part panics here, after all parts have stopped.
 pub(super) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 || ALONE.with(Cell::get) {
+        (0..parts).for_each(f);
+        return;
+    }
     let pool = pool();
     // A part that panicked on this thread poisoned the lock; the helpers are fine all the same.
     let guard = match pool.busy.try_lock() {
@@ -101,7 +136,7 @@ pub(super) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
         Err(std::sync::TryLockError::WouldBlock) => None,
     };
-    let Some(guard) = guard.filter(|_| parts > 1 && !pool.helpers.is_empty()) else {
+    let Some(guard) = guard.filter(|_| !pool.helpers.is_empty()) else {
         (0..parts).for_each(f);
         return;
     };
@@ -216,5 +251,25 @@ mod tests {
             n.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(n.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn on_this_thread_keeps_every_part_here_and_then_restores() {
+        let here = std::thread::current().id();
+        let ran_here = AtomicUsize::new(0);
+        let r = on_this_thread(|| {
+            assert_eq!(threads(), 1);
+            run_parts(16, &|_| {
+                if std::thread::current().id() == here {
+                    ran_here.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            7
+        });
+        assert_eq!((r, ran_here.load(Ordering::Relaxed)), (7, 16));
+        assert_eq!(threads(), super::super::kernels::cores());
+        // Restored after a panic inside too.
+        assert!(std::panic::catch_unwind(|| on_this_thread(|| panic!("inside"))).is_err());
+        assert_eq!(threads(), super::super::kernels::cores());
     }
 }

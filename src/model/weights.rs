@@ -317,7 +317,7 @@ impl candle_core::CustomOp1 for PackedProduct<'_> {
         let gelu = |v: &mut [f32]| super::kernels::gelu_slice(v, &[]);
         let post =
             (self.epilogue == Epilogue::BiasGelu).then_some(&gelu as &(dyn Fn(&mut [f32]) + Sync));
-        let out = self.p.w.matmul(x, m, init, post, super::kernels::cores());
+        let out = self.p.w.matmul(x, m, init, post, super::pool::threads());
         Ok((
             candle_core::CpuStorage::F32(out),
             candle_core::Shape::from((m, n)),
