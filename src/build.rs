@@ -904,8 +904,9 @@ impl EncodeState {
 /// Masks, batches and encodes `records` (in windows of [`BuildOptions::window_size`] contexts
 /// sorted by length, cut into batches by [`BuildOptions::batch_plan`]), adding each transform
 /// output to its entity's sum in `state`. Windows are tokenized on [`BuildOptions::threads`]
-/// threads, ahead of the encoder, and encoded in order. Returns `true` when stopped by
-/// `cancel`; `state` then holds a consistent point to continue from.
+/// threads, ahead of the encoder; batches are encoded on [`encoder_threads`] threads at a time
+/// and their outputs added in the build's order. Returns `true` when stopped by `cancel`;
+/// `state` then holds a consistent point to continue from.
 pub fn encode_records(
     model: &Model,
     records: &[ContextRecord],
@@ -964,12 +965,16 @@ pub fn encode_records(
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
         let spawned = if encoders > 1 { encoders } else { 0 };
         for _ in 0..spawned {
-            let job_rx = job_rx.clone();
+            let (job_rx, stop) = (job_rx.clone(), &stop);
             scope.spawn(move || {
                 crate::model::on_this_thread(|| {
                     for job in job_rx {
+                        // Set once every batch handed out is applied, or on an error: then the
+                        // batches still queued are dropped, and nobody waits for them.
+                        if stop.load(Ordering::Relaxed) {
+                            continue;
+                        }
                         let out = model.encoder.forward(&job.seqs, &[], &job.positions, false);
-                        // The loop may have stopped (an error elsewhere): then nobody waits.
                         let _ = job.result.send(out);
                     }
                 })
