@@ -1245,16 +1245,19 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     }
 
     fn jsonl_record(&mut self, line_no: usize, line: &str) -> Option<(String, Vec<Link>)> {
-        let at = self.at(line_no);
+        // `file:line`, made only for a warning (most lines have none).
+        let path = self.path;
+        let at = move || format!("{}:{line_no}", path.display());
         let v = match serde_json::from_str::<Value>(line) {
             Ok(v) => v,
             Err(e) => {
-                self.report.warn(format!("{at}: not valid JSON ({e})"));
+                self.report.warn(format!("{}: not valid JSON ({e})", at()));
                 return None;
             }
         };
         let Some(text) = v.get("text").and_then(Value::as_str) else {
-            self.report.warn(format!("{at}: no string field `text`"));
+            self.report
+                .warn(format!("{}: no string field `text`", at()));
             return None;
         };
         let mut spans = Vec::new();
@@ -1266,52 +1269,69 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                     let id = l.get("id").and_then(Value::as_str).map(str::trim);
                     match (num("start"), num("end"), id) {
                         (Some(s), Some(e), Some(id)) if !id.is_empty() => {
-                            spans.push((s as usize, e as usize, id.to_string(), format!("{at}: links[{i}]")))
+                            spans.push((s as usize, e as usize, id.to_string(), i))
                         }
                         _ => self.report.warn_link(format!(
-                            "{at}: links[{i}]: expected {{\"start\": int, \"end\": int, \"id\": non-empty string}}"
+                            "{}: links[{i}]: expected {{\"start\": int, \"end\": int, \"id\": non-empty string}}",
+                            at()
                         )),
                     }
                 }
             }
             Some(_) => {
                 self.report
-                    .warn(format!("{at}: field `links` is not a list of links"));
+                    .warn(format!("{}: field `links` is not a list of links", at()));
                 return None;
             }
         }
-        let links = self.char_spans_to_links(text, spans);
+        let links = self.char_spans_to_links(text, spans, |i| format!("{}: links[{i}]", at()));
         Some((text.to_string(), links))
     }
 
     /// Converts code-point spans `(start, end, id, where)` to byte links, dropping (with a
     /// warning that starts with `where`, e.g. `file:line: links[2]`) spans that are empty,
     /// outside the text, or overlap an earlier kept span.
-    fn char_spans_to_links(
+    /// Links from `(start, end, id, label)` spans in characters of `text`; `label(l)` names a
+    /// span in a warning (made only then).
+    fn char_spans_to_links<L>(
         &mut self,
         text: &str,
-        mut spans: Vec<(usize, usize, String, String)>,
+        mut spans: Vec<(usize, usize, String, L)>,
+        label: impl Fn(&L) -> String,
     ) -> Vec<Link> {
-        let mut bytes_at: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
-        bytes_at.push(text.len());
-        let n_chars = bytes_at.len() - 1;
+        // The byte offset of every character, and the text's length; ASCII needs no table.
+        let bytes_at: Vec<usize> = if text.is_ascii() {
+            Vec::new()
+        } else {
+            let mut b: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+            b.push(text.len());
+            b
+        };
+        let n_chars = if text.is_ascii() {
+            text.len()
+        } else {
+            bytes_at.len() - 1
+        };
+        let byte = |c: usize| if bytes_at.is_empty() { c } else { bytes_at[c] };
         spans.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut out: Vec<Link> = Vec::with_capacity(spans.len());
-        for (s, e, id, label) in spans {
+        for (s, e, id, l) in spans {
             if s >= e || e > n_chars {
                 self.report.warn_link(format!(
-                    "{label} ({id}): span {s}..{e} is empty or outside the text of {n_chars} characters"
+                    "{} ({id}): span {s}..{e} is empty or outside the text of {n_chars} characters",
+                    label(&l)
                 ));
                 continue;
             }
-            let (bs, be) = (bytes_at[s], bytes_at[e]);
+            let (bs, be) = (byte(s), byte(e));
             if let Some(prev) = out.last() {
                 if bs < prev.end {
                     if bs == prev.start && be == prev.end && id == prev.id {
                         continue;
                     }
                     self.report.warn_link(format!(
-                        "{label} ({id}): span {s}..{e} overlaps the link to {}; left out",
+                        "{} ({id}): span {s}..{e} overlaps the link to {}; left out",
+                        label(&l),
                         prev.id
                     ));
                     continue;
@@ -1382,7 +1402,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
                 spans.push((starts[lo], end, ent.id.clone(), format!("{at}: `{slot}`")));
             }
         }
-        let links = self.char_spans_to_links(&text, spans);
+        let links = self.char_spans_to_links(&text, spans, String::clone);
         self.report.sentences += 1;
         self.report.links += links.len();
         let s = Sentence {
@@ -1532,7 +1552,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
             }
             spans.push((s, e, id, at));
         }
-        let links = self.char_spans_to_links(&passage, spans);
+        let links = self.char_spans_to_links(&passage, spans, String::clone);
         self.emit_passage(d.line, &passage, &links)
     }
 
