@@ -1300,14 +1300,15 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         label: impl Fn(&L) -> String,
     ) -> Vec<Link> {
         // The byte offset of every character, and the text's length; ASCII needs no table.
-        let bytes_at: Vec<usize> = if text.is_ascii() {
+        let ascii = text.is_ascii();
+        let bytes_at: Vec<usize> = if ascii {
             Vec::new()
         } else {
             let mut b: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
             b.push(text.len());
             b
         };
-        let n_chars = if text.is_ascii() {
+        let n_chars = if ascii {
             text.len()
         } else {
             bytes_at.len() - 1
