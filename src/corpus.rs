@@ -431,6 +431,11 @@ type ChunkSlot<T> = crossbeam_channel::Sender<Result<Chunk<T>>>;
 type OrderSender<T> = crossbeam_channel::Sender<crossbeam_channel::Receiver<Result<Chunk<T>>>>;
 
 /// Lines (or pieces) per unit, and bytes of raw lines (or pieces) per unit.
+/// `file:line`, the prefix of reading warnings.
+fn file_line(path: &Path, line: usize) -> String {
+    format!("{}:{line}", path.display())
+}
+
 const UNIT_LINES: usize = 2048;
 const UNIT_BYTES: usize = 256 << 10;
 
@@ -1126,7 +1131,7 @@ struct Reader<'a, F> {
 
 impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     fn at(&self, line: usize) -> String {
-        format!("{}:{line}", self.path.display())
+        file_line(self.path, line)
     }
 
     /// Splits a passage (links in byte offsets, sorted, disjoint) into sentences and emits them.
@@ -1247,7 +1252,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     fn jsonl_record(&mut self, line_no: usize, line: &str) -> Option<(String, Vec<Link>)> {
         // `file:line`, made only for a warning (most lines have none).
         let path = self.path;
-        let at = move || format!("{}:{line_no}", path.display());
+        let at = move || file_line(path, line_no);
         let v = match serde_json::from_str::<Value>(line) {
             Ok(v) => v,
             Err(e) => {
@@ -1288,11 +1293,9 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         Some((text.to_string(), links))
     }
 
-    /// Converts code-point spans `(start, end, id, where)` to byte links, dropping (with a
-    /// warning that starts with `where`, e.g. `file:line: links[2]`) spans that are empty,
-    /// outside the text, or overlap an earlier kept span.
-    /// Links from `(start, end, id, label)` spans in characters of `text`; `label(l)` names a
-    /// span in a warning (made only then).
+    /// Converts code-point spans `(start, end, id, l)` to byte links, dropping (with a
+    /// warning that starts with `label(l)`, e.g. `file:line: links[2]`, made only then) spans
+    /// that are empty, outside the text, or overlap an earlier kept span.
     fn char_spans_to_links<L>(
         &mut self,
         text: &str,
@@ -1313,7 +1316,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
         } else {
             bytes_at.len() - 1
         };
-        let byte = |c: usize| if bytes_at.is_empty() { c } else { bytes_at[c] };
+        let byte = |c: usize| if ascii { c } else { bytes_at[c] };
         spans.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut out: Vec<Link> = Vec::with_capacity(spans.len());
         for (s, e, id, l) in spans {
@@ -1369,7 +1372,7 @@ impl<F: FnMut(Sentence) -> Result<ControlFlow<()>>> Reader<'_, F> {
     /// The sentence of FewRel example `i` (0-based).
     fn fewrel_sentence(&mut self, i: usize, ex: FewRelExample) -> Result<ControlFlow<()>> {
         let line = i + 1;
-        let at = format!("{}:{line}", self.path.display());
+        let at = self.at(line);
         if ex.tokens.is_empty() {
             self.report.warn(format!("{at}: example has no tokens"));
             return Ok(ControlFlow::Continue(()));
