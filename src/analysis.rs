@@ -96,15 +96,15 @@ impl NeighbourIndex {
     pub fn new(table: &Table, center: bool) -> Result<NeighbourIndex> {
         let h = table.hidden();
         let entities: Vec<usize> = (0..table.len())
-            .filter(|&i| table.counts[i] > 0 && norm(table.sum(i)) > 0.0)
+            .filter(|&i| table.counts[i] > 0 && norm(&table.vector(i)) > 0.0)
             .collect();
         let mut row_of = vec![None; table.len()];
         let mut dirs = vec![0f32; entities.len() * h];
         for (r, (row, &i)) in dirs.chunks_exact_mut(h).zip(&entities).enumerate() {
             row_of[i] = Some(r);
-            let s = table.sum(i);
-            let len = norm(s);
-            for (d, &x) in row.iter_mut().zip(s) {
+            let s = table.vector(i);
+            let len = norm(&s);
+            for (d, &x) in row.iter_mut().zip(s.iter()) {
                 *d = (x as f64 / len) as f32;
             }
         }
@@ -239,6 +239,152 @@ pub fn entity_neighbours(
     NeighbourIndex::new(table, center)?.entity_neighbours(i, k)
 }
 
+/// Dot product in f32 lanes (the compiler vectorises the eight accumulators).
+fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The `k` entities nearest to entity `i` by cosine of their directions, excluding `i` and
+/// entities never found, most similar first; read straight from the table's vectors on
+/// `threads` threads (0: one per core), with no copy of them: a table mapped from its file is
+/// scanned in place. With `center`, the mean direction of the found entities is removed first
+/// (one more pass).
+pub fn nearest_streamed(
+    table: &Table,
+    i: usize,
+    k: usize,
+    center: bool,
+    threads: usize,
+) -> Result<Vec<(usize, f32)>> {
+    let (n, h) = (table.len(), table.hidden());
+    if i >= n {
+        bail!("entity row {i} is beyond the table's {n} rows");
+    }
+    let threads = if threads == 0 {
+        crate::model::cores()
+    } else {
+        threads
+    }
+    .clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads);
+    let unit = |j: usize| -> Option<Vec<f32>> {
+        if table.counts[j] == 0 {
+            return None;
+        }
+        let v = table.vector(j);
+        let len = dot32(&v, &v).sqrt();
+        (len > 0.0 && len.is_finite()).then(|| v.iter().map(|x| x / len).collect())
+    };
+    let mean: Vec<f32> = if center {
+        let parts: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let unit = &unit;
+                    s.spawn(move || {
+                        let mut sum = vec![0f64; h];
+                        let mut count = 0usize;
+                        for j in t * chunk..((t + 1) * chunk).min(n) {
+                            if let Some(u) = unit(j) {
+                                for (a, b) in sum.iter_mut().zip(&u) {
+                                    *a += *b as f64;
+                                }
+                                count += 1;
+                            }
+                        }
+                        (sum, count)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect()
+        });
+        let count = parts.iter().map(|p| p.1).sum::<usize>().max(1) as f64;
+        (0..h)
+            .map(|d| (parts.iter().map(|p| p.0[d]).sum::<f64>() / count) as f32)
+            .collect()
+    } else {
+        vec![0.0; h]
+    };
+    let Some(qu) = unit(i) else {
+        return Ok(vec![]);
+    };
+    let q: Vec<f32> = qu.iter().zip(&mean).map(|(a, m)| a - m).collect();
+    let qn = dot32(&q, &q).sqrt();
+    if !(qn > 0.0) {
+        return Ok(vec![]);
+    }
+    let mm = dot32(&mean, &mean);
+    let mq = dot32(&mean, &q);
+    let best: Vec<Vec<(f32, usize)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (q, mean) = (&q, &mean);
+                s.spawn(move || {
+                    let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+                    for j in t * chunk..((t + 1) * chunk).min(n) {
+                        if j == i || table.counts[j] == 0 {
+                            continue;
+                        }
+                        let v = table.vector(j);
+                        let vv = dot32(&v, &v);
+                        let len = vv.sqrt();
+                        if !(len > 0.0 && len.is_finite()) {
+                            continue;
+                        }
+                        // (v/|v| - m)·q / (|v/|v| - m| |q|), without forming v/|v| - m.
+                        let num = dot32(&v, q) / len - mq;
+                        let dn2 = if center {
+                            1.0 - 2.0 * dot32(&v, mean) / len + mm
+                        } else {
+                            1.0
+                        };
+                        let score = num / (dn2.max(0.0).sqrt() * qn);
+                        if !score.is_finite() {
+                            continue;
+                        }
+                        if top.len() < k {
+                            top.push((score, j));
+                        } else if let Some(w) = top
+                            .iter()
+                            .enumerate()
+                            .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)))
+                            .map(|(w, _)| w)
+                        {
+                            if score > top[w].0 {
+                                top[w] = (score, j);
+                            }
+                        }
+                    }
+                    top
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    let mut all: Vec<(f32, usize)> = best.into_iter().flatten().collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.truncate(k);
+    Ok(all.into_iter().map(|(s, j)| (j, s)).collect())
+}
+
 /// The `k` vocabulary tokens with the largest dot product between `vector` and their input
 /// embedding (`word_emb` is `[vocab, h]`): what the MLM "reads" the vector as.
 pub fn vocab_neighbours(word_emb: &[f32], h: usize, vector: &[f32], k: usize) -> Vec<(u32, f32)> {
@@ -353,7 +499,7 @@ pub struct ContextInsight {
     pub cosine: f32,
 }
 
-/// Runs the model over the given contexts of `table` (indices into `table.contexts`).
+/// Runs the model over the given contexts of `table` (indices for [`Table::context`]).
 pub fn inspect_contexts(
     model: &Model,
     table: &Table,
@@ -367,7 +513,7 @@ pub fn inspect_contexts(
         let mut pos = Vec::new();
         let mut kept = Vec::new();
         for &ci in chunk {
-            let c: &ContextRecord = &table.contexts[ci];
+            let c: ContextRecord = table.context(ci)?;
             if let Some(m) = mask_mention(
                 &model.tokenizer,
                 &c.text,
@@ -377,11 +523,11 @@ pub fn inspect_contexts(
             )? {
                 pos.push((seqs.len(), m.mask_position));
                 seqs.push(m.ids);
-                kept.push(ci);
+                kept.push((ci, c.entity as usize));
             }
         }
         let res = model.encoder.forward(&seqs, &[], &pos, true)?;
-        for (row, &ci) in kept.iter().enumerate() {
+        for (row, &(ci, e)) in kept.iter().enumerate() {
             let logits = res
                 .logits_row(row)
                 .context("the encoder returned no logits")?;
@@ -391,11 +537,10 @@ pub fn inspect_contexts(
                 .map(|t| (t as u32, (logits[t] as f64 - lse).exp() as f32))
                 .collect();
             let output = res.transform_row(row).to_vec();
-            let e = table.contexts[ci].entity as usize;
             out.push(ContextInsight {
                 context: ci,
                 predictions,
-                cosine: cosine(&output, table.sum(e)),
+                cosine: cosine(&output, &table.vector(e)),
                 output,
                 log_partition: lse,
             });
@@ -432,7 +577,7 @@ pub fn loss_vs_norm(direction: &[f32], insights: &[ContextInsight], norms: &[f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::TableMeta;
+    use crate::table::{TableMeta, TableParts};
 
     /// Entity 3 is never found; the others point in pseudo-random directions.
     fn table() -> Table {
@@ -450,12 +595,20 @@ mod tests {
                 }
             })
             .collect();
-        Table {
-            meta: TableMeta {
+        table_of(sums, h)
+    }
+
+    fn table_of(sums: Vec<f32>, h: usize) -> Table {
+        let n = sums.len() / h;
+        let counts: Vec<i64> = (0..n as i64)
+            .map(|i| if i == 3 { 0 } else { 1 + i })
+            .collect();
+        let mut parts = TableParts {
+            meta: Some(TableMeta {
                 model: "m".into(),
                 model_sha256: "0".into(),
                 hidden_size: h,
-                k: 1,
+                k: 8,
                 seed: 0,
                 max_len: 8,
                 corpus: "c".into(),
@@ -464,19 +617,20 @@ mod tests {
                 case_sensitive: false,
                 mentions: "names".into(),
                 window: 512,
-            },
+                dtype: Default::default(),
+                entities_total: n,
+                entity_list_sha256: String::new(),
+            }),
             entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
             entity_names: (0..n).map(|i| format!("e{i}")).collect(),
             entity_aliases: vec![vec![]; n],
             sums,
-            counts: (0..n as i64)
-                .map(|i| if i == 3 { 0 } else { 1 + i })
-                .collect(),
-            found: vec![1; n],
+            found: vec![8; n],
             norm: 7.0,
             contexts: vec![],
-            exact_sums: None,
-        }
+        };
+        parts.add_placeholder_contexts(&counts);
+        Table::from_parts(parts).unwrap()
     }
 
     /// The cosines the index must reproduce, computed row by row.
@@ -523,18 +677,38 @@ mod tests {
     }
 
     #[test]
+    fn the_streamed_scan_finds_what_the_index_finds() {
+        let t = table();
+        for center in [false, true] {
+            let index = NeighbourIndex::new(&t, center).unwrap();
+            for threads in [1, 2, 3] {
+                for i in [0, 2, 6] {
+                    let want = index.entity_neighbours(i, 4).unwrap();
+                    let got = nearest_streamed(&t, i, 4, center, threads).unwrap();
+                    let ids = |v: &[(usize, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+                    assert_eq!(ids(&got), ids(&want), "center {center}, entity {i}");
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g.1 - w.1).abs() < 1e-4, "{} vs {}", g.1, w.1);
+                    }
+                }
+            }
+            assert!(nearest_streamed(&t, 3, 4, center, 2).unwrap().is_empty());
+        }
+    }
+
+    #[test]
     fn the_pca_separates_two_clusters_along_its_first_axis() {
-        let mut t = table();
-        let h = t.hidden();
+        let h = 5;
+        let mut sums = vec![0f32; 7 * h];
         // Rows 0–2 near +e0, rows 4–6 near -e0 (small offsets along e1).
-        for i in 0..t.len() {
-            let row = &mut t.sums[i * h..(i + 1) * h];
-            row.fill(0.0);
+        for i in 0..7 {
+            let row = &mut sums[i * h..(i + 1) * h];
             if i != 3 {
                 row[0] = if i < 3 { 1.0 } else { -1.0 };
                 row[1] = 0.05 * i as f32;
             }
         }
+        let t = table_of(sums, h);
         let pts = pca_2d(&t).unwrap();
         assert_eq!(pts.len(), 6, "entities never found are left out");
         let x = |e: usize| pts.iter().find(|p| p.0 == e).unwrap().1[0];

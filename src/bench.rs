@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use pelt::build::{encode_records, BuildOptions, EncodeState};
+use pelt::build::{encode_windows, plan_flat, BuildOptions, EncodeSink, EncodeState, WindowPlan};
 use pelt::contexts::ContextRecord;
 use pelt::io::{write_atomic, write_safetensors};
 use pelt::model::{bundled_model_dir, Model};
@@ -340,24 +340,58 @@ pub fn run(
         ..Default::default()
     };
     opts.validate()?;
-    let mut state = EncodeState::new(ids.len(), model.hidden_size());
+    let h = model.hidden_size();
+    /// Adds each window's sums into the whole run's (a context's entity may span windows).
+    struct Sums {
+        h: usize,
+        sums: Vec<pelt::exact_sum::ExactSum>,
+    }
+    impl EncodeSink for Sums {
+        fn window_done(
+            &mut self,
+            _: usize,
+            _: &WindowPlan,
+            _: &[pelt::table::ContextRecord],
+            state: &EncodeState,
+        ) -> Result<()> {
+            for (&e, s) in &state.sums {
+                let row = &mut self.sums[e as usize * self.h..(e as usize + 1) * self.h];
+                for (a, b) in row.iter_mut().zip(&s.sum) {
+                    a.add_sum(*b)?;
+                }
+            }
+            Ok(())
+        }
+        fn checkpoint(&mut self, _: &EncodeState) -> Result<()> {
+            Ok(())
+        }
+    }
+    let mut sink = Sums {
+        h,
+        sums: vec![Default::default(); ids.len() * h],
+    };
+    let mut state = EncodeState::default();
+    let plan = plan_flat(
+        records.len(),
+        opts.window_size(opts.batch_plan(model.encoder.packs_tokens())),
+    );
     let t1 = Instant::now();
-    encode_records(
+    encode_windows(
         &model,
-        &records,
+        &plan,
+        &|r| Ok(records[r].to_vec()),
         &opts,
         &mut state,
-        None,
+        &mut sink,
         &AtomicBool::new(false),
         &mut |_| {},
     )?;
     let encode_secs = t1.elapsed().as_secs_f64();
-    let h = model.hidden_size();
     let vectors = ids
         .iter()
         .enumerate()
         .map(|(e, id)| {
-            let s: Vec<f32> = state.sums[e * h..(e + 1) * h]
+            let s: Vec<f32> = sink.sums[e * h..(e + 1) * h]
                 .iter()
                 .map(|x| x.to_f32())
                 .collect();

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use pelt::build::{
-    build_table, checkpoint_path, entity_list_for, parse_shard, BuildInput, BuildOptions,
-    BuildOutcome,
+    checkpoint_path, parse_shard_arg, run_build_job, BuildJob, BuildOptions, BuildOutcome,
 };
 use pelt::contexts::MentionMode;
 use pelt::corpus::Corpus;
@@ -103,9 +102,22 @@ pub enum Command {
         /// for activations; the table is the same for any number. GPUs encode one at a time.
         #[arg(long, default_value_t = 0)]
         encoders: usize,
-        /// Encode only shard i of n (i/n); merge the shard tables with `pelt merge`.
+        /// Encode only shard i of n (i/n): a disjoint share of the entities; merge the shard
+        /// tables with `pelt merge`. `auto` takes the shard from a Slurm job array
+        /// (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, with
+        /// --shard-count).
         #[arg(long)]
         shard: Option<String>,
+        /// The shard count for `--shard auto` where the scheduler does not tell it (Kubernetes).
+        #[arg(long)]
+        shard_count: Option<usize>,
+        /// How the table stores its vectors: f32, or f16/bf16 (half the size).
+        #[arg(long, default_value = "f32", value_parser = parse_vectors)]
+        vectors: pelt::table::VectorDtype,
+        /// Folder for the build's spill files (sampled sentences, the table's rows before they
+        /// are assembled); default: beside --out. Removed at the end; a --resume needs the same.
+        #[arg(long)]
+        tmp: Option<PathBuf>,
         /// Continue from the checkpoint OUT.ckpt of an interrupted build.
         #[arg(long)]
         resume: bool,
@@ -116,7 +128,7 @@ pub enum Command {
         #[arg(long, default_value_t = 30.0)]
         checkpoint_secs: f64,
     },
-    /// Add the sums and counts of shard tables into one table.
+    /// Merge the shard tables of one build (files or folders of them) into one table, streamed.
     Merge {
         #[arg(required = true, num_args = 1..)]
         tables: Vec<PathBuf>,
@@ -279,6 +291,32 @@ pub enum EvalCommand {
     },
 }
 
+fn parse_vectors(s: &str) -> std::result::Result<pelt::table::VectorDtype, String> {
+    pelt::table::VectorDtype::parse(s).map_err(|e| e.to_string())
+}
+
+/// `pelt merge`'s tables: files, and the `.safetensors` files of folders (sorted).
+fn shard_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(a)
+                .with_context(|| format!("cannot list {}", escape::path(a)))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            if found.is_empty() {
+                bail!("{} holds no .safetensors tables", escape::path(a));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn parse_mentions(s: &str) -> std::result::Result<MentionMode, String> {
     MentionMode::parse(s).ok_or_else(|| format!("`{s}`: expected auto, links, names or both"))
 }
@@ -308,6 +346,33 @@ pub enum BenchWhat {
         /// Where the synthetic table is written (removed afterwards).
         #[arg(long, default_value = "target")]
         dir: PathBuf,
+    },
+    /// Tables at scale: for each entity count, a synthetic linked corpus (one mention per
+    /// entity) is built with a random one-layer BERT of width --hidden, each build and each
+    /// open in a process of its own: peak memory, table size, open time, exact query time.
+    Scale {
+        /// Entity counts, comma-separated.
+        #[arg(long, default_value = "100000,300000,1000000", value_delimiter = ',')]
+        entities: Vec<usize>,
+        #[arg(long, default_value_t = 768)]
+        hidden: usize,
+        /// Runs per entity count (the spread between them is printed).
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+        /// How the tables store their vectors: f32, f16 or bf16.
+        #[arg(long, default_value = "f32")]
+        vectors: String,
+        /// Where the corpora, the model and the tables go (corpora and model are reused).
+        #[arg(long, default_value = "target/bench-scale")]
+        dir: PathBuf,
+    },
+    /// Open a table and time exact neighbour queries; prints one JSON line (time to open,
+    /// resident memory after opening and after the queries, query times).
+    Open {
+        #[arg(long)]
+        table: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        queries: usize,
     },
 }
 
@@ -416,6 +481,9 @@ pub fn run(cli: Cli) -> Result<()> {
             threads,
             encoders,
             shard,
+            shard_count,
+            vectors,
+            tmp,
             resume,
             case_sensitive,
             checkpoint_secs,
@@ -431,31 +499,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 threads,
                 encoders,
                 case_sensitive,
-                shard: shard.as_deref().map(parse_shard).transpose()?,
+                shard: shard
+                    .as_deref()
+                    .map(|s| parse_shard_arg(s, shard_count))
+                    .transpose()?,
                 checkpoint_secs,
+                vectors,
                 ..Default::default()
             };
             options.validate()?;
             let model = load_model(model, device, dtype)?;
             let corpus = Corpus::open(&corpus)?;
-            let entities_path = entities;
-            let (entities, entities_stage) =
-                entity_list_for(&corpus, entities_path.as_deref(), min_count)?;
-            if entities_path.is_none() {
-                eprintln!(
-                    "entities: {} ids from the corpus's links (linked at least {min_count} times)",
-                    entities.len()
-                );
-            }
             let ckpt = checkpoint_path(&out_path);
-            let mut inputs = Inputs::new();
-            inputs
-                .add_all("corpus file", corpus.files.iter().cloned())
-                .add_all("entity list", entities_path.iter().cloned())
-                .add_all("model file", model.input_files());
-            inputs.check_output("--out", &out_path)?;
-            inputs.add("output table", &out_path);
-            inputs.check_output("checkpoint", &ckpt)?;
             if !resume && ckpt.exists() {
                 eprintln!(
                     "note: {} exists; replacing it with a new build (use --resume to continue it instead)",
@@ -470,29 +525,34 @@ pub fn run(cli: Cli) -> Result<()> {
                     std::process::exit(130);
                 }
             });
-            let outcome = build_table(
-                BuildInput {
+            let outcome = run_build_job(
+                BuildJob {
                     model: &model,
                     corpus: &corpus,
-                    entities: &entities,
+                    entities: entities.as_deref(),
+                    min_count,
                     options: &options,
-                    checkpoint: Some(ckpt.clone()),
+                    out: Some(out_path.clone()),
+                    out_label: "--out",
+                    tmp,
                     resume,
                     cancel,
                 },
                 &mut progress_bar,
             )?;
             eprintln!();
-            let (table, mut report) = match outcome {
+            let (table, report) = match outcome {
                 BuildOutcome::Finished(t, r) => (t, r),
                 BuildOutcome::Cancelled { done, total, .. } => bail!(
                     "build interrupted after {done} of {total} contexts; checkpoint written to {} — rerun the same command with --resume to continue",
                     ckpt.display()
                 ),
             };
-            report.stages.splice(0..0, entities_stage);
-            table.save(&out_path)?;
-            let _ = std::fs::remove_file(&ckpt);
+            if let Some(n) = report.entities_from_links {
+                eprintln!(
+                    "entities: {n} ids from the corpus's links (linked at least {min_count} times)"
+                );
+            }
             for w in report.read.summary_lines() {
                 eprintln!("warning: skipped {}", escape::text(&w));
             }
@@ -575,6 +635,7 @@ pub fn run(cli: Cli) -> Result<()> {
             out: out_path,
             partial,
         } => {
+            let tables = shard_files(&tables)?;
             let loaded: Vec<Table> = tables
                 .iter()
                 .map(|p| Table::load(p))
@@ -586,15 +647,22 @@ pub fn run(cli: Cli) -> Result<()> {
                     .collect(),
             )
             .check_output("--out", &out_path)?;
-            let merged = Table::merge_with(&loaded, partial)?;
-            merged.save(&out_path)?;
+            let meta = pelt::table::merged_meta(&loaded, partial)?;
+            let shard = meta.shard.clone();
+            let spill = pelt::table::spill_dir_for(&out_path);
+            let mut w = pelt::table::TableWriter::new(meta, loaded[0].norm, Some(&spill))?;
+            let written = pelt::table::merge_into(&loaded, &mut w)
+                .map(|()| w.position())
+                .and_then(|pos| w.finish(&out_path).map(|()| pos));
+            let _ = std::fs::remove_dir_all(&spill);
+            let pos = written?;
             writeln!(
                 out,
-                "wrote {} ({} tables merged, shards {}, {} contexts)",
+                "wrote {} ({} tables merged, shards {shard}, {} entities, {} contexts)",
                 escape::path(&out_path),
                 loaded.len(),
-                merged.meta.shard,
-                merged.counts.iter().sum::<i64>()
+                pos.rows,
+                pos.contexts
             )?;
         }
         Command::Renorm {
@@ -633,8 +701,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     escape::text(&t.entity_ids[i])
                 );
             }
-            let index = pelt::analysis::NeighbourIndex::new(&t, center)?;
             if vocab {
+                let index = pelt::analysis::NeighbourIndex::new(&t, center)?;
                 let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
                 let tokens = pelt::analysis::vocab_neighbours_of(&m, &t, &index, i, k, t.norm)?;
                 writeln!(
@@ -656,7 +724,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     escape::text(&t.entity_ids[i]),
                     if center { ", mean removed" } else { "" }
                 )?;
-                for (j, s) in index.entity_neighbours(i, k)? {
+                for (j, s) in pelt::analysis::nearest_streamed(&t, i, k, center, 0)? {
                     writeln!(
                         out,
                         "  {:<32} {:<12} {:.3}",
@@ -682,6 +750,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 escape::path(&dir),
                 t.len()
             )?;
+        }
+        Command::Bench {
+            what:
+                Some(BenchWhat::Scale {
+                    entities,
+                    hidden,
+                    runs,
+                    vectors,
+                    dir,
+                }),
+            ..
+        } => {
+            pelt::table::VectorDtype::parse(&vectors)?;
+            crate::scale::run(&entities, hidden, runs, &dir, &vectors, &mut out)?;
+        }
+        Command::Bench {
+            what: Some(BenchWhat::Open { table, queries }),
+            ..
+        } => {
+            let v = crate::scale::open_and_query(&table, queries)?;
+            writeln!(out, "{v}")?;
         }
         Command::Bench {
             what:

@@ -286,7 +286,7 @@ pub fn eval_typing(
     }
     let table_vecs: Vec<Option<Vec<f32>>> = rows
         .iter()
-        .map(|&r| (table.counts[r] > 0).then(|| table.sum(r).to_vec()))
+        .map(|&r| (table.counts[r] > 0).then(|| table.vector(r).into_owned()))
         .collect();
     let found: Vec<bool> = table_vecs.iter().map(Option::is_some).collect();
     let everyone = vec![true; rows.len()];

@@ -44,6 +44,15 @@ pub fn write_safetensors<S: AsRef<str>>(
 /// through an existing file or symbolic link at its name); an existing `path` that is not a
 /// regular file (directory, FIFO, device) is refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, &mut |w| w.write_all(bytes).map_err(Into::into))
+}
+
+/// [`write_atomic`] for output produced piece by piece: `fill` writes the file's bytes into a
+/// buffered writer on the temporary file (a large table is never held in memory whole).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     crate::outpath::check_regular_or_absent("output", path)?;
     let dir = path
         .parent()
@@ -83,8 +92,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         if let Ok(old) = std::fs::metadata(path) {
             let _ = f.set_permissions(old.permissions());
         }
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+            fill(&mut w).with_context(|| format!("cannot write {}", tmp.display()))?;
+            w.flush()
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+        }
         f.sync_all()
             .with_context(|| format!("cannot sync {}", tmp.display()))?;
         drop(f);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod scale;
 #[cfg(feature = "gui")]
 mod ui;
 

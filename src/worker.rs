@@ -24,9 +24,7 @@ use std::sync::Arc;
 
 pub use crate::analysis::Predictions;
 use crate::analysis::{self, check_fits, ContextInsight, NeighbourIndex};
-use crate::build::{
-    build_table, checkpoint_path, entity_list_for, BuildInput, BuildOutcome, BuildReport,
-};
+use crate::build::{run_build_job, BuildJob, BuildOutcome, BuildReport};
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
 use crate::model::{describe_device, DeviceChoice, DtypeChoice, Matmul, Model};
@@ -492,48 +490,27 @@ impl Engine {
                     send,
                 )?;
                 let corpus = Corpus::open(&project.corpus)?;
-                let (entities, entities_stage) =
-                    entity_list_for(&corpus, project.entities.as_deref(), 1)?;
-                let ckpt = project.table.as_ref().map(|t| checkpoint_path(t));
-                if let (Some(out), Some(c)) = (&project.table, &ckpt) {
-                    let mut inputs = crate::outpath::Inputs::new();
-                    inputs
-                        .add_all("corpus file", corpus.files.iter().cloned())
-                        .add_all("entity list", project.entities.iter().cloned())
-                        .add_all("model file", model.input_files());
-                    inputs.check_output("the project's table", out)?;
-                    inputs.add("project table", out);
-                    inputs.check_output("checkpoint", c)?;
-                }
-                let outcome = build_table(
-                    BuildInput {
+                let outcome = run_build_job(
+                    BuildJob {
                         model,
                         corpus: &corpus,
-                        entities: &entities,
+                        entities: project.entities.as_deref(),
+                        min_count: 1,
                         options: &project.options,
-                        checkpoint: ckpt.clone(),
+                        out: project.table.clone(),
+                        out_label: "the project's table",
+                        tmp: None,
                         resume,
                         cancel: &cancel,
                     },
                     &mut |p| send(Reply::Progress(p.clone())),
                 )?;
                 match outcome {
-                    BuildOutcome::Finished(table, mut report) => {
-                        report.stages.splice(0..0, entities_stage);
-                        let mut saved_to = None;
-                        if let Some(path) = &project.table {
-                            table.save(path)?;
-                            if let Some(c) = &ckpt {
-                                let _ = std::fs::remove_file(c);
-                            }
-                            saved_to = Some(path.clone());
-                        }
-                        Reply::Built {
-                            table: Arc::new(*table),
-                            report: Box::new(report),
-                            saved_to,
-                        }
-                    }
+                    BuildOutcome::Finished(table, report) => Reply::Built {
+                        table: Arc::new(*table),
+                        report: Box::new(report),
+                        saved_to: project.table.clone(),
+                    },
                     BuildOutcome::Cancelled {
                         done,
                         total,
@@ -595,7 +572,7 @@ impl Engine {
                             .collect()
                     })
                     .collect();
-                let losses = analysis::loss_vs_norm(table.sum(entity), &insights, &norms);
+                let losses = analysis::loss_vs_norm(&table.vector(entity), &insights, &norms);
                 Reply::Inspected(Box::new(Inspection {
                     entity,
                     insights,

@@ -48,6 +48,8 @@ fn table(model: &Model, exp: &Value) -> Table {
             corpus: &corpus,
             entities: &entities,
             options: &opts,
+            out: None,
+            tmp: None,
             checkpoint: None,
             resume: false,
             cancel: &cancel,

@@ -453,6 +453,8 @@ fn edit_table(bytes: &[u8], edit: impl FnOnce(&mut Meta, &mut Tensors)) -> Vec<u
                 safetensors::Dtype::F32 => "F32",
                 safetensors::Dtype::I64 => "I64",
                 safetensors::Dtype::U8 => "U8",
+                safetensors::Dtype::U32 => "U32",
+                safetensors::Dtype::U64 => "U64",
                 other => panic!("{other:?}"),
             };
             (n, (dt.to_string(), t.shape().to_vec(), t.data().to_vec()))
@@ -481,7 +483,6 @@ fn table_metadata_is_checked_against_its_tensors() {
         ("`k` is 0", "k", "0"),
         ("`hidden_size`", "hidden_size", "-3"),
         ("`k` = `2.5`", "k", "2.5"),
-        ("`found` has", "found", "[1]"),
         ("`shard`", "shard", "3/2"),
         ("`case_sensitive`", "case_sensitive", "maybe"),
     ]
@@ -493,44 +494,61 @@ fn table_metadata_is_checked_against_its_tensors() {
         (expect, change)
     })
     .collect();
-    // Tensors and the first context record edited.
-    let set_count = |v: i64| {
+    // Tensors edited.
+    let set_count = |v: u32| {
         edit(move |_, t| {
-            t.get_mut("counts").unwrap().2[row * 8..row * 8 + 8].copy_from_slice(&v.to_le_bytes())
-        })
-    };
-    let first_context = |field: &'static str, value: u64| {
-        edit(move |_, t| {
-            let c = &mut t.get_mut("contexts").unwrap();
-            let text = String::from_utf8(c.2.clone()).unwrap();
-            let first = text.lines().next().unwrap().to_string();
-            let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
-            v[field] = value.into();
-            let edited = text.replacen(&first, &v.to_string(), 1).into_bytes();
-            c.1 = vec![edited.len()];
-            c.2 = edited;
+            t.get_mut("counts").unwrap().2[row * 4..row * 4 + 4].copy_from_slice(&v.to_le_bytes())
         })
     };
     cases.extend([
-        ("expected 0..=8", set_count(-1)),
+        ("expected 0..=8", set_count(u32::MAX)),
         ("expected 0..=8", set_count(9)),
         (
             "fewer than its count",
-            edit(move |m, _| {
-                let mut f: Vec<u64> = serde_json::from_str(&m["found"]).unwrap();
-                f[row] = 0;
-                m.insert("found".into(), serde_json::to_string(&f).unwrap());
+            edit(move |_, t| {
+                t.get_mut("found").unwrap().2[row * 8..row * 8 + 8]
+                    .copy_from_slice(&0u64.to_le_bytes());
             }),
         ),
         (
             "expected a finite number",
             edit(|_, t| {
-                t.get_mut("sums").unwrap().2[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+                t.get_mut("sum_norms").unwrap().2[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
             }),
         ),
-        ("out of range", first_context("entity", 999)),
-        ("not inside the text", first_context("end", 100000)),
+        (
+            "does not index",
+            edit(|_, t| {
+                let ix = &mut t.get_mut("context_text_index").unwrap().2;
+                ix[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+            }),
+        ),
+        (
+            "names 1 entities",
+            edit(|_, t| {
+                let e = &mut t.get_mut("entities").unwrap();
+                let first = e.2.iter().position(|&b| b == b'\n').unwrap() + 1;
+                e.2.truncate(first);
+                e.1 = vec![first];
+            }),
+        ),
     ]);
+    // A context reference edited: the table opens, and reading that context says what is wrong.
+    let first_context = |field: usize, value: u32| {
+        edit_table(&bytes, move |_, t| {
+            t.get_mut("context_refs").unwrap().2[field * 4..field * 4 + 4]
+                .copy_from_slice(&value.to_le_bytes());
+        })
+    };
+    for (field, value, expect) in [
+        (0, 999, "entity row 999 does not hold it"),
+        (5, 100000, "not inside the text"),
+    ] {
+        let t = Table::from_bytes(&first_context(field, value)).unwrap();
+        let e = format!("{:#}", t.context(0).unwrap_err());
+        assert!(e.contains(expect), "expected `{expect}`: {e}");
+        assert!(t.to_bytes().is_err(), "a damaged context is not written on");
+    }
     for (expect, change) in cases {
         let edited = edit_table(&bytes, |m, t| change(m, t));
         let e = format!("{:#}", Table::from_bytes(&edited).unwrap_err());
@@ -550,7 +568,8 @@ fn edited_checkpoints_are_refused_and_a_new_build_says_it_replaces_one() {
     let opts = BuildOptions {
         k: 8,
         batch: 1,
-        window_batches: 1,
+        window_batches: 4,
+        encoders: 1,
         ..Default::default()
     };
     let run = |resume: bool, cancel: &AtomicBool, stop_at: u64| {
@@ -560,6 +579,8 @@ fn edited_checkpoints_are_refused_and_a_new_build_says_it_replaces_one() {
                 corpus: &corpus,
                 entities: &entities,
                 options: &opts,
+                out: None,
+                tmp: None,
                 checkpoint: Some(ckpt.clone()),
                 resume,
                 cancel,
@@ -600,6 +621,12 @@ fn edited_checkpoints_are_refused_and_a_new_build_says_it_replaces_one() {
         run(true, &AtomicBool::new(false), u64::MAX).err().unwrap()
     );
     assert!(e.contains("checksum"), "{e}");
+    // A bit of the sums of the window in progress (the file's only tensor, at its end).
+    let sums = safetensors::SafeTensors::deserialize(&good).unwrap();
+    assert!(
+        !sums.tensor("sums").unwrap().data().is_empty(),
+        "cancelled inside a window"
+    );
     let mut edited = good.clone();
     let last = edited.len() - 1;
     edited[last] ^= 1;
@@ -647,7 +674,7 @@ fn merged_shards_are_byte_identical_to_the_single_build_and_bad_sets_are_refused
         .unwrap()
     };
     let (s0, s1) = (shard(0, 2), shard(1, 2));
-    assert!(!s0.contexts.is_empty() && !s1.contexts.is_empty());
+    assert!(!s0.contexts().unwrap().is_empty() && !s1.contexts().unwrap().is_empty());
     let merged = Table::merge(&[s1.clone(), s0.clone()]).unwrap();
     assert_eq!(merged.to_bytes().unwrap(), whole.to_bytes().unwrap());
     // Through files and three shards, with a partial merge on the way.
@@ -683,12 +710,11 @@ fn merged_shards_are_byte_identical_to_the_single_build_and_bad_sets_are_refused
         Table::merge(&[s0.clone(), whole.clone()]).unwrap_err()
     );
     assert!(e.contains("complete table"), "{e}");
-    let row = (0..s0.len()).find(|&i| s0.counts[i] > 0).unwrap();
-    let (mut a, mut b) = (s0.clone(), s1.clone());
-    a.counts[row] = i64::MAX;
-    b.counts[row] = i64::MAX;
-    let e = format!("{:#}", Table::merge(&[a, b]).unwrap_err());
-    assert!(e.contains("exceeds k"), "{e}");
+    // Two shards that hold the same entity rows.
+    let mut twin = s0.clone();
+    twin.meta.shard = "1/2".into();
+    let e = format!("{:#}", Table::merge(&[s0.clone(), twin]).unwrap_err());
+    assert!(e.contains("the shards overlap"), "{e}");
     let other_batch = build_with(
         &model,
         &BuildOptions {

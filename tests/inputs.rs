@@ -33,6 +33,8 @@ fn try_build(corpus: &[PathBuf], entities: &Path) -> anyhow::Result<(Table, Buil
             corpus: &corpus,
             entities: &entities,
             options: &opts,
+            out: None,
+            tmp: None,
             checkpoint: None,
             resume: false,
             cancel: &cancel,

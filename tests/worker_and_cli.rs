@@ -326,7 +326,7 @@ fn worker_on_the_generic_path_builds_cancels_and_resumes_to_the_same_table() {
     let (packed, report) = built_table(&fused, &project, false);
     assert_eq!(report.batch, "32 contexts");
     assert_eq!(packed.counts, whole.counts);
-    assert_eq!(packed.contexts, whole.contexts);
+    assert_eq!(packed.contexts().unwrap(), whole.contexts().unwrap());
     let mut worst = 0f32;
     for i in 0..whole.len() {
         worst = worst.max(max_abs_diff(

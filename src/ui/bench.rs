@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use pelt::analysis::NeighbourIndex;
-use pelt::table::{ContextRecord, Table, TableMeta};
+use pelt::table::{ContextRecord, EntityRow, RowVector, Table, TableMeta, TableWriter};
 
 use super::session::{Pca, SortKey};
 use super::{App, Command, State, Tab};
 
-/// A deterministic table of `n` entities with `h`-wide vectors; about one in ten is not found,
-/// the others have one to three contexts.
-pub fn synthetic_table(n: usize, h: usize, seed: u64) -> Table {
+/// Writes a deterministic table of `n` entities with `h`-wide vectors to `path`, row by row
+/// (memory does not grow with `n`); about one in ten is not found, the others have one to
+/// three contexts.
+pub fn write_synthetic_table(path: &Path, n: usize, h: usize, seed: u64) -> Result<()> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         x ^= x << 13;
@@ -26,10 +27,26 @@ pub fn synthetic_table(n: usize, h: usize, seed: u64) -> Table {
         "protein", "kinase", "receptor", "factor", "cell", "gene", "alpha", "beta", "syndrome",
         "virus", "acid", "domain",
     ];
-    let mut names = Vec::with_capacity(n);
-    let mut counts = Vec::with_capacity(n);
-    let mut contexts = Vec::new();
-    let mut sums = Vec::with_capacity(n * h);
+    let meta = TableMeta {
+        model: "synthetic".into(),
+        model_sha256: "0".repeat(64),
+        hidden_size: h,
+        k: 3,
+        seed,
+        max_len: 64,
+        corpus: "synthetic.txt".into(),
+        corpus_sha256: "0".repeat(64),
+        shard: "all".into(),
+        case_sensitive: false,
+        mentions: "links".into(),
+        window: 512,
+        dtype: Default::default(),
+        entities_total: n,
+        entity_list_sha256: "0".repeat(64),
+    };
+    let spill = pelt::table::spill_dir_for(path);
+    let mut w = TableWriter::new(meta, 7.0, Some(&spill))?;
+    let mut sum = vec![0f32; h];
     for i in 0..n {
         let name = format!(
             "{} {} {i}",
@@ -37,55 +54,53 @@ pub fn synthetic_table(n: usize, h: usize, seed: u64) -> Table {
             WORDS[(next() % 12) as usize]
         );
         let c = if next() % 10 == 0 { 0 } else { 1 + next() % 3 };
-        for k in 0..c {
-            let text = format!("we studied {name} in the cells of line {k} .");
-            contexts.push(ContextRecord {
+        let contexts: Vec<ContextRecord> = (0..c)
+            .map(|k| ContextRecord {
                 entity: i as u32,
                 file: 0,
                 line: (i * 3 + k as usize) as u32 + 1,
                 sentence: 0,
                 start: 11,
                 end: 11 + name.len() as u32,
-                text,
+                text: format!("we studied {name} in the cells of line {k} ."),
                 linked: true,
-            });
-        }
-        for _ in 0..h {
-            let v = if c == 0 {
+            })
+            .collect();
+        for v in sum.iter_mut() {
+            *v = if c == 0 {
                 0.0
             } else {
                 (next() % 20_000) as f32 / 10_000.0 - 1.0
             };
-            sums.push(v);
         }
-        names.push(name);
-        counts.push(c as i64);
+        w.push(
+            &EntityRow {
+                id: &format!("Q{i}"),
+                name: &name,
+                aliases: &[],
+                global_row: i as u32,
+                vector: RowVector::Sum(&sum),
+                found: c * 2,
+            },
+            &contexts,
+        )?;
     }
-    Table {
-        meta: TableMeta {
-            model: "synthetic".into(),
-            model_sha256: "0".repeat(64),
-            hidden_size: h,
-            k: 3,
-            seed,
-            max_len: 64,
-            corpus: "synthetic.txt".into(),
-            corpus_sha256: "0".repeat(64),
-            shard: "all".into(),
-            case_sensitive: false,
-            mentions: "links".into(),
-            window: 512,
-        },
-        entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
-        entity_names: names,
-        entity_aliases: vec![vec![]; n],
-        sums,
-        exact_sums: None,
-        found: counts.iter().map(|&c| c as u64 * 2).collect(),
-        counts,
-        norm: 7.0,
-        contexts,
-    }
+    let r = w.finish(path);
+    let _ = std::fs::remove_dir_all(&spill);
+    r
+}
+
+/// Resident memory of this process now (Linux), in MB.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
 }
 
 /// Times of one measurement: fastest, median and slowest, in milliseconds (the fastest is the
@@ -160,20 +175,23 @@ impl Headless {
 /// Runs the benchmark and prints one line per measurement.
 pub fn run(entities: usize, hidden: usize, frames: usize, dir: &Path) -> Result<()> {
     let t = Instant::now();
-    let table = synthetic_table(entities, hidden, 42);
     let path = dir.join(format!("synthetic-{entities}x{hidden}.safetensors"));
-    table.save(&path)?;
+    write_synthetic_table(&path, entities, hidden, 42)?;
     println!(
-        "synthetic table: {entities} entities, hidden {hidden}, {} contexts, {:.0} MB ({:.1} s to write)",
-        table.contexts.len(),
+        "synthetic table: {entities} entities, hidden {hidden}, {:.0} MB ({:.1} s to write)",
         std::fs::metadata(&path)?.len() as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-
+    let before = rss_mb();
     let t = Instant::now();
-    let loaded = Table::load(&path)?;
-    println!("Table::load alone: {:.2} s", t.elapsed().as_secs_f64());
-    drop(loaded);
+    let table = Table::load(&path)?;
+    println!(
+        "Table::load alone: {:.2} s, resident memory {:.0} MB -> {:.0} MB ({} contexts)",
+        t.elapsed().as_secs_f64(),
+        before,
+        rss_mb(),
+        table.context_count()
+    );
     let t = Instant::now();
     let index = NeighbourIndex::new(&table, true)?;
     println!(

@@ -156,7 +156,7 @@ fn panel(view: &mut EntitiesPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Com
                 format!(
                     "{n} · {} found · {nf} not found · {} contexts",
                     n - nf,
-                    t.contexts.len()
+                    t.context_count()
                 )
             }
             None if n > 0 => format!("{n} · table not built"),

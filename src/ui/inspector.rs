@@ -1,6 +1,7 @@
 //! The Inspector tab: the selected entity's supporting sentences, masked as the model saw
 //! them, with the model's predictions at the mask and each context's cosine to the vector.
 
+use pelt::table::ContextRecord;
 use std::collections::HashMap;
 
 use egui::{RichText, Ui};
@@ -13,20 +14,34 @@ use super::{Command, Purpose, Session};
 /// the entity changes (finding them scans every context of the table).
 #[derive(Default)]
 pub struct InspectorPanel {
-    contexts: Option<((u64, usize), Vec<usize>)>,
+    /// Entity `e`'s contexts read from the table: their indices and records (or why they
+    /// could not be read), for one table generation and entity.
+    contexts: Option<((u64, usize), Vec<usize>, Result<Vec<ContextRecord>, String>)>,
 }
 
 impl InspectorPanel {
-    /// Indices (into the table's contexts) of entity `e`'s contexts, from the cache.
-    fn contexts(&mut self, s: &Session, table: &pelt::table::Table, e: usize) -> &[usize] {
+    /// Indices (into the table's contexts) of entity `e`'s contexts and their records, read
+    /// from the table once per table and entity.
+    fn contexts(
+        &mut self,
+        s: &Session,
+        table: &pelt::table::Table,
+        e: usize,
+    ) -> (&[usize], Result<&[ContextRecord], &str>) {
         let key = (s.table_gen, e);
-        if self.contexts.as_ref().is_none_or(|(k, _)| *k != key) {
-            self.contexts = Some((key, table.contexts_of(e).collect()));
+        if self.contexts.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            let which: Vec<usize> = table.contexts_of(e).collect();
+            let records = which
+                .iter()
+                .map(|&c| table.context(c))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .map_err(|err| format!("{err:#}"));
+            self.contexts = Some((key, which, records));
         }
-        self.contexts
-            .as_ref()
-            .map(|(_, c)| c.as_slice())
-            .unwrap_or(&[])
+        match &self.contexts {
+            Some((_, which, records)) => (which, records.as_deref().map_err(String::as_str)),
+            None => (&[], Ok(&[])),
+        }
     }
 
     pub fn ui(&mut self, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
@@ -90,7 +105,15 @@ fn tab(view: &mut InspectorPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comm
         out.push(Command::SetState(Box::new(state)));
     }
     let inspection = app.inspection.as_ref().filter(|i| i.entity == e);
-    let contexts = view.contexts(app, &table, e);
+    let (contexts, records) = view.contexts(app, &table, e);
+    let records = match records {
+        Ok(r) => r,
+        Err(err) => {
+            ui.colored_label(widgets::WARN, format!("The contexts cannot be read: {err}"));
+            return;
+        }
+    };
+    let first = contexts.first().copied().unwrap_or(0);
     let by_context: HashMap<usize, usize> = inspection
         .map(|ins| {
             ins.insights
@@ -148,7 +171,7 @@ fn tab(view: &mut InspectorPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comm
     ui.separator();
     egui::ScrollArea::vertical().id_salt("inspector_scroll").auto_shrink([false, false]).show(ui, |ui| {
         for (n, &ci) in order.iter().enumerate() {
-            let c = &table.contexts[ci];
+            let c = &records[ci - first];
             let insight = inspection.and_then(|ins| by_context.get(&ci).map(|&k| (ins, k)));
             egui::Frame::group(ui.style()).inner_margin(6.0).show(ui, |ui| {
                 ui.set_width(ui.available_width());

@@ -38,7 +38,11 @@ pub fn tab(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
                         );
                         row(
                             "contexts",
-                            format!("{} (at most K = {} per entity)", t.contexts.len(), t.meta.k),
+                            format!(
+                                "{} (at most K = {} per entity)",
+                                t.context_count(),
+                                t.meta.k
+                            ),
                         );
                         row(
                             "model",

@@ -1442,7 +1442,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pelt::table::TableMeta;
+    use pelt::table::{TableMeta, TableParts};
 
     fn session() -> Session {
         Session::new(Worker::spawn(|| {}), State::default())
@@ -1450,8 +1450,8 @@ mod tests {
 
     fn table(names: &[&str], counts: &[i64]) -> Arc<Table> {
         let n = names.len();
-        Arc::new(Table {
-            meta: TableMeta {
+        let mut parts = TableParts {
+            meta: Some(TableMeta {
                 model: "m".into(),
                 model_sha256: "0".into(),
                 hidden_size: 2,
@@ -1464,17 +1464,20 @@ mod tests {
                 case_sensitive: false,
                 mentions: "names".into(),
                 window: 512,
-            },
+                dtype: Default::default(),
+                entities_total: n,
+                entity_list_sha256: String::new(),
+            }),
             entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
             entity_names: names.iter().map(|s| s.to_string()).collect(),
             entity_aliases: vec![vec![]; n],
             sums: (0..n * 2).map(|i| i as f32 + 1.0).collect(),
-            exact_sums: None,
-            counts: counts.to_vec(),
             found: counts.iter().map(|&c| c as u64).collect(),
             norm: 3.0,
             contexts: vec![],
-        })
+        };
+        parts.add_placeholder_contexts(counts);
+        Arc::new(Table::from_parts(parts).unwrap())
     }
 
     fn reply(s: &Session, id: JobId, reply: Reply) -> Event {

@@ -242,12 +242,12 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     assert_eq!(table.len(), 312);
     assert_eq!(
         table.counts.iter().sum::<i64>() as usize,
-        table.contexts.len()
+        table.context_count()
     );
-    assert_eq!(report.contexts, table.contexts.len());
+    assert_eq!(report.contexts, table.context_count());
     assert!(has_label_containing(
         &h,
-        &format!("Built: {} contexts", table.contexts.len())
+        &format!("Built: {} contexts", table.context_count())
     ));
     assert!(
         has_label_containing(&h, "not found"),
@@ -723,7 +723,7 @@ fn the_linked_demo_builds_from_links_and_says_so() {
     assert_eq!(report.mentions, pelt::contexts::MentionMode::Links);
     let table = h.state().session.table.clone().unwrap();
     assert_eq!(table.meta.mentions, "links");
-    assert!(table.contexts.iter().all(|c| c.linked));
+    assert!(table.contexts().unwrap().iter().all(|c| c.linked));
     assert!(
         table.not_found().is_empty(),
         "every listed entity is linked"

@@ -112,6 +112,8 @@ pub fn build_from(
             corpus: &corpus,
             entities: &entities,
             options: opts,
+            out: None,
+            tmp: None,
             checkpoint: None,
             resume: false,
             cancel: &cancel,
