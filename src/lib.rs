@@ -4,7 +4,8 @@
 //!
 //! Layers (each imports only from the layers before it, never back):
 //! 1. `escape`, `outpath` (which outputs are refused) → `io` (atomic writes), `exact_sum`,
-//!    `progress`, `model` (with `model::hub`, the Hugging Face cache);
+//!    `progress`, `model` (with `model::hub`, the Hugging Face cache, and `model::cpu`, the
+//!    CPU kernels);
 //! 2. `corpus` → `entities` → `table` (the table types, `ContextRecord` included);
 //! 3. `contexts`, `rewrite`, `analysis`;
 //! 4. `build`, `eval` → `project` (a project holds build options and evaluation settings);

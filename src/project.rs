@@ -1,7 +1,7 @@
 //! Projects: the inputs and options of one table, saved as RON. Paths are stored relative to
 //! the project file's folder where possible, so a project travels with its data.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
@@ -199,10 +199,27 @@ fn relative_to(p: &Path, base: &Path) -> PathBuf {
     out
 }
 
+/// The demo project file: the checkout's, else the copy unpacked from the binary (see
+/// [`crate::model::embedded_files`]).
+pub fn demo_project_path() -> Result<PathBuf> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron");
+    if src.is_file() {
+        return Ok(src);
+    }
+    let (_, demo_files) = crate::model::embedded_files();
+    if demo_files.is_empty() {
+        bail!("the demo project is not here: open projects/pubmed-demo.ron from a checkout of the repository");
+    }
+    let root = crate::model::unpacked_root("demo")
+        .context("no data folder to unpack the demo project into")?;
+    crate::model::write_files(&root, demo_files, true)?;
+    Ok(root.join("projects/pubmed-demo.ron"))
+}
+
 /// The bundled demo project: the checkout's, else the copy the binary carries (unpacked into
 /// the user's data folder).
 pub fn bundled_demo() -> PathBuf {
-    crate::model::demo_project_path().unwrap_or_else(|_| {
+    demo_project_path().unwrap_or_else(|_| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.ron")
     })
 }

@@ -1,5 +1,6 @@
-//! The bundled model (SPLADE-tiny-msmarco, a small BERT MLM) and the demo project, found
-//! wherever the binary runs.
+//! The bundled model (SPLADE-tiny-msmarco, a small BERT MLM) and the files of the demo
+//! project, found wherever the binary runs (the demo project itself is found by
+//! `crate::project::demo_project_path`).
 //!
 //! In a checkout they are the repository's own files. With the default `bundled-model`
 //! feature the binary also carries them (about 18 MB) and, when the checkout is not there (an
@@ -126,7 +127,7 @@ pub fn write_files(root: &Path, files: Files, keep_existing: bool) -> Result<()>
 
 /// Where the embedded files of a set go: the data folder, under a name that changes with the
 /// app's version so that an update writes its own copy.
-fn unpacked_root(kind: &str) -> Option<PathBuf> {
+pub fn unpacked_root(kind: &str) -> Option<PathBuf> {
     Some(data_dir()?.join(format!("{kind}-{}", env!("CARGO_PKG_VERSION"))))
 }
 
@@ -156,20 +157,6 @@ pub fn bundled_model_path() -> Result<PathBuf> {
     )?;
     write_files(&root, MODEL_FILES, false)?;
     Ok(root.join("assets/models").join(MODEL))
-}
-
-/// The demo project file: the checkout's, else the copy unpacked from the binary.
-pub fn demo_project_path() -> Result<PathBuf> {
-    let src = checkout().join("projects/pubmed-demo.ron");
-    if src.is_file() {
-        return Ok(src);
-    }
-    if DEMO_FILES.is_empty() {
-        bail!("the demo project is not here: open projects/pubmed-demo.ron from a checkout of the repository");
-    }
-    let root = unpacked_root("demo").context("no data folder to unpack the demo project into")?;
-    write_files(&root, DEMO_FILES, true)?;
-    Ok(root.join("projects/pubmed-demo.ron"))
 }
 
 /// The embedded files, `(relative path, bytes)`: the model's and the demo project's (both

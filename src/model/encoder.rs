@@ -4,7 +4,7 @@
 //! positions only. The last layer is evaluated for those positions alone.
 //!
 //! Two paths run the layers before the last: the fused f32 CPU kernels on packed rows (this
-//! module and `kernels.rs`), and the generic path on right-padded batches with an additive
+//! module and `cpu/kernels.rs`), and the generic path on right-padded batches with an additive
 //! mask (accelerators, bf16/f16, or the CPU with the kernels off). Where the dense weights are
 //! plain tensors, the generic path runs candle-transformers' BERT layers
 //! ([`candle_transformers::models::bert::BertEncoder`]) over views of this encoder's tensors.
@@ -16,7 +16,7 @@ use candle_transformers::models::bert as ct;
 use std::collections::HashMap;
 
 use super::config::{Activation, Config, Family};
-use super::kernels;
+use super::cpu::kernels;
 use super::weights::{Linear, Matmul, Weights};
 
 /// Replace the word embedding of `seqs[row][position]` by `vector` (length = hidden size).
@@ -63,13 +63,28 @@ enum Projections {
     Split { q: Linear, kv: Linear },
 }
 
-/// Where the rows of a batch are: row r's `lens[r]` tokens start at `starts[r]`. `mask`
-/// (`[b, 1, 1, seq_len]`) is present when rows are padded to `seq_len` for the generic path.
+/// Where the rows of a batch are: row r's `lens[r]` tokens start at `starts[r]`, in `rows`
+/// token rows in all; `packed` rows follow one another, others are padded to `seq_len`, the
+/// longest. `mask` (`[b, 1, 1, seq_len]`) is present when rows are padded, for the generic
+/// path.
 struct BatchLayout {
     lens: Vec<usize>,
     starts: Vec<usize>,
     seq_len: usize,
+    rows: usize,
+    packed: bool,
     mask: Option<Tensor>,
+}
+
+impl BatchLayout {
+    /// The token rows row `r` takes: its length when packed, `seq_len` when padded.
+    fn span(&self, r: usize) -> usize {
+        if self.packed {
+            self.lens[r]
+        } else {
+            self.seq_len
+        }
+    }
 }
 
 struct Layer {
@@ -402,29 +417,38 @@ impl Encoder {
         positions: &[(usize, usize)],
         want_logits: bool,
     ) -> Result<EncoderOutput> {
-        let cfg = &self.cfg;
-        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
         if positions.is_empty() {
             return Ok(EncoderOutput {
-                hidden: h,
-                vocab,
+                hidden: self.cfg.hidden_size,
+                vocab: self.cfg.vocab_size,
                 transform: vec![],
                 logits: want_logits.then(Vec::new),
             });
         }
-        let b = seqs.len();
-        let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        if l > cfg.max_sequence_len() {
-            bail!(
-                "a sequence of {l} tokens is longer than the model's limit of {}",
-                cfg.max_sequence_len()
-            );
+        let mut batch = self.batch_layout(seqs)?;
+        let (ids, pos_ids) = self.token_ids(seqs, &batch)?;
+        for &(r, p) in positions {
+            if r >= seqs.len() || p >= seqs[r].len() {
+                bail!("requested position ({r}, {p}) is outside the batch");
+            }
         }
-        let pad = cfg.pad_token_id;
+        let x = self.embed(seqs, &batch, ids, pos_ids, injections)?;
+        batch.mask = self.padding_mask(&batch)?;
+        let x = self.layers_before_last(x, &batch)?;
+        let sel = self.last_layer(&x, &batch, positions)?;
+        self.head(&sel, want_logits)
+    }
+
+    /// Where the rows of `seqs` go. The fused CPU kernels take them packed one after another
+    /// (no padding, so no work on padding in any layer); the generic path takes them padded
+    /// to the longest. The padding mask is left to [`Encoder::padding_mask`].
+    fn batch_layout(&self, seqs: &[Vec<u32>]) -> Result<BatchLayout> {
+        let max = self.cfg.max_sequence_len();
+        let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if l > max {
+            bail!("a sequence of {l} tokens is longer than the model's limit of {max}");
+        }
         let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
-        // Row r's tokens start at starts[r]. The fused CPU kernels take the rows packed one
-        // after another (no padding, so no work on padding in any layer); the generic path
-        // takes them padded to l.
         let packed = self.packs_tokens();
         let starts: Vec<usize> = if packed {
             lens.iter()
@@ -435,27 +459,40 @@ impl Encoder {
                 })
                 .collect()
         } else {
-            (0..b).map(|r| r * l).collect()
+            (0..seqs.len()).map(|r| r * l).collect()
         };
-        let rows = if packed { lens.iter().sum() } else { b * l };
-        let span = |r: usize| if packed { lens[r] } else { l };
-        let mut ids = vec![pad; rows];
+        let rows = if packed {
+            lens.iter().sum()
+        } else {
+            seqs.len() * l
+        };
+        Ok(BatchLayout {
+            lens,
+            starts,
+            seq_len: l,
+            rows,
+            packed,
+            mask: None,
+        })
+    }
+
+    /// The token ids of `seqs` at their rows of `batch` (padding elsewhere) and their
+    /// position ids; an error for a token outside the vocabulary.
+    fn token_ids(&self, seqs: &[Vec<u32>], batch: &BatchLayout) -> Result<(Vec<u32>, Vec<u32>)> {
+        let cfg = &self.cfg;
+        let (pad, vocab) = (cfg.pad_token_id, cfg.vocab_size);
+        let mut ids = vec![pad; batch.rows];
         for (r, s) in seqs.iter().enumerate() {
             for (p, &t) in s.iter().enumerate() {
                 if t as usize >= vocab {
                     bail!("token id {t} (row {r}, position {p}) is outside the model vocabulary of {vocab}");
                 }
-                ids[starts[r] + p] = t;
+                ids[batch.starts[r] + p] = t;
             }
         }
-        for &(r, p) in positions {
-            if r >= b || p >= seqs[r].len() {
-                bail!("requested position ({r}, {p}) is outside the batch");
-            }
-        }
-        let mut pos_ids = vec![pad; rows];
-        for (r, &lo) in starts.iter().enumerate() {
-            let hi = lo + span(r);
+        let mut pos_ids = vec![pad; batch.rows];
+        for (r, &lo) in batch.starts.iter().enumerate() {
+            let hi = lo + batch.span(r);
             match cfg.family {
                 // HF: positions count non-pad tokens, starting after padding_idx.
                 Family::Roberta => {
@@ -474,12 +511,26 @@ impl Encoder {
                 }
             }
         }
+        Ok((ids, pos_ids))
+    }
+
+    /// The embedding LayerNorm of word (or injected), position and token-type embeddings:
+    /// `[batch.rows, hidden]`.
+    fn embed(
+        &self,
+        seqs: &[Vec<u32>],
+        batch: &BatchLayout,
+        mut word_ids: Vec<u32>,
+        pos_ids: Vec<u32>,
+        injections: &[Injection],
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (h, pad, rows) = (cfg.hidden_size, cfg.pad_token_id, batch.rows);
         let dev = &self.device;
-        let mut word_ids = ids.clone();
         let mut perm: Option<Vec<u32>> = None;
         let mut inj_data = Vec::new();
         for (k, inj) in injections.iter().enumerate() {
-            if inj.row >= b || inj.position >= seqs[inj.row].len() {
+            if inj.row >= seqs.len() || inj.position >= seqs[inj.row].len() {
                 bail!(
                     "injection at ({}, {}) is outside the batch",
                     inj.row,
@@ -492,7 +543,7 @@ impl Encoder {
                     inj.vector.len()
                 );
             }
-            let flat = starts[inj.row] + inj.position;
+            let flat = batch.starts[inj.row] + inj.position;
             word_ids[flat] = pad;
             perm.get_or_insert_with(|| (0..rows as u32).collect())[flat] = (rows + k) as u32;
             inj_data.extend_from_slice(&inj.vector);
@@ -509,7 +560,7 @@ impl Encoder {
         let pos = self
             .position
             .index_select(&Tensor::from_vec(pos_ids, rows, dev)?, 0)?;
-        let x0 = if packed {
+        if batch.packed {
             // `word` is a fresh tensor that nothing else refers to: LayerNorm(word + token
             // type + position) in place, one pass split over the cores.
             word.inplace_op3(
@@ -519,61 +570,80 @@ impl Encoder {
                     eps: cfg.layer_norm_eps as f32,
                 },
             )?;
-            word
-        } else {
-            let mut x = (word + pos)?;
-            if let Some(tt) = &self.token_type0 {
-                x = x.broadcast_add(tt)?;
-            }
-            self.emb_ln.forward(&x)?
-        };
-        // Additive attention mask [b, 1, 1, l] for the generic path: 0 on tokens, a large
-        // negative number on padding.
-        let mask = if packed {
-            None
-        } else {
-            let neg: Vec<f32> = (0..b * l)
-                .map(|i| if i % l < lens[i / l] { 0.0 } else { -1e9 })
-                .collect();
-            Some(Tensor::from_vec(neg, (b, 1, 1, l), dev)?.to_dtype(self.dtype)?)
-        };
-        let batch = BatchLayout {
-            lens,
-            starts,
-            seq_len: l,
-            mask,
-        };
-        let mut x = x0;
+            return Ok(word);
+        }
+        let mut x = (word + pos)?;
+        if let Some(tt) = &self.token_type0 {
+            x = x.broadcast_add(tt)?;
+        }
+        Ok(self.emb_ln.forward(&x)?)
+    }
+
+    /// The additive attention mask `[b, 1, 1, l]` of a padded batch (the generic path): 0 on
+    /// tokens, a large negative number on padding. `None` for packed batches.
+    fn padding_mask(&self, batch: &BatchLayout) -> Result<Option<Tensor>> {
+        if batch.packed {
+            return Ok(None);
+        }
+        let (b, l, lens) = (batch.lens.len(), batch.seq_len, &batch.lens);
+        let neg: Vec<f32> = (0..b * l)
+            .map(|i| if i % l < lens[i / l] { 0.0 } else { -1e9 })
+            .collect();
+        Ok(Some(
+            Tensor::from_vec(neg, (b, 1, 1, l), &self.device)?.to_dtype(self.dtype)?,
+        ))
+    }
+
+    /// Every layer but the last over all rows of `x`: candle-transformers' layers where the
+    /// generic path has them, else this encoder's own.
+    fn layers_before_last(&self, mut x: Tensor, batch: &BatchLayout) -> Result<Tensor> {
         let n_layers = self.layers.len();
         match (&self.generic, &batch.mask) {
             (Some(enc), Some(mask)) => {
+                let (b, l, h) = (batch.lens.len(), batch.seq_len, self.cfg.hidden_size);
                 x = enc
                     .forward(&x.reshape((b, l, h))?, mask)?
                     .reshape((b * l, h))?;
             }
             _ => {
                 for layer in &self.layers[..n_layers - 1] {
-                    x = self.layer_full(layer, &x, &batch)?;
+                    x = self.layer_full(layer, &x, batch)?;
                 }
             }
         }
+        Ok(x)
+    }
+
+    /// The last layer for the rows at `positions` only: `[positions.len(), hidden]`.
+    fn last_layer(
+        &self,
+        x: &Tensor,
+        batch: &BatchLayout,
+        positions: &[(usize, usize)],
+    ) -> Result<Tensor> {
+        let dev = &self.device;
         let flat_idx: Vec<u32> = positions
             .iter()
             .map(|&(r, p)| (batch.starts[r] + p) as u32)
             .collect();
         let row_idx: Vec<u32> = positions.iter().map(|&(r, _)| r as u32).collect();
         let n = positions.len();
-        let sel = self.layer_selected(
-            &self.layers[n_layers - 1],
-            &x,
+        self.layer_selected(
+            self.layers.last().expect("a model has layers"),
+            x,
             &Tensor::from_vec(flat_idx, n, dev)?,
             &Tensor::from_vec(row_idx, n, dev)?,
-            &batch,
+            batch,
             positions,
-        )?;
+        )
+    }
+
+    /// The MLM head on the selected rows: its transform output and, when asked, the
+    /// vocabulary logits.
+    fn head(&self, sel: &Tensor, want_logits: bool) -> Result<EncoderOutput> {
         let t = self.head_ln.forward(&activate(
             self.head_act,
-            &self.head_dense.forward(&sel)?,
+            &self.head_dense.forward(sel)?,
             self.cpu_kernels,
         )?)?;
         let logits = if want_logits {
@@ -588,8 +658,8 @@ impl Encoder {
             None
         };
         Ok(EncoderOutput {
-            hidden: h,
-            vocab,
+            hidden: self.cfg.hidden_size,
+            vocab: self.cfg.vocab_size,
             transform: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
             logits,
         })

@@ -238,7 +238,7 @@ pub fn inspect(id: &str, dir: &Path) -> CachedModel {
                     "{} is not a masked language model (no MLM head to take the transform from)",
                     archs.join(", ")
                 ));
-            } else if super::weights_file(dir).is_err() {
+            } else if super::weights::weights_file(dir).is_err() {
                 m.problem = Some("no model.safetensors or pytorch_model.bin".into());
             } else if !(dir.join("tokenizer.json").is_file()
                 || dir.join("vocab.txt").is_file()

@@ -1,23 +1,17 @@
 //! The model half of the engine: a local Hugging Face checkpoint directory loaded into an
 //! encoder that PELT can drive (injections in, transform outputs and logits out).
 
-#[cfg(pelt_blas)]
-mod blas;
 mod bundled;
 mod config;
+mod cpu;
 mod encoder;
 pub mod hub;
-mod kernels;
-mod pool;
-mod sgemm;
 mod tokenizer;
 mod weights;
 
 pub use config::{Activation, Config, Family};
+pub use cpu::{cores, on_this_thread, Isa};
 pub use encoder::{Encoder, EncoderOutput, Injection};
-pub use kernels::cores;
-pub use pool::on_this_thread;
-pub use sgemm::Isa;
 pub use tokenizer::{Encoded, TextTokenizer};
 pub use weights::{weights_file, Linear, Matmul};
 
@@ -36,7 +30,7 @@ pub fn cpu_matmul() -> &'static str {
 }
 
 pub use bundled::{
-    bundled_model_path, data_dir, demo_project_path, embedded_files, write_files, Files,
+    bundled_model_path, data_dir, embedded_files, unpacked_root, write_files, Files,
 };
 
 /// Directory of the model bundled with the project (SPLADE-tiny-msmarco, a BERT MLM): see

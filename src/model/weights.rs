@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::config::Family;
-use super::sgemm::{Init, Isa, PackedWeight};
+use super::cpu::kernels::{self, Epilogue};
+use super::cpu::pool;
+use super::cpu::sgemm::{Init, Isa, PackedWeight};
 
 pub struct Weights {
     source: Source,
@@ -271,18 +273,7 @@ impl Matmul {
     }
 }
 
-/// What is done with the product `x [m,k] · wᵀ` (`w` `[n,k]`).
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub enum Epilogue {
-    /// `+ b`.
-    Bias,
-    /// `gelu(· + b)`, exact, applied in place (the activation costs no extra tensor).
-    BiasGelu,
-    /// Nothing: the bias is added by whoever takes the product next (see `AddLayerNorm`).
-    None,
-}
-
-/// A weight packed for [`sgemm`](super::sgemm) with its bias as plain values.
+/// A weight packed for [`sgemm`](super::cpu::sgemm) with its bias as plain values.
 struct Packed {
     w: PackedWeight,
     b: Vec<f32>,
@@ -309,15 +300,15 @@ impl candle_core::CustomOp1 for PackedProduct<'_> {
         if k != kw {
             candle_core::bail!("sgemm: input [{m},{k}] does not fit weight [{n},{kw}]");
         }
-        let x = super::kernels::f32_slice(s, l, "sgemm input")?;
+        let x = kernels::f32_slice(s, l, "sgemm input")?;
         let init = match self.epilogue {
             Epilogue::None => Init::Zero,
             Epilogue::Bias | Epilogue::BiasGelu => Init::Bias(&self.p.b),
         };
-        let gelu = |v: &mut [f32]| super::kernels::gelu_slice(v, &[]);
+        let gelu = |v: &mut [f32]| kernels::gelu_slice(v, &[]);
         let post =
             (self.epilogue == Epilogue::BiasGelu).then_some(&gelu as &(dyn Fn(&mut [f32]) + Sync));
-        let out = self.p.w.matmul(x, m, init, post, super::pool::threads());
+        let out = self.p.w.matmul(x, m, init, post, pool::threads());
         Ok((
             candle_core::CpuStorage::F32(out),
             candle_core::Shape::from((m, n)),
@@ -363,7 +354,7 @@ impl Linear {
                 let candle_core::Storage::Cpu(cpu) = &*storage else {
                     candle_core::bail!("sgemm: the weight is not on the CPU");
                 };
-                let data = super::kernels::f32_slice(cpu, layout, "sgemm weight")?;
+                let data = kernels::f32_slice(cpu, layout, "sgemm weight")?;
                 let packed = PackedWeight::new(data, n, k, isa).ok_or_else(|| {
                     candle_core::Error::Msg(format!("this CPU cannot run the {isa:?} sgemm"))
                 })?;
@@ -405,7 +396,7 @@ impl Linear {
         #[cfg(pelt_blas)]
         if self.matmul == Matmul::OpenBlas {
             let w = self.w.as_ref()?;
-            return super::blas::affine(x, w, &self.b, epilogue);
+            return super::cpu::blas::affine(x, w, &self.b, epilogue);
         }
         None
     }
@@ -437,7 +428,7 @@ impl Linear {
             return r;
         }
         let p = self.product(x)?;
-        super::kernels::bias_gelu_in_place(&p, &self.b)?;
+        kernels::bias_gelu_in_place(&p, &self.b)?;
         Ok(p)
     }
 
@@ -455,7 +446,7 @@ impl Linear {
         p.inplace_op3(
             &residual.contiguous()?,
             post,
-            &super::kernels::AddLayerNorm { eps: eps as f32 },
+            &kernels::AddLayerNorm { eps: eps as f32 },
         )?;
         Ok(p)
     }

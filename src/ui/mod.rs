@@ -207,12 +207,12 @@ impl App {
                 .set_title("Model folder (with config.json)")
                 .pick_folder()
                 .map(|p| Command::SetModel(Some(p))),
+            // The formats the reader knows; WikiExtractor's wiki_NN files have no extension
+            // to filter on, hence "All files".
             Command::AddCorpusDialog => self
                 .dialog()
-                .add_filter(
-                    "Corpus (.txt, .jsonl, .ndjson, FewRel .json, .gz)",
-                    &["txt", "jsonl", "ndjson", "json", "gz"],
-                )
+                .add_filter(corpus_filter_name(), &pelt::corpus::file_extensions())
+                .add_filter("All files", &["*"])
                 .pick_files()
                 .map(Command::AddCorpus),
             Command::ChooseEntitiesDialog => self
@@ -373,4 +373,10 @@ impl eframe::App for App {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.session.state);
     }
+}
+
+/// The name of the corpus filter of the file dialog: the formats the corpus reader knows.
+fn corpus_filter_name() -> String {
+    let labels: Vec<&str> = pelt::corpus::formats().map(|f| f.label).collect();
+    format!("Corpus ({}, .gz)", labels.join(", "))
 }

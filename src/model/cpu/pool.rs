@@ -13,6 +13,17 @@ use std::sync::{Mutex, OnceLock};
 
 use crossbeam_channel::{unbounded, Sender};
 
+/// The number of cores this process may use (read once): what the kernels split their work
+/// over, and what "all cores" means wherever a thread count is 0.
+pub fn cores() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
 /// A part for a helper: `f(part)`, then one off `done`'s count.
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
@@ -40,7 +51,7 @@ struct Pool {
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let helpers = (1..super::kernels::cores())
+        let helpers = (1..cores())
             .filter_map(|i| {
                 let (tx, rx) = unbounded::<Job>();
                 std::thread::Builder::new()
@@ -96,11 +107,11 @@ pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
 
 /// How many parts a kernel called on this thread should split its work into: one per core,
 /// or one inside [`on_this_thread`].
-pub(super) fn threads() -> usize {
+pub(in crate::model) fn threads() -> usize {
     if ALONE.with(Cell::get) {
         1
     } else {
-        super::kernels::cores()
+        cores()
     }
 }
 
@@ -267,9 +278,9 @@ mod tests {
             7
         });
         assert_eq!((r, ran_here.load(Ordering::Relaxed)), (7, 16));
-        assert_eq!(threads(), super::super::kernels::cores());
+        assert_eq!(threads(), cores());
         // Restored after a panic inside too.
         assert!(std::panic::catch_unwind(|| on_this_thread(|| panic!("inside"))).is_err());
-        assert_eq!(threads(), super::super::kernels::cores());
+        assert_eq!(threads(), cores());
     }
 }

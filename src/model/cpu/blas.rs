@@ -5,8 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::kernels::f32_slice;
-use super::weights::Epilogue;
+use super::kernels::{f32_slice, Epilogue};
 
 extern "C" {
     fn cblas_sgemm(

@@ -154,7 +154,7 @@ impl PackedWeight {
             }
         };
         let panels = n.div_ceil(nr);
-        let threads = super::kernels::cores();
+        let threads = super::pool::cores();
         let per = panels.div_ceil(threads).max(1);
         if threads > 1 && panels > 1 && n * k >= 1 << 16 {
             super::pool::for_each_chunk_mut(data.as_mut_slice(), per * k * nr, &|i, part| {

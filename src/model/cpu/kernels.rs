@@ -12,7 +12,11 @@ fn contiguous_range(l: &Layout, what: &str) -> Result<std::ops::Range<usize>> {
 }
 
 /// The contiguous f32 data of a custom op's input; `what` names it in errors.
-pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(in crate::model) fn f32_slice<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         candle_core::bail!("{what} is not f32")
     };
@@ -25,18 +29,6 @@ fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'
         candle_core::bail!("{what} is not f32")
     };
     Ok(&mut v[contiguous_range(l, what)?])
-}
-
-/// The number of cores this process may use (read once): what the kernels split their work
-/// over, and what "all cores" means wherever a thread count is 0.
-pub fn cores() -> usize {
-    use std::sync::OnceLock;
-    static N: OnceLock<usize> = OnceLock::new();
-    *N.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
 }
 
 /// Defines `fn $name(args)` that runs `$body(args)` compiled for AVX-512, for AVX2 or for the
@@ -124,7 +116,7 @@ fn gelu_body(v: &mut [f32], bias: &[f32]) {
     }
 }
 
-simd_dispatch!(pub(super) fn gelu_slice / gelu_slice_on(v: &mut [f32], bias: &[f32]) => gelu_body);
+simd_dispatch!(pub(in crate::model) fn gelu_slice / gelu_slice_on(v: &mut [f32], bias: &[f32]) => gelu_body);
 
 /// Splits `v` into runs of whole rows of `row` values, one per core when it is large enough,
 /// and runs `f` on each run with the index of its first row.
@@ -220,6 +212,17 @@ impl candle_core::InplaceOp3 for AddLayerNorm {
         });
         Ok(())
     }
+}
+
+/// What is done with the product `x [m,k] · wᵀ` (`w` `[n,k]`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Epilogue {
+    /// `+ b`.
+    Bias,
+    /// `gelu(· + b)`, exact, applied in place (the activation costs no extra tensor).
+    BiasGelu,
+    /// Nothing: the bias is added by whoever takes the product next (see [`AddLayerNorm`]).
+    None,
 }
 
 /// The vector instruction sets the kernels are compiled for (x86-64; elsewhere only `None`).

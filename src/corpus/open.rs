@@ -1,0 +1,161 @@
+//! Opening corpus files: regular files only, `.gz` decompressed, and lines read with a hard cap
+//! on their length.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::outpath::kind_of;
+
+/// Opens a regular file, decompressing `.gz`.
+pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{} is {}; only regular files are read",
+            path.display(),
+            kind_of(&meta)
+        );
+    }
+    if path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("gz"))
+        == Some(true)
+    {
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            file,
+        ))))
+    } else {
+        Ok(Box::new(BufReader::new(file)))
+    }
+}
+
+/// The whole (decompressed) content of a file, refused past `limit` bytes.
+pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    open_reader(path)?
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if out.len() as u64 > limit {
+        bail!(
+            "{} is larger than the limit of {limit} bytes (after decompression)",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// Reads lines with a hard cap: a longer line is skipped without being buffered.
+pub struct LineReader {
+    inner: Box<dyn BufRead>,
+    cap: usize,
+    buf: Vec<u8>,
+    /// 1-based number of the line last returned.
+    pub line_no: usize,
+    path: PathBuf,
+}
+
+/// One line: its 1-based number and its bytes (without the line end), or its length in bytes
+/// when it was longer than the cap.
+pub type CappedLine<'a> = (usize, std::result::Result<&'a [u8], usize>);
+
+impl LineReader {
+    pub fn open(path: &Path, cap: usize) -> Result<Self> {
+        Ok(LineReader {
+            inner: open_reader(path)?,
+            cap,
+            buf: Vec::new(),
+            line_no: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The next line, `None` at the end.
+    pub fn next_capped(&mut self) -> Result<Option<CappedLine<'_>>> {
+        self.buf.clear();
+        let mut total = 0usize;
+        loop {
+            let avail = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "{}:{}: read error",
+                        self.path.display(),
+                        self.line_no + 1
+                    )))
+                }
+            };
+            if avail.is_empty() {
+                if total == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (len, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            if total + len <= self.cap.saturating_add(1) {
+                self.buf.extend_from_slice(&avail[..len]);
+            }
+            total = total.saturating_add(len);
+            self.inner.consume(len);
+            if done {
+                break;
+            }
+        }
+        self.line_no += 1;
+        if total > self.cap {
+            return Ok(Some((self.line_no, Err(total))));
+        }
+        let mut end = self.buf.len();
+        while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        Ok(Some((self.line_no, Ok(&self.buf[..end]))))
+    }
+
+    /// The next line that is within the cap (over-long ones are skipped silently).
+    pub(super) fn next_line(&mut self) -> Result<Option<&[u8]>> {
+        loop {
+            match self.next_capped()? {
+                None => return Ok(None),
+                Some((_, Err(_))) => continue,
+                Some((_, Ok(_))) => break,
+            }
+        }
+        let mut end = self.buf.len();
+        while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        Ok(Some(&self.buf[..end]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_lines_never_buffer_past_the_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.txt");
+        let mut bytes = b"short\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 100_000));
+        bytes.extend(b"\nend");
+        std::fs::write(&p, &bytes).unwrap();
+        let mut r = LineReader::open(&p, 1000).unwrap();
+        assert_eq!(r.next_capped().unwrap(), Some((1, Ok(&b"short"[..]))));
+        assert_eq!(r.next_capped().unwrap(), Some((2, Err(100_001))));
+        assert!(r.buf.capacity() < 5000, "{}", r.buf.capacity());
+        assert_eq!(r.next_capped().unwrap(), Some((3, Ok(&b"end"[..]))));
+        assert_eq!(r.next_capped().unwrap(), None);
+    }
+}
