@@ -325,7 +325,7 @@ pub fn nearest_streamed(
     };
     let q: Vec<f32> = qu.iter().zip(&mean).map(|(a, m)| a - m).collect();
     let qn = dot32(&q, &q).sqrt();
-    if !(qn > 0.0) {
+    if qn.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Ok(vec![]);
     }
     let mm = dot32(&mean, &mean);

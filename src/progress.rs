@@ -49,6 +49,10 @@ impl Progress {
 
     /// One line for a terminal or a status bar.
     pub fn describe(&self) -> String {
+        if self.phase == Phase::Writing {
+            // One step: the table is assembled from the rows spilled while encoding.
+            return format!("{}…", self.phase.label());
+        }
         let unit = match self.phase {
             Phase::Encoding => "contexts",
             Phase::Evaluating => "probes",

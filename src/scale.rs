@@ -171,7 +171,7 @@ pub fn run(
     vectors: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
-    if hidden == 0 || hidden % 64 != 0 {
+    if hidden == 0 || !hidden.is_multiple_of(64) {
         bail!("--hidden must be a positive multiple of 64 (heads of 64)");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

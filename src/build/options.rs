@@ -85,8 +85,6 @@ impl BatchPlan {
     }
 }
 
-/// Seconds and throughput of one stage of a build.
-
 /// The number of threads `threads` asks for (0 = one per core).
 pub fn resolve_threads(threads: usize) -> usize {
     if threads > 0 {
@@ -280,16 +278,16 @@ mod tests {
             ("SLURM_ARRAY_TASK_MIN", "5"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
         ]);
-        assert_eq!(shard_from_env(&slurm, None).unwrap(), (2, 4));
-        assert_eq!(shard_from_env(&slurm, Some(4)).unwrap(), (2, 4));
-        assert!(shard_from_env(&slurm, Some(3)).is_err());
+        assert_eq!(shard_from_env(slurm, None).unwrap(), (2, 4));
+        assert_eq!(shard_from_env(slurm, Some(4)).unwrap(), (2, 4));
+        assert!(shard_from_env(slurm, Some(3)).is_err());
         let k8s = env(&[("JOB_COMPLETION_INDEX", "3")]);
-        assert_eq!(shard_from_env(&k8s, Some(8)).unwrap(), (3, 8));
-        let e = shard_from_env(&k8s, None).unwrap_err().to_string();
+        assert_eq!(shard_from_env(k8s, Some(8)).unwrap(), (3, 8));
+        let e = shard_from_env(k8s, None).unwrap_err().to_string();
         assert!(e.contains("--shard-count"), "{e}");
-        assert!(shard_from_env(&k8s, Some(3)).is_err(), "index 3 of 3");
+        assert!(shard_from_env(k8s, Some(3)).is_err(), "index 3 of 3");
         let bad = env(&[("SLURM_ARRAY_TASK_ID", "x")]);
-        assert!(shard_from_env(&bad, Some(2))
+        assert!(shard_from_env(bad, Some(2))
             .unwrap_err()
             .to_string()
             .contains("`x`"));

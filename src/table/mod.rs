@@ -463,7 +463,7 @@ impl Table {
                 .push(c);
         }
         let mut w = TableWriter::new(meta, p.norm, None)?;
-        for i in 0..n {
+        for (i, ctx) in contexts.iter().enumerate() {
             w.push(
                 &EntityRow {
                     id: &p.entity_ids[i],
@@ -473,7 +473,7 @@ impl Table {
                     vector: RowVector::Sum(&p.sums[i * h..(i + 1) * h]),
                     found: p.found[i],
                 },
-                contexts[i].iter().copied(),
+                ctx.iter().copied(),
             )?;
         }
         Self::from_vec(w.finish_bytes()?)

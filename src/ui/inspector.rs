@@ -16,8 +16,12 @@ use super::{Command, Purpose, Session};
 pub struct InspectorPanel {
     /// Entity `e`'s contexts read from the table: their indices and records (or why they
     /// could not be read), for one table generation and entity.
-    contexts: Option<((u64, usize), Vec<usize>, Result<Vec<ContextRecord>, String>)>,
+    contexts: Option<CachedContexts>,
 }
+
+/// (table generation, entity), the context indices, and their records or why they could not
+/// be read.
+type CachedContexts = ((u64, usize), Vec<usize>, Result<Vec<ContextRecord>, String>);
 
 impl InspectorPanel {
     /// Indices (into the table's contexts) of entity `e`'s contexts and their records, read
