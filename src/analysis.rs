@@ -63,6 +63,47 @@ pub fn vocab_neighbours_of(
     k: usize,
     norm: f32,
 ) -> Result<Vec<(String, f32)>> {
+    vocab_neighbours_of_direction(model, table, &index.direction(entity), k, norm)
+}
+
+/// Tables with more vector values than this answer neighbour queries by scanning their
+/// vectors in place ([`nearest_streamed`]) instead of from a copy in a [`NeighbourIndex`]
+/// (256 MB of f32).
+pub const INDEX_MAX_VALUES: usize = 64 << 20;
+
+/// The unit direction of entity `i` (zeros if never found), with the mean direction of the
+/// found entities removed when `center` (as [`NeighbourIndex::direction`] gives it).
+pub fn direction_of(table: &Table, i: usize, center: bool) -> Vec<f32> {
+    let h = table.hidden();
+    if table.counts.get(i).is_none_or(|&c| c == 0) {
+        return vec![0.0; h];
+    }
+    let mut d = table.embedding_at(i, 1.0);
+    if center {
+        let mut mean = vec![0f64; h];
+        let mut n = 0usize;
+        for j in (0..table.len()).filter(|&j| table.counts[j] > 0) {
+            for (m, v) in mean.iter_mut().zip(table.embedding_at(j, 1.0)) {
+                *m += v as f64;
+            }
+            n += 1;
+        }
+        for (x, m) in d.iter_mut().zip(&mean) {
+            *x = (*x as f64 - m / n.max(1) as f64) as f32;
+        }
+        d = crate::table::scale_to_norm(&d, 1.0);
+    }
+    d
+}
+
+/// [`vocab_neighbours_of`] for a given direction.
+pub fn vocab_neighbours_of_direction(
+    model: &Model,
+    table: &Table,
+    direction: &[f32],
+    k: usize,
+    norm: f32,
+) -> Result<Vec<(String, f32)>> {
     check_fits(table, model)?;
     let emb = model.encoder.word_embeddings()?;
     if let Some(i) = emb.iter().position(|x| !x.is_finite()) {
@@ -73,7 +114,7 @@ pub fn vocab_neighbours_of(
             emb[i]
         );
     }
-    let query = crate::table::scale_to_norm(&index.direction(entity), norm);
+    let query = crate::table::scale_to_norm(direction, norm);
     Ok(vocab_neighbours(&emb, table.hidden(), &query, k)
         .into_iter()
         .map(|(t, s)| (model.tokenizer.display_token(t), s))
@@ -410,32 +451,27 @@ pub fn pca_2d(table: &Table) -> Result<Vec<(usize, [f64; 2])>> {
         return Ok(vec![]);
     }
     let h = table.hidden();
-    let mut x: Vec<f32> = Vec::with_capacity(rows.len() * h);
-    for &i in &rows {
-        x.extend(table.embedding_at(i, 1.0));
-    }
+    // Read in passes over the table's vectors, never copied whole: a table of millions of
+    // rows is mapped from its file. The mean, then XᵀX of at most PCA_FIT rows (an even
+    // sample of larger tables), on which the power iteration runs, then each row's projection.
+    let unit = |i: usize| table.embedding_at(i, 1.0);
     let mut mean = vec![0f64; h];
-    for r in x.chunks_exact(h) {
-        for (m, &v) in mean.iter_mut().zip(r) {
+    for &i in &rows {
+        for (m, &v) in mean.iter_mut().zip(&unit(i)) {
             *m += v as f64 / rows.len() as f64;
         }
     }
-    for r in x.chunks_exact_mut(h) {
-        for (v, m) in r.iter_mut().zip(&mean) {
-            *v = (*v as f64 - m) as f32;
-        }
-    }
-    let xt = Tensor::from_vec(x, (rows.len(), h), &Device::Cpu)?;
-    // XᵀX, [h, h], of at most PCA_FIT rows (an even sample of larger tables); the power
-    // iteration then runs on it instead of on X.
-    let step = rows.len().div_ceil(PCA_FIT);
-    let fit = if step > 1 {
-        let pick: Vec<u32> = (0..rows.len() as u32).step_by(step).collect();
-        let n = pick.len();
-        xt.index_select(&Tensor::from_vec(pick, n, &Device::Cpu)?, 0)?
-    } else {
-        xt.clone()
+    let centred = |i: usize| -> Vec<f32> {
+        unit(i)
+            .iter()
+            .zip(&mean)
+            .map(|(&v, m)| (v as f64 - m) as f32)
+            .collect()
     };
+    let step = rows.len().div_ceil(PCA_FIT);
+    let picked: Vec<usize> = rows.iter().copied().step_by(step.max(1)).collect();
+    let sample: Vec<f32> = picked.iter().flat_map(|&i| centred(i)).collect();
+    let fit = Tensor::from_vec(sample, (picked.len(), h), &Device::Cpu)?;
     let cov: Vec<f64> = fit
         .t()?
         .contiguous()?
@@ -470,13 +506,14 @@ pub fn pca_2d(table: &Table) -> Result<Vec<(usize, [f64; 2])>> {
         }
         comps.push(v);
     }
-    let basis: Vec<f32> = (0..h)
-        .flat_map(|j| [comps[0][j] as f32, comps[1][j] as f32])
+    let proj: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| {
+            let x = centred(i);
+            let d = |c: &[f64]| x.iter().zip(c).map(|(&a, b)| a as f64 * b).sum::<f64>() as f32;
+            [d(&comps[0]), d(&comps[1])]
+        })
         .collect();
-    let proj: Vec<f32> = xt
-        .matmul(&Tensor::from_vec(basis, (h, 2), &Device::Cpu)?)?
-        .flatten_all()?
-        .to_vec1()?;
     Ok(rows
         .iter()
         .zip(proj.chunks_exact(2))
@@ -693,6 +730,18 @@ mod tests {
                 }
             }
             assert!(nearest_streamed(&t, 3, 4, center, 2).unwrap().is_empty());
+            for i in 0..t.len() {
+                let (a, b) = (direction_of(&t, i, center), index.direction(i));
+                let d = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    d < 1e-5,
+                    "center {center}, entity {i}: directions differ by {d}"
+                );
+            }
         }
     }
 

@@ -587,7 +587,19 @@ impl Engine {
                 center,
                 norm,
             } => {
-                self.model_for(&table)?;
+                let model = self.model_for(&table)?;
+                if table.len() * table.hidden() > analysis::INDEX_MAX_VALUES {
+                    // A large table is scanned in place: no copy of its vectors.
+                    let entities = analysis::nearest_streamed(&table, entity, k, center, 0)?;
+                    let dir = analysis::direction_of(&table, entity, center);
+                    let vocab =
+                        analysis::vocab_neighbours_of_direction(model, &table, &dir, k, norm)?;
+                    return Ok(Reply::Neighbours(NeighbourResult {
+                        entity,
+                        entities,
+                        vocab,
+                    }));
+                }
                 self.cache(&table).index(center)?;
                 let (Some((_, _, _, model)), Some(cache)) = (&self.model, &self.cache) else {
                     bail!("no model is loaded");
