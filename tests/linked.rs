@@ -624,10 +624,17 @@ fn cloze_probes_plug_the_entity_and_change_ranks() {
     let cancel = AtomicBool::new(false);
     let r = pelt::eval::eval_cloze(&model, &t, probes, rep, &[0.5, 7.0, 50.0], 2, &cancel).unwrap();
     eprintln!("{r:?}");
-    // Rank by rank: at every norm the plugged vector changes ranks (a plug-in that did
-    // nothing would give the column without the table). These two probes' ranks do not move
-    // between norms 0.5 and 50; the norm's effect, and the ranks themselves, are compared with
-    // transformers' in tests/eval.rs.
+    // Rank by rank: at every norm the entity's vector changes ranks, against the rewritten
+    // sentences with a zero vector plugged (a plug-in that ignored the vector would give
+    // those). These two probes' ranks do not move between norms 0.5 and 50; the norm's effect,
+    // and the ranks themselves, are compared with transformers' in tests/eval.rs.
+    let mut zero = t.clone();
+    zero.sums.iter_mut().for_each(|x| *x = 0.0);
+    let (probes, rep) =
+        pelt::eval::probes_from_fewrel(&[linked_dir().join("fewrel.json")], &t, &model.tokenizer)
+            .unwrap();
+    let z =
+        pelt::eval::eval_cloze(&model, &zero, probes, rep, &[0.5, 7.0, 50.0], 2, &cancel).unwrap();
     let column = |c: usize| -> Vec<usize> {
         r.ranks
             .iter()
@@ -636,10 +643,12 @@ fn cloze_probes_plug_the_entity_and_change_ranks() {
     };
     assert_eq!(r.ranks.len(), r.without.probes);
     for (c, (norm, _)) in r.with.iter().enumerate() {
+        let zeroed: Vec<usize> = z.ranks.iter().map(|p| p.with[c]).collect();
+        eprintln!("norm {norm}: {:?}, zero vector {zeroed:?}", column(c + 1));
         assert_ne!(
-            column(0),
             column(c + 1),
-            "plugging at norm {norm} changed no rank"
+            zeroed,
+            "norm {norm}: the entity's vector changed no rank"
         );
     }
 }
