@@ -5,12 +5,17 @@
 //! - `PELT_BLAS=off`: never;
 //! - otherwise: used when `libopenblas` is found in `OPENBLAS_LIB_DIR`, `LIBRARY_PATH` or the
 //!   usual system library folders (Debian/Ubuntu: `apt install libopenblas-dev`).
+//!
+//! It also tells the tests which vector instruction sets the building CPU has
+//! (`cfg(pelt_cpu_avx2)`: AVX2 and FMA; `cfg(pelt_cpu_avx512)`: AVX-512F too), so that a test
+//! of a kernel this CPU cannot run is reported as ignored, with the reason, instead of passing.
 
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(pelt_blas)");
     println!("cargo:rerun-if-changed=src/build_probe.rs");
+    cpu_features();
     for v in ["PELT_BLAS", "OPENBLAS_LIB_DIR", "LIBRARY_PATH"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -63,4 +68,24 @@ fn find_openblas() -> Option<PathBuf> {
         "libopenblas.so"
     };
     dirs.into_iter().find(|d| d.join(name).exists())
+}
+
+/// `cfg(pelt_cpu_avx2)` and `cfg(pelt_cpu_avx512)` when the CPU running this build has them
+/// (native builds only: a cross build tests nothing here).
+fn cpu_features() {
+    println!("cargo:rustc-check-cfg=cfg(pelt_cpu_avx2)");
+    println!("cargo:rustc-check-cfg=cfg(pelt_cpu_avx512)");
+    if std::env::var("HOST").ok() != std::env::var("TARGET").ok() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if avx2 {
+            println!("cargo:rustc-cfg=pelt_cpu_avx2");
+        }
+        if avx2 && is_x86_feature_detected!("avx512f") {
+            println!("cargo:rustc-cfg=pelt_cpu_avx512");
+        }
+    }
 }

@@ -606,6 +606,21 @@ impl ClozeScore {
     }
 }
 
+/// One probe's result: the gold piece's rank without the table and with it at each norm.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeRanks {
+    /// The masked sentence.
+    pub text: String,
+    /// Id of the plugged entity.
+    pub entity: String,
+    pub gold: u32,
+    pub relation: String,
+    /// 1-based rank of the gold piece at the mask without the table.
+    pub without: usize,
+    /// Its rank with the table, at each norm of [`ClozeReport::with`] (same order).
+    pub with: Vec<usize>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClozeReport {
     pub probes: ProbeReport,
@@ -614,6 +629,9 @@ pub struct ClozeReport {
     pub with: Vec<(f32, ClozeScore)>,
     /// relation → (without, with at each norm).
     pub per_relation: BTreeMap<String, (ClozeScore, Vec<ClozeScore>)>,
+    /// Each probe's ranks, in probe order (empty in results saved before they were kept).
+    #[serde(default)]
+    pub ranks: Vec<ProbeRanks>,
 }
 
 impl ClozeReport {
@@ -781,11 +799,24 @@ pub fn eval_cloze_with_progress(
             (r, (w, ws))
         })
         .collect();
+    let ranks = probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ProbeRanks {
+            text: p.text.clone(),
+            entity: table.entity_ids[p.entity].clone(),
+            gold: p.gold,
+            relation: p.relation.clone(),
+            without: without[i],
+            with: with.iter().map(|(_, r)| r[i]).collect(),
+        })
+        .collect();
     Ok(ClozeReport {
         probes: report,
         without: ClozeScore::of(&without),
         with: with.iter().map(|(n, r)| (*n, ClozeScore::of(r))).collect(),
         per_relation,
+        ranks,
     })
 }
 

@@ -139,6 +139,64 @@ fn generic_tensor_path_matches_transformers() {
     }
 }
 
+/// One test per matrix-multiply path, each over every model with the fused kernels on and
+/// off: `matmul::path_packed_avx512`, `…_avx2`, `…_openblas`, `…_candle`. The tests above
+/// run every path this build and CPU have and say nothing of the others; here a path they lack
+/// is reported as ignored, with the reason (see src/build_probe.rs), not as passed.
+mod matmul {
+    use super::*;
+    use pelt::model::Isa;
+
+    fn every_model_on(m: Matmul) {
+        assert!(
+            Matmul::available().contains(&m),
+            "{m:?}: the build found it on this machine, it is not here (rebuild here)"
+        );
+        for name in [
+            "tiny-bert",
+            "tiny-roberta",
+            "tiny-distilbert",
+            "splade-tiny-msmarco",
+        ] {
+            for kernels in [true, false] {
+                check_on(name, kernels, m);
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(pelt_cpu_avx512),
+        ignore = "this CPU has no AVX-512F: the AVX-512 sgemm is not tested"
+    )]
+    fn path_packed_avx512() {
+        every_model_on(Matmul::Packed(Isa::Avx512));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(pelt_cpu_avx2),
+        ignore = "this CPU has no AVX2+FMA: the AVX2 sgemm is not tested"
+    )]
+    fn path_packed_avx2() {
+        every_model_on(Matmul::Packed(Isa::Avx2));
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(pelt_blas),
+        ignore = "built without OpenBLAS (src/build_probe.rs): that path is not tested"
+    )]
+    fn path_openblas() {
+        every_model_on(Matmul::OpenBlas);
+    }
+
+    #[test]
+    fn path_candle() {
+        every_model_on(Matmul::Candle);
+    }
+}
+
 #[test]
 fn fallback_tokenizer_files_give_the_same_ids() {
     // Without tokenizer.json the loader builds WordPiece from vocab.txt / BPE from vocab.json+merges.txt.

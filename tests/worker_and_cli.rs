@@ -361,7 +361,15 @@ fn cli_fill_build_neighbors_merge_renorm_export() {
     let common = ["--corpus", &corpus, "--entities", &ents, "--k", "8"];
     let (ok, out, err) = pelt(&[&["build", "--out", &t("all.safetensors")][..], &common].concat());
     assert!(ok, "{err}");
-    assert!(out.contains("312 entities, 310 found"), "{out}");
+    // The counts of tests/fixtures/gen_counts.py (names and aliases matched in Python).
+    let counts = &json("counts.json")["pubmed_sample"];
+    assert!(
+        out.contains(&format!(
+            "{} entities, {} found",
+            counts["entities"], counts["found"]
+        )),
+        "{out}"
+    );
     for s in ["0/2", "1/2"] {
         let name = t(&format!("s{}.safetensors", &s[..1]));
         let (ok, _, err) = pelt(&[&["build", "--out", &name, "--shard", s][..], &common].concat());
@@ -455,20 +463,25 @@ fn cli_bench_reports_the_committed_contexts() {
         &json.display().to_string(),
     ]);
     assert!(ok, "{err}");
+    // Contexts, entities and tokens (every mention one mask token, windows of 64) as counted by
+    // tests/fixtures/gen_counts.py with the HF tokenizer.
+    let counts = &common::json("counts.json")["bench_contexts"];
     assert!(
-        out.contains("bundled: 256 contexts (248 entities)"),
+        out.contains(&format!(
+            "bundled: {} contexts ({} entities)",
+            counts["contexts"], counts["entities"]
+        )),
         "{out}"
     );
     assert!(out.contains("% of the peak"), "{out}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let b = &v["bundled"];
-    assert_eq!(b["contexts"], 256);
-    // 10,453 model tokens once every mention is one mask token (bench/nyt-contexts.jsonl).
-    assert_eq!(b["tokens"], 10453);
-    assert!(b["padded_tokens"].as_u64().unwrap() >= 10453);
+    assert_eq!(b["contexts"], counts["contexts"]);
+    assert_eq!(b["tokens"], counts["tokens"]);
+    assert!(b["padded_tokens"].as_u64().unwrap() >= counts["tokens"].as_u64().unwrap());
     assert!(b["gflops"].as_f64().unwrap() > 0.0);
     let vectors = b["vectors"].as_object().unwrap();
-    assert_eq!(vectors.len(), 248);
+    assert_eq!(vectors.len() as u64, counts["entities"].as_u64().unwrap());
     for (e, x) in vectors {
         let norm: f64 = x
             .as_array()
@@ -509,7 +522,7 @@ fn cli_bench_reports_the_committed_contexts() {
             &serde_json::json!("candle-transformers")
         )
     );
-    assert_eq!(gb["tokens"], 10453);
+    assert_eq!(gb["tokens"], counts["tokens"]);
     let gv = gb["vectors"].as_object().unwrap();
     for (e, x) in vectors {
         let d = x

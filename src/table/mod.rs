@@ -479,6 +479,21 @@ impl Table {
         Self::from_vec(w.finish_bytes()?)
     }
 
+    /// The table's parts in memory, its raw sums rebuilt from direction and length (for small
+    /// tables: tests, and tables changed on purpose).
+    pub fn to_parts(&self) -> Result<TableParts> {
+        Ok(TableParts {
+            meta: Some(self.meta.clone()),
+            entity_ids: self.entity_ids.clone(),
+            entity_names: self.entity_names.clone(),
+            entity_aliases: self.entity_aliases.clone(),
+            sums: (0..self.len()).flat_map(|i| self.sum(i)).collect(),
+            found: self.found.clone(),
+            norm: self.norm,
+            contexts: self.contexts()?,
+        })
+    }
+
     /// Writes this table's rows (at `self.norm`) into `w`, whose metadata matches.
     fn write_rows(&self, w: &mut TableWriter) -> Result<()> {
         let same = self.norm == self.stored_norm;

@@ -519,18 +519,43 @@ mod tests {
     use super::super::kernels::tests::noise;
     use super::*;
 
-    fn each_isa(mut f: impl FnMut(Isa)) {
-        for isa in [Isa::Avx512, Isa::Avx2] {
-            if isa.supported() {
-                f(isa);
-            } else {
-                eprintln!("skipped the {isa:?} micro-kernel: this CPU does not have it");
+    /// One test per micro-kernel of `$check` (a `fn(Isa)`), named `…::path_avx512` and
+    /// `…::path_avx2`. A kernel that the CPU which built the tests cannot run (see
+    /// src/build_probe.rs) is reported as ignored, with the reason, not as passed.
+    macro_rules! isa_paths {
+        ($check:ident) => {
+            mod $check {
+                #[test]
+                #[cfg_attr(
+                    not(pelt_cpu_avx512),
+                    ignore = "this CPU has no AVX-512F: the AVX-512 micro-kernel is not tested"
+                )]
+                fn path_avx512() {
+                    super::on(super::Isa::Avx512, super::$check)
+                }
+                #[test]
+                #[cfg_attr(
+                    not(pelt_cpu_avx2),
+                    ignore = "this CPU has no AVX2+FMA: the AVX2 micro-kernel is not tested"
+                )]
+                fn path_avx2() {
+                    super::on(super::Isa::Avx2, super::$check)
+                }
             }
-        }
+        };
     }
 
-    #[test]
-    fn products_of_each_instruction_set_match_f64() {
+    /// Runs `check` with `isa`, which the CPU must have (it had when the tests were built).
+    fn on(isa: Isa, check: fn(Isa)) {
+        assert!(
+            isa.supported(),
+            "{isa:?}: the CPU that built the tests has it, this one does not (rebuild here)"
+        );
+        check(isa);
+    }
+
+    isa_paths!(products_match_f64);
+    fn products_match_f64(isa: Isa) {
         // Shapes around the tile and block sizes: partial tiles in both directions, k over
         // several passes (KC) and not a multiple of anything, one row, one column, k = 0.
         let shapes = [
@@ -541,63 +566,59 @@ mod tests {
             (100, 64, 777),
             (15, 33, 0),
         ];
-        each_isa(|isa| {
-            for &(m, n, k) in &shapes {
-                let x = noise(m * k, 1);
-                let w = noise(n * k, 2);
-                let b = noise(n, 3);
-                let p = PackedWeight::new(&w, n, k, isa).expect("supported");
-                let double = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= 2.0);
-                for (init, post) in [
-                    (Init::Zero, None),
-                    (Init::Bias(&b), None),
-                    (
-                        Init::Bias(&b),
-                        Some(&double as &(dyn Fn(&mut [f32]) + Sync)),
-                    ),
-                ] {
-                    let got = p.matmul(&x, m, init, post, 3);
-                    let mut worst = 0f64;
-                    for i in 0..m {
-                        for j in 0..n {
-                            let mut s = match init {
-                                Init::Zero => 0.0,
-                                Init::Bias(b) => b[j] as f64,
-                            };
-                            for q in 0..k {
-                                s += x[i * k + q] as f64 * w[j * k + q] as f64;
-                            }
-                            if post.is_some() {
-                                s *= 2.0;
-                            }
-                            worst = worst.max((s - got[i * n + j] as f64).abs());
+        for &(m, n, k) in &shapes {
+            let x = noise(m * k, 1);
+            let w = noise(n * k, 2);
+            let b = noise(n, 3);
+            let p = PackedWeight::new(&w, n, k, isa).expect("supported");
+            let double = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= 2.0);
+            for (init, post) in [
+                (Init::Zero, None),
+                (Init::Bias(&b), None),
+                (
+                    Init::Bias(&b),
+                    Some(&double as &(dyn Fn(&mut [f32]) + Sync)),
+                ),
+            ] {
+                let got = p.matmul(&x, m, init, post, 3);
+                let mut worst = 0f64;
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut s = match init {
+                            Init::Zero => 0.0,
+                            Init::Bias(b) => b[j] as f64,
+                        };
+                        for q in 0..k {
+                            s += x[i * k + q] as f64 * w[j * k + q] as f64;
                         }
+                        if post.is_some() {
+                            s *= 2.0;
+                        }
+                        worst = worst.max((s - got[i * n + j] as f64).abs());
                     }
-                    assert!(worst < 1e-4, "{isa:?} {m}x{n}x{k}: max |diff| {worst}");
                 }
+                assert!(worst < 1e-4, "{isa:?} {m}x{n}x{k}: max |diff| {worst}");
             }
-        });
+        }
     }
 
-    #[test]
-    fn result_does_not_depend_on_the_thread_count() {
+    isa_paths!(result_does_not_depend_on_the_thread_count);
+    fn result_does_not_depend_on_the_thread_count(isa: Isa) {
         let (m, n, k) = (300, 200, 600);
         let x = noise(m * k, 4);
         let w = noise(n * k, 5);
-        each_isa(|isa| {
-            let p = PackedWeight::new(&w, n, k, isa).expect("supported");
-            let one = p.matmul(&x, m, Init::Zero, None, 1);
-            for t in [2, 3, 8] {
-                assert!(
-                    one == p.matmul(&x, m, Init::Zero, None, t),
-                    "{isa:?}, {t} threads"
-                );
-            }
-        });
+        let p = PackedWeight::new(&w, n, k, isa).expect("supported");
+        let one = p.matmul(&x, m, Init::Zero, None, 1);
+        for t in [2, 3, 8] {
+            assert!(
+                one == p.matmul(&x, m, Init::Zero, None, t),
+                "{isa:?}, {t} threads"
+            );
+        }
     }
 
-    #[test]
-    fn wrong_sizes_are_refused() {
-        each_isa(|isa| assert!(PackedWeight::new(&[0.0; 5], 2, 3, isa).is_none()));
+    isa_paths!(wrong_sizes_are_refused);
+    fn wrong_sizes_are_refused(isa: Isa) {
+        assert!(PackedWeight::new(&[0.0; 5], 2, 3, isa).is_none());
     }
 }
