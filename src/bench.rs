@@ -302,11 +302,21 @@ pub struct BenchResult {
 
 /// Peak resident memory of this process (Linux), in MiB.
 pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// Resident memory of this process now (Linux), in MiB.
+pub fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// A memory field of `/proc/self/status` (in kB there), in MiB; NaN where there is none.
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bench::{write_random_bert, Shape};
+use crate::bench::{rss_mb, write_random_bert, Shape};
 use pelt::table::Table;
 
 /// One line per entity, one linked mention each: `{"text": …, "links": [{start, end, id}]}`.
@@ -111,19 +111,6 @@ fn wait_measured(child: &mut std::process::Child) -> Result<(bool, f64)> {
 #[cfg(not(target_os = "linux"))]
 fn wait_measured(child: &mut std::process::Child) -> Result<(bool, f64)> {
     Ok((child.wait()?.success(), f64::NAN))
-}
-
-/// Resident memory of this process now (Linux), in MB.
-pub fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 /// `pelt bench open`: opens `table`, then runs `queries` exact neighbour queries (10 nearest,

@@ -4,9 +4,7 @@
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
-use super::{
-    parse_shard_label, ContextRecord, EntityRow, RowVector, Table, TableMeta, TableWriter,
-};
+use super::{parse_shard_label, Table, TableMeta, TableWriter};
 
 /// The metadata of the merge of `tables` (shards of one build); refuses tables that do not
 /// belong together, shards given twice, and missing shards unless `partial`.
@@ -127,40 +125,9 @@ pub fn merge_into(tables: &[Table], w: &mut TableWriter) -> Result<()> {
             }
         }
         let Some((t, row)) = holder else { break };
-        let table = &tables[t];
         let i = next[t];
         next[t] += 1;
-        let sz = table.meta.dtype.size() * table.hidden();
-        let ctx: Vec<ContextRecord> = table
-            .contexts_of(i)
-            .map(|c| table.context(c))
-            .collect::<Result<_>>()?;
-        // Stored vectors are copied as they are; at another norm they are rescaled.
-        let v;
-        let vector = if table.norm == table.stored_norm {
-            RowVector::Encoded {
-                bytes: &table.data.bytes()
-                    [table.emb.start + i * sz..table.emb.start + (i + 1) * sz],
-                sum_norm: table.sum_norms[i],
-            }
-        } else {
-            v = table.vector(i);
-            RowVector::Direction {
-                v: &v,
-                sum_norm: table.sum_norms[i],
-            }
-        };
-        w.push(
-            &EntityRow {
-                id: &table.entity_ids[i],
-                name: &table.entity_names[i],
-                aliases: &table.entity_aliases[i],
-                global_row: row,
-                vector,
-                found: table.found[i],
-            },
-            &ctx,
-        )?;
+        tables[t].push_row(i, row, w)?;
     }
     Ok(())
 }

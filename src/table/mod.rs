@@ -496,40 +496,44 @@ impl Table {
 
     /// Writes this table's rows (at `self.norm`) into `w`, whose metadata matches.
     fn write_rows(&self, w: &mut TableWriter) -> Result<()> {
-        let same = self.norm == self.stored_norm;
-        let sz = self.meta.dtype.size() * self.hidden();
         for i in 0..self.len() {
-            let ctx: Vec<ContextRecord> = self
-                .contexts_of(i)
-                .map(|c| self.context(c))
-                .collect::<Result<_>>()?;
-            let v;
-            let vector = if same {
-                RowVector::Encoded {
-                    bytes: &self.data.bytes()
-                        [self.emb.start + i * sz..self.emb.start + (i + 1) * sz],
-                    sum_norm: self.sum_norms[i],
-                }
-            } else {
-                v = self.vector(i);
-                RowVector::Direction {
-                    v: &v,
-                    sum_norm: self.sum_norms[i],
-                }
-            };
-            w.push(
-                &EntityRow {
-                    id: &self.entity_ids[i],
-                    name: &self.entity_names[i],
-                    aliases: &self.entity_aliases[i],
-                    global_row: self.rows.as_ref().map_or(i as u32, |r| r[i]),
-                    vector,
-                    found: self.found[i],
-                },
-                &ctx,
-            )?;
+            self.push_row(i, self.rows.as_ref().map_or(i as u32, |r| r[i]), w)?;
         }
         Ok(())
+    }
+
+    /// Appends row `i` (as row `global_row` of its build) and its contexts to `w`: the stored
+    /// vector as it is, or rescaled where `self.norm` is not the stored norm.
+    fn push_row(&self, i: usize, global_row: u32, w: &mut TableWriter) -> Result<()> {
+        let ctx: Vec<ContextRecord> = self
+            .contexts_of(i)
+            .map(|c| self.context(c))
+            .collect::<Result<_>>()?;
+        let sz = self.meta.dtype.size() * self.hidden();
+        let v;
+        let vector = if self.norm == self.stored_norm {
+            RowVector::Encoded {
+                bytes: &self.data.bytes()[self.emb.start + i * sz..self.emb.start + (i + 1) * sz],
+                sum_norm: self.sum_norms[i],
+            }
+        } else {
+            v = self.vector(i);
+            RowVector::Direction {
+                v: &v,
+                sum_norm: self.sum_norms[i],
+            }
+        };
+        w.push(
+            &EntityRow {
+                id: &self.entity_ids[i],
+                name: &self.entity_names[i],
+                aliases: &self.entity_aliases[i],
+                global_row,
+                vector,
+                found: self.found[i],
+            },
+            &ctx,
+        )
     }
 
     /// Serialises to safetensors bytes at `self.norm` (deterministic: sorted keys, no

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::bench::rss_mb;
 use anyhow::{bail, Result};
 use pelt::analysis::NeighbourIndex;
 use pelt::table::{ContextRecord, EntityRow, RowVector, Table, TableMeta, TableWriter};
@@ -88,19 +89,6 @@ pub fn write_synthetic_table(path: &Path, n: usize, h: usize, seed: u64) -> Resu
     let r = w.finish(path);
     let _ = std::fs::remove_dir_all(&spill);
     r
-}
-
-/// Resident memory of this process now (Linux), in MB.
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 /// Times of one measurement: fastest, median and slowest, in milliseconds (the fastest is the
