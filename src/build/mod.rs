@@ -235,7 +235,6 @@ struct TableSink<'a> {
     found: &'a [u64],
     h: usize,
     checkpoint: Option<&'a Path>,
-    linked: usize,
 }
 
 impl EncodeSink for TableSink<'_> {
@@ -271,7 +270,6 @@ impl EncodeSink for TableSink<'_> {
                 }
                 None => zeros.clone(),
             };
-            self.linked += kept.iter().filter(|c| c.linked).count();
             let ent = &self.entities.entities[e];
             self.writer.push(
                 &EntityRow {
@@ -359,18 +357,15 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     report.device = crate::model::describe_device(model.encoder.device()).to_string();
     report.dtype = crate::model::dtype_name(model.encoder.dtype()).to_string();
     report.batch = plan.to_string();
-    let spill_root = tmp.clone().unwrap_or_else(|| {
-        out.as_deref()
-            .or(checkpoint.as_deref())
-            .and_then(Path::parent)
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    });
-    let spill_root = if out.is_none() && checkpoint.is_none() && tmp.is_none() {
-        std::env::temp_dir()
-    } else {
-        spill_root
+    // Spill files go to --tmp, else beside the output (or checkpoint), else to the system's
+    // temporary folder for a build kept in memory.
+    let spill_root = match (&tmp, out.as_deref().or(checkpoint.as_deref())) {
+        (Some(t), _) => t.clone(),
+        (None, Some(p)) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        (None, None) => std::env::temp_dir(),
     };
     if let Some(t) = &tmp {
         crate::outpath::check_dir_or_absent("--tmp", t)?;
@@ -624,7 +619,6 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         found: &found,
         h,
         checkpoint: checkpoint.as_deref(),
-        linked: 0,
     };
     let load = |r: std::ops::Range<usize>| -> Result<Vec<ContextRecord>> {
         sampled[r]

@@ -372,18 +372,43 @@ impl Table {
 
     /// Supporting context `ci`, read from the file.
     pub fn context(&self, ci: usize) -> Result<ContextRecord> {
+        let mut v = self.contexts_in(ci..ci + 1)?;
+        Ok(v.pop().expect("one context"))
+    }
+
+    /// Supporting contexts `range` (e.g. [`Table::contexts_of`]), each text block inflated once.
+    pub fn contexts_in(&self, range: Range<usize>) -> Result<Vec<ContextRecord>> {
+        let mut out = Vec::with_capacity(range.len());
+        let mut block: Option<(usize, Vec<u8>)> = None;
+        for ci in range {
+            let b = ci / self.text_block;
+            if block.as_ref().is_none_or(|(at, _)| *at != b) {
+                block = Some((b, self.inflate(b, ci)?));
+            }
+            let raw = &block.as_ref().expect("inflated above").1;
+            out.push(self.record(ci, raw)?);
+        }
+        Ok(out)
+    }
+
+    /// Text block `block`, inflated (`ci`: the context asked for, for messages).
+    fn inflate(&self, block: usize, ci: usize) -> Result<Vec<u8>> {
+        let (lo, hi) = (self.text_index[block], self.text_index[block + 1]);
+        let z = &self.data.bytes()[self.text.start + lo as usize..self.text.start + hi as usize];
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(z), &mut raw)
+            .with_context(|| format!("context {ci}: its text block is damaged"))?;
+        Ok(raw)
+    }
+
+    /// Context `ci` from its reference and its inflated text block `raw`, checked.
+    fn record(&self, ci: usize, raw: &[u8]) -> Result<ContextRecord> {
         let b = self.data.bytes();
         let at = self.refs.start + ci * writer::REF_FIELDS * 4;
         let f: Vec<u32> = b[at..at + writer::REF_FIELDS * 4]
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        let block = ci / self.text_block;
-        let (lo, hi) = (self.text_index[block], self.text_index[block + 1]);
-        let z = &b[self.text.start + lo as usize..self.text.start + hi as usize];
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(z), &mut raw)
-            .with_context(|| format!("context {ci}: its text block is damaged"))?;
         let mut at = 0usize;
         let mut text = None;
         for j in 0..=ci % self.text_block {
@@ -427,7 +452,7 @@ impl Table {
 
     /// Every supporting context (grouped by row); for small tables and tests.
     pub fn contexts(&self) -> Result<Vec<ContextRecord>> {
-        (0..self.context_count()).map(|i| self.context(i)).collect()
+        self.contexts_in(0..self.context_count())
     }
 
     /// The table's entities as an entity list (to find their mentions in new text).
@@ -505,10 +530,7 @@ impl Table {
     /// Appends row `i` (as row `global_row` of its build) and its contexts to `w`: the stored
     /// vector as it is, or rescaled where `self.norm` is not the stored norm.
     fn push_row(&self, i: usize, global_row: u32, w: &mut TableWriter) -> Result<()> {
-        let ctx: Vec<ContextRecord> = self
-            .contexts_of(i)
-            .map(|c| self.context(c))
-            .collect::<Result<_>>()?;
+        let ctx = self.contexts_in(self.contexts_of(i))?;
         let sz = self.meta.dtype.size() * self.hidden();
         let v;
         let vector = if self.norm == self.stored_norm {

@@ -35,10 +35,8 @@ impl InspectorPanel {
         let key = (s.table_gen, e);
         if self.contexts.as_ref().is_none_or(|(k, _, _)| *k != key) {
             let which: Vec<usize> = table.contexts_of(e).collect();
-            let records = which
-                .iter()
-                .map(|&c| table.context(c))
-                .collect::<anyhow::Result<Vec<_>>>()
+            let records = table
+                .contexts_in(table.contexts_of(e))
                 .map_err(|err| format!("{err:#}"));
             self.contexts = Some((key, which, records));
         }
