@@ -8,6 +8,9 @@ use crate::contexts::{mask_mention, ContextRecord};
 use crate::model::{log_sum_exp, softmax, top_k, Model};
 use crate::table::Table;
 
+mod scan;
+pub use scan::{RowDots, RowScanner, ScanKernel};
+
 /// Predictions at one mask: (display token, probability), most probable first.
 pub type Predictions = Vec<(String, f32)>;
 
@@ -298,11 +301,65 @@ fn dot32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// The mean of the found entities' unit directions (what "subtract mean" removes), read in
+/// place from the table's vectors on `threads` threads (0: one per core).
+pub fn mean_direction(table: &Table, threads: usize) -> Vec<f32> {
+    let (n, h) = (table.len(), table.hidden());
+    let threads = scan_threads(n, threads);
+    let chunk = n.div_ceil(threads);
+    let parts: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut sum = vec![0f64; h];
+                    let mut count = 0usize;
+                    for j in t * chunk..((t + 1) * chunk).min(n) {
+                        if let Some(u) = unit_row(table, j) {
+                            for (a, b) in sum.iter_mut().zip(&u) {
+                                *a += *b as f64;
+                            }
+                            count += 1;
+                        }
+                    }
+                    (sum, count)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    let count = parts.iter().map(|p| p.1).sum::<usize>().max(1) as f64;
+    (0..h)
+        .map(|d| (parts.iter().map(|p| p.0[d]).sum::<f64>() / count) as f32)
+        .collect()
+}
+
+fn scan_threads(n: usize, threads: usize) -> usize {
+    if threads == 0 {
+        crate::model::cores()
+    } else {
+        threads
+    }
+    .clamp(1, n.max(1))
+}
+
+/// Row `j`'s unit direction; `None` for an entity never found or a zero or non-finite row.
+fn unit_row(table: &Table, j: usize) -> Option<Vec<f32>> {
+    if table.counts[j] == 0 {
+        return None;
+    }
+    let v = table.vector(j);
+    let len = dot32(&v, &v).sqrt();
+    (len > 0.0 && len.is_finite()).then(|| v.iter().map(|x| x / len).collect())
+}
+
 /// The `k` entities nearest to entity `i` by cosine of their directions, excluding `i` and
 /// entities never found, most similar first; read straight from the table's vectors on
 /// `threads` threads (0: one per core), with no copy of them: a table mapped from its file is
 /// scanned in place. With `center`, the mean direction of the found entities is removed first
-/// (one more pass).
+/// (one more pass; [`nearest_scan`] takes a mean computed once).
 pub fn nearest_streamed(
     table: &Table,
     i: usize,
@@ -310,87 +367,74 @@ pub fn nearest_streamed(
     center: bool,
     threads: usize,
 ) -> Result<Vec<(usize, f32)>> {
+    let mean = center.then(|| mean_direction(table, threads));
+    nearest_scan(
+        table,
+        i,
+        k,
+        mean.as_deref(),
+        threads,
+        ScanKernel::best(table.meta.dtype),
+    )
+}
+
+/// [`nearest_streamed`] with the mean direction given (from [`mean_direction`]; `None`: not
+/// centred) and the scan loop chosen (one this CPU lacks falls back to the portable loop).
+/// One pass over the stored rows, in their stored type.
+pub fn nearest_scan(
+    table: &Table,
+    i: usize,
+    k: usize,
+    mean: Option<&[f32]>,
+    threads: usize,
+    kernel: ScanKernel,
+) -> Result<Vec<(usize, f32)>> {
     let (n, h) = (table.len(), table.hidden());
     if i >= n {
         bail!("entity row {i} is beyond the table's {n} rows");
     }
-    let threads = if threads == 0 {
-        crate::model::cores()
-    } else {
-        threads
-    }
-    .clamp(1, n.max(1));
-    let chunk = n.div_ceil(threads);
-    let unit = |j: usize| -> Option<Vec<f32>> {
-        if table.counts[j] == 0 {
-            return None;
+    if let Some(m) = mean {
+        if m.len() != h {
+            bail!(
+                "a mean direction of width {} for a table of width {h}",
+                m.len()
+            );
         }
-        let v = table.vector(j);
-        let len = dot32(&v, &v).sqrt();
-        (len > 0.0 && len.is_finite()).then(|| v.iter().map(|x| x / len).collect())
-    };
-    let mean: Vec<f32> = if center {
-        let parts: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let unit = &unit;
-                    s.spawn(move || {
-                        let mut sum = vec![0f64; h];
-                        let mut count = 0usize;
-                        for j in t * chunk..((t + 1) * chunk).min(n) {
-                            if let Some(u) = unit(j) {
-                                for (a, b) in sum.iter_mut().zip(&u) {
-                                    *a += *b as f64;
-                                }
-                                count += 1;
-                            }
-                        }
-                        (sum, count)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("no panic"))
-                .collect()
-        });
-        let count = parts.iter().map(|p| p.1).sum::<usize>().max(1) as f64;
-        (0..h)
-            .map(|d| (parts.iter().map(|p| p.0[d]).sum::<f64>() / count) as f32)
-            .collect()
-    } else {
-        vec![0.0; h]
-    };
-    let Some(qu) = unit(i) else {
+    }
+    let threads = scan_threads(n, threads);
+    let chunk = n.div_ceil(threads);
+    let Some(qu) = unit_row(table, i) else {
         return Ok(vec![]);
     };
-    let q: Vec<f32> = qu.iter().zip(&mean).map(|(a, m)| a - m).collect();
+    let zero = vec![0f32; h];
+    let m = mean.unwrap_or(&zero);
+    let q: Vec<f32> = qu.iter().zip(m).map(|(a, m)| a - m).collect();
     let qn = dot32(&q, &q).sqrt();
     if qn.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Ok(vec![]);
     }
-    let mm = dot32(&mean, &mean);
-    let mq = dot32(&mean, &q);
+    let mm = dot32(m, m);
+    let mq = dot32(m, &q);
+    let scanner = RowScanner::with_kernel(table.meta.dtype, &q, mean, kernel);
     let best: Vec<Vec<(f32, usize)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (q, mean) = (&q, &mean);
+                let scanner = &scanner;
                 s.spawn(move || {
                     let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
                     for j in t * chunk..((t + 1) * chunk).min(n) {
                         if j == i || table.counts[j] == 0 {
                             continue;
                         }
-                        let v = table.vector(j);
-                        let vv = dot32(&v, &v);
-                        let len = vv.sqrt();
+                        let d = scanner.dots(table.vector_bytes(j));
+                        let len = d.vv.sqrt();
                         if !(len > 0.0 && len.is_finite()) {
                             continue;
                         }
                         // (v/|v| - m)·q / (|v/|v| - m| |q|), without forming v/|v| - m.
-                        let num = dot32(&v, q) / len - mq;
-                        let dn2 = if center {
-                            1.0 - 2.0 * dot32(&v, mean) / len + mm
+                        let num = d.vq / len - mq;
+                        let dn2 = if mean.is_some() {
+                            1.0 - 2.0 * d.vm / len + mm
                         } else {
                             1.0
                         };
@@ -618,7 +662,7 @@ mod tests {
 
     /// Entity 3 is never found; the others point in pseudo-random directions.
     fn table() -> Table {
-        let (n, h) = (7, 5);
+        let (n, h) = (7, 21);
         let mut x = 12345u64;
         let sums: Vec<f32> = (0..n * h)
             .map(|i| {
@@ -718,14 +762,22 @@ mod tests {
         let t = table();
         for center in [false, true] {
             let index = NeighbourIndex::new(&t, center).unwrap();
+            let mean = center.then(|| mean_direction(&t, 1));
             for threads in [1, 2, 3] {
                 for i in [0, 2, 6] {
                     let want = index.entity_neighbours(i, 4).unwrap();
-                    let got = nearest_streamed(&t, i, 4, center, threads).unwrap();
                     let ids = |v: &[(usize, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
-                    assert_eq!(ids(&got), ids(&want), "center {center}, entity {i}");
-                    for (g, w) in got.iter().zip(&want) {
-                        assert!((g.1 - w.1).abs() < 1e-4, "{} vs {}", g.1, w.1);
+                    let mut runs = vec![nearest_streamed(&t, i, 4, center, threads).unwrap()];
+                    for kernel in [ScanKernel::Portable, ScanKernel::Avx2] {
+                        runs.push(
+                            nearest_scan(&t, i, 4, mean.as_deref(), threads, kernel).unwrap(),
+                        );
+                    }
+                    for got in runs {
+                        assert_eq!(ids(&got), ids(&want), "center {center}, entity {i}");
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!((g.1 - w.1).abs() < 1e-4, "{} vs {}", g.1, w.1);
+                        }
                     }
                 }
             }

@@ -114,8 +114,12 @@ fn wait_measured(child: &mut std::process::Child) -> Result<(bool, f64)> {
 }
 
 /// `pelt bench open`: opens `table`, then runs `queries` exact neighbour queries (10 nearest,
-/// streamed over the vectors); prints one JSON line.
+/// streamed over the vectors) on the fastest scan loop this CPU has, the same queries on the
+/// portable loop (the reference), and centred ones with the mean direction computed once, as
+/// the window does; prints one JSON line. The queries alternate between the two loops so that
+/// a busy machine slows both alike.
 pub fn open_and_query(table: &Path, queries: usize) -> Result<serde_json::Value> {
+    use pelt::analysis::{mean_direction, nearest_scan, ScanKernel};
     let before = rss_mb();
     let t = Instant::now();
     let tab = Table::load(table)?;
@@ -125,26 +129,61 @@ pub fn open_and_query(table: &Path, queries: usize) -> Result<serde_json::Value>
     if found.is_empty() {
         bail!("the table has no entity with a vector");
     }
-    let mut times = Vec::new();
+    let best = ScanKernel::best(tab.meta.dtype);
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let (mut times, mut portable) = (Vec::new(), Vec::new());
     for q in 0..queries.max(1) {
         let i = found[(q * 7919) % found.len()];
         let t = Instant::now();
-        let n = pelt::analysis::nearest_streamed(&tab, i, 10, false, 0)?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let n = nearest_scan(&tab, i, 10, None, 0, best)?;
+        times.push(ms(t));
+        let t = Instant::now();
+        let r = nearest_scan(&tab, i, 10, None, 0, ScanKernel::Portable)?;
+        portable.push(ms(t));
         if n.is_empty() && found.len() > 1 {
             bail!("no neighbours found for row {i}");
         }
+        let ids = |v: &[(usize, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+        if ids(&n) != ids(&r) {
+            bail!("the {} and portable scans disagree on row {i}", best.name());
+        }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
+    let t = Instant::now();
+    let mean = mean_direction(&tab, 0);
+    let mean_ms = ms(t);
+    let mut centred = Vec::new();
+    for q in 0..queries.max(1) {
+        let i = found[(q * 7919) % found.len()];
+        let t = Instant::now();
+        nearest_scan(&tab, i, 10, Some(&mean), 0, best)?;
+        centred.push(ms(t));
+    }
+    let stats = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        (s[0], s[s.len() / 2], s[s.len() - 1])
+    };
+    let (min, median, max) = stats(&times);
+    let (pmin, pmedian, pmax) = stats(&portable);
+    let (cmin, cmedian, cmax) = stats(&centred);
     Ok(serde_json::json!({
         "entities": tab.len(),
+        "vectors": tab.meta.dtype.name(),
         "open_secs": open_secs,
         "rss_before_mb": before,
         "rss_open_mb": open_rss,
+        "scan": best.name(),
         "query_ms": times,
-        "query_ms_min": sorted[0],
-        "query_ms_median": sorted[sorted.len() / 2],
+        "query_ms_min": min,
+        "query_ms_median": median,
+        "query_ms_max": max,
+        "portable_query_ms_min": pmin,
+        "portable_query_ms_median": pmedian,
+        "portable_query_ms_max": pmax,
+        "mean_direction_ms": mean_ms,
+        "centred_query_ms_min": cmin,
+        "centred_query_ms_median": cmedian,
+        "centred_query_ms_max": cmax,
         "rss_after_queries_mb": rss_mb(),
     }))
 }

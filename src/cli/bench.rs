@@ -60,7 +60,8 @@ pub enum BenchWhat {
     /// open in a process of its own: peak memory, table size, open time, exact query time.
     Scale(ScaleArgs),
     /// Open a table and time exact neighbour queries; prints one JSON line (time to open,
-    /// resident memory after opening and after the queries, query times).
+    /// resident memory after opening and after the queries; query times on the fastest scan
+    /// loop, on the portable one beside it, and centred with the mean computed once).
     Open(OpenArgs),
 }
 

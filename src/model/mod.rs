@@ -56,7 +56,11 @@ pub enum DeviceChoice {
     #[default]
     Auto,
     Cpu,
+    /// The first CUDA GPU (`cuda`, `cuda:0`).
     Cuda,
+    /// The CUDA GPU of this ordinal (`cuda:N`): one machine with several GPUs runs one shard
+    /// per GPU.
+    CudaOrdinal(usize),
     Metal,
 }
 
@@ -68,7 +72,14 @@ impl std::str::FromStr for DeviceChoice {
             "cpu" => DeviceChoice::Cpu,
             "cuda" | "gpu" => DeviceChoice::Cuda,
             "metal" => DeviceChoice::Metal,
-            other => bail!("unknown device `{other}` (expected auto, cpu, cuda or metal)"),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(0)) => DeviceChoice::Cuda,
+                Some(Ok(n)) => DeviceChoice::CudaOrdinal(n),
+                _ => bail!(
+                    "unknown device `{}` (expected auto, cpu, cuda, cuda:N or metal)",
+                    crate::escape::text(other)
+                ),
+            },
         })
     }
 }
@@ -79,6 +90,7 @@ impl std::fmt::Display for DeviceChoice {
             DeviceChoice::Auto => "auto",
             DeviceChoice::Cpu => "cpu",
             DeviceChoice::Cuda => "cuda",
+            DeviceChoice::CudaOrdinal(n) => return write!(f, "cuda:{n}"),
             DeviceChoice::Metal => "metal",
         })
     }
@@ -88,12 +100,19 @@ impl DeviceChoice {
     pub fn open(self) -> Result<Device> {
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Cuda => {
+            DeviceChoice::Cuda | DeviceChoice::CudaOrdinal(_) => {
                 if !cfg!(feature = "cuda") {
                     bail!("this build of pelt has no CUDA support: rebuild with `--features cuda`, or use --device cpu");
                 }
-                Device::new_cuda(0)
-                    .context("no usable CUDA device (is a driver installed and a GPU visible?)")
+                let n = match self {
+                    DeviceChoice::CudaOrdinal(n) => n,
+                    _ => 0,
+                };
+                Device::new_cuda(n).with_context(|| {
+                    format!(
+                        "no usable CUDA device {n} (is a driver installed and that GPU visible?)"
+                    )
+                })
             }
             DeviceChoice::Metal => {
                 if !cfg!(feature = "metal") {
@@ -403,4 +422,38 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
     idx.truncate(k);
     idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceChoice;
+
+    #[test]
+    fn devices_parse_and_print_back_with_their_gpu_ordinal() {
+        for (text, want) in [
+            ("auto", DeviceChoice::Auto),
+            ("CPU", DeviceChoice::Cpu),
+            ("cuda", DeviceChoice::Cuda),
+            ("gpu", DeviceChoice::Cuda),
+            ("cuda:0", DeviceChoice::Cuda),
+            ("cuda:3", DeviceChoice::CudaOrdinal(3)),
+            ("metal", DeviceChoice::Metal),
+        ] {
+            let got: DeviceChoice = text.parse().unwrap();
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.to_string().parse::<DeviceChoice>().unwrap(), got);
+        }
+        assert_eq!(DeviceChoice::CudaOrdinal(3).to_string(), "cuda:3");
+        for bad in ["cuda:", "cuda:x", "cuda:-1", "tpu"] {
+            let e = bad.parse::<DeviceChoice>().unwrap_err().to_string();
+            assert!(e.contains("cuda:N"), "{bad}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_gpu_ordinal_without_cuda_support_says_how_to_get_it() {
+        let e = DeviceChoice::CudaOrdinal(2).open().unwrap_err().to_string();
+        assert!(e.contains("--features cuda"), "{e}");
+    }
 }

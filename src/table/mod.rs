@@ -135,6 +135,23 @@ impl VectorDtype {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
                 .collect(),
+            VectorDtype::F16 if cfg!(target_endian = "little") => {
+                use half::slice::HalfFloatSliceExt;
+                let mut out = vec![0f32; b.len() / 2];
+                // SAFETY: every bit pattern is an f16; alignment is checked by align_to.
+                let (pre, mid, _) = unsafe { b.align_to::<half::f16>() };
+                if pre.is_empty() && mid.len() == out.len() {
+                    // F16C where the CPU has it.
+                    mid.convert_to_f32_slice(&mut out);
+                } else {
+                    let h: Vec<half::f16> = b
+                        .chunks_exact(2)
+                        .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                        .collect();
+                    h.convert_to_f32_slice(&mut out);
+                }
+                out
+            }
             VectorDtype::F16 => b
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -143,6 +160,35 @@ impl VectorDtype {
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod dtype_tests {
+    use super::VectorDtype;
+
+    /// Each type decodes what it encoded, value by value as `half` converts one value, from an
+    /// aligned and from an unaligned start.
+    #[test]
+    fn stored_vectors_decode_to_their_values_at_any_alignment() {
+        let v: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.37).collect();
+        for dtype in [VectorDtype::F32, VectorDtype::F16, VectorDtype::BF16] {
+            let mut bytes = Vec::new();
+            dtype.encode(&v, &mut bytes);
+            let want: Vec<f32> = v
+                .iter()
+                .map(|&x| match dtype {
+                    VectorDtype::F32 => x,
+                    VectorDtype::F16 => half::f16::from_f32(x).to_f32(),
+                    VectorDtype::BF16 => half::bf16::from_f32(x).to_f32(),
+                })
+                .collect();
+            let mut shifted = vec![0u8; 1];
+            shifted.extend_from_slice(&bytes);
+            for b in [&bytes[..], &shifted[1..]] {
+                assert_eq!(dtype.decode(b), want, "{dtype:?}");
+            }
         }
     }
 }
@@ -294,16 +340,21 @@ impl Table {
         self.meta.hidden_size
     }
 
+    /// The stored bytes of row `i`'s vector: `hidden` little-endian values of the table's
+    /// [`VectorDtype`], read in place from a mapped file.
+    pub fn vector_bytes(&self, i: usize) -> &[u8] {
+        let n = self.hidden() * self.meta.dtype.size();
+        &self.data.bytes()[self.emb.start + i * n..self.emb.start + (i + 1) * n]
+    }
+
     /// The stored vector of row `i` (at the norm the file was written with): its direction is
     /// the entity's; zeros for an entity never found. Borrowed from the file where it is f32.
     pub fn vector(&self, i: usize) -> Cow<'_, [f32]> {
-        let h = self.hidden();
-        let sz = self.meta.dtype.size();
-        let b = &self.data.bytes()[self.emb.start + i * h * sz..self.emb.start + (i + 1) * h * sz];
+        let b = self.vector_bytes(i);
         if self.meta.dtype == VectorDtype::F32 && cfg!(target_endian = "little") {
             // SAFETY: f32 has no invalid bit patterns; alignment is checked by align_to.
             let (pre, mid, _) = unsafe { b.align_to::<f32>() };
-            if pre.is_empty() && mid.len() == h {
+            if pre.is_empty() && mid.len() == self.hidden() {
                 return Cow::Borrowed(mid);
             }
         }
