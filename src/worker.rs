@@ -500,6 +500,7 @@ impl Engine {
                         out: project.table.clone(),
                         out_label: "the project's table",
                         tmp: None,
+                        replace: crate::outpath::Replace::OwnOnly,
                         resume,
                         cancel: &cancel,
                     },

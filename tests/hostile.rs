@@ -651,7 +651,10 @@ fn cli_build_says_it_replaces_an_existing_checkpoint() {
     let i = inputs();
     let out = i.dir.path().join("t.safetensors");
     std::fs::write(i.dir.path().join("t.safetensors.ckpt"), "stale").unwrap();
+    // Not a checkpoint of this tool: replaced only with --force.
     let (ok, _, err) = build_cli(&[&i.corpus], &i.entities, &i.model, &out, &[]);
+    assert!(!ok && err.contains("not a PELT checkpoint"), "{err}");
+    let (ok, _, err) = build_cli(&[&i.corpus], &i.entities, &i.model, &out, &["--force"]);
     assert!(ok, "{err}");
     assert!(err.contains("replacing it with a new build"), "{err}");
 }

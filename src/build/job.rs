@@ -10,6 +10,7 @@ use super::{
 };
 use crate::corpus::Corpus;
 use crate::model::Model;
+use crate::outpath::{OutputKind, Replace};
 use crate::progress::Progress;
 
 pub struct BuildJob<'a> {
@@ -25,6 +26,8 @@ pub struct BuildJob<'a> {
     /// How the output is named in messages (`--out`, `the project's table`).
     pub out_label: &'a str,
     pub tmp: Option<PathBuf>,
+    /// Whether the table and its checkpoint may replace files this tool did not write.
+    pub replace: Replace,
     pub resume: bool,
     pub cancel: &'a AtomicBool,
 }
@@ -41,9 +44,9 @@ pub fn run_build_job(job: BuildJob, progress: &mut dyn FnMut(&Progress)) -> Resu
             .add_all("corpus file", job.corpus.files.iter().cloned())
             .add_all("entity list", job.entities.map(Path::to_path_buf))
             .add_all("model file", job.model.input_files());
-        inputs.check_output(job.out_label, out)?;
+        inputs.check_output(job.out_label, out, OutputKind::Table, job.replace)?;
         inputs.add("output table", out);
-        inputs.check_output("checkpoint", c)?;
+        inputs.check_output("checkpoint", c, OutputKind::Checkpoint, job.replace)?;
     }
     let outcome = build_table(
         BuildInput {

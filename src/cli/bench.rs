@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pelt::model::{bundled_model_dir, DeviceChoice};
-use pelt::outpath::Inputs;
+use pelt::outpath::{Inputs, OutputKind, Replace};
 
 use super::Precision;
 
@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// Write results (and vectors, for bench/compare.py) as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing --json even when it is not a report of pelt.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Other benchmarks than table construction.
@@ -152,6 +155,7 @@ fn construction(args: BenchArgs, out: &mut dyn Write) -> Result<()> {
         matmul,
         generic,
         json,
+        force,
     } = args;
     if batch == 0 {
         bail!("--batch must be at least 1");
@@ -160,6 +164,7 @@ fn construction(args: BenchArgs, out: &mut dyn Write) -> Result<()> {
     let dev = device.open()?;
     let contexts = contexts.as_deref();
     let mut report = serde_json::Map::new();
+    report.insert("pelt".into(), "bench".into());
     writeln!(
         out,
         "device: {}, cores: {}, CPU matmul: {}",
@@ -196,7 +201,12 @@ fn construction(args: BenchArgs, out: &mut dyn Write) -> Result<()> {
     };
     if let Some(p) = &json {
         // Checked before the (long) run as well as before writing.
-        bench_inputs(contexts, &dirs).check_output("--json", p)?;
+        bench_inputs(contexts, &dirs).check_output(
+            "--json",
+            p,
+            OutputKind::Report,
+            Replace::forced(force),
+        )?;
     }
     for (label, dir) in dirs.clone() {
         if label == "bert-base" && !dir.join("model.safetensors").exists() {
@@ -230,7 +240,12 @@ fn construction(args: BenchArgs, out: &mut dyn Write) -> Result<()> {
         report.insert(label, v);
     }
     if let Some(p) = json {
-        bench_inputs(contexts, &dirs).check_output("--json", &p)?;
+        bench_inputs(contexts, &dirs).check_output(
+            "--json",
+            &p,
+            OutputKind::Report,
+            Replace::forced(force),
+        )?;
         pelt::io::write_atomic(&p, serde_json::to_string(&report)?.as_bytes())?;
     }
     Ok(())

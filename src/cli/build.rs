@@ -14,7 +14,7 @@ use pelt::contexts::MentionMode;
 use pelt::corpus::Corpus;
 use pelt::escape;
 use pelt::model::DeviceChoice;
-use pelt::outpath::{Input, Inputs};
+use pelt::outpath::{Input, Inputs, OutputKind, Replace};
 use pelt::table::{Table, VectorDtype};
 
 use super::{load_model, progress_bar, Precision};
@@ -93,6 +93,9 @@ pub struct BuildArgs {
     /// Continue from the checkpoint OUT.ckpt of an interrupted build.
     #[arg(long)]
     resume: bool,
+    /// Replace an existing --out (or its checkpoint) even when it is not a PELT table.
+    #[arg(long)]
+    force: bool,
     /// Match names with case (default: ASCII case-insensitive).
     #[arg(long)]
     case_sensitive: bool,
@@ -167,6 +170,7 @@ pub fn run(args: BuildArgs, out: &mut dyn Write) -> Result<()> {
             out: Some(args.out.clone()),
             out_label: "--out",
             tmp: args.tmp,
+            replace: Replace::forced(args.force),
             resume: args.resume,
             cancel,
         },
@@ -283,6 +287,9 @@ pub struct MergeArgs {
     /// Allow a merge of some of the shards only (the result is a partial table).
     #[arg(long)]
     partial: bool,
+    /// Replace an existing --out even when it is not a PELT table.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt merge`.
@@ -299,7 +306,12 @@ pub fn merge(args: MergeArgs, out: &mut dyn Write) -> Result<()> {
             .map(|p| Input::new("table to merge", p))
             .collect(),
     )
-    .check_output("--out", &out_path)?;
+    .check_output(
+        "--out",
+        &out_path,
+        OutputKind::Table,
+        Replace::forced(args.force),
+    )?;
     let meta = pelt::table::merged_meta(&loaded, args.partial)?;
     let shard = meta.shard.clone();
     let spill = pelt::table::spill_dir_for(&out_path);

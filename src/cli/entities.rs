@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use pelt::corpus::Corpus;
 use pelt::entities::EntityList;
 use pelt::escape;
-use pelt::outpath::{Input, Inputs};
+use pelt::outpath::{Input, Inputs, OutputKind, Replace};
 
 /// `pelt entities-from-links`'s flags.
 #[derive(Args, Debug)]
@@ -22,6 +22,9 @@ pub struct FromLinksArgs {
     /// Leave out ids linked fewer than this many times.
     #[arg(long, default_value_t = 1)]
     min_count: usize,
+    /// Replace an existing --out even when it is not an entity list.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt entities-from-links`.
@@ -34,7 +37,12 @@ pub fn from_links(args: FromLinksArgs, out: &mut dyn Write) -> Result<()> {
             .map(|p| Input::new("corpus file", p))
             .collect(),
     )
-    .check_output("--out", &args.out)?;
+    .check_output(
+        "--out",
+        &args.out,
+        OutputKind::EntityList,
+        Replace::forced(args.force),
+    )?;
     if !corpus.has_links()? {
         bail!("the corpus carries no entity links (plain .txt, or .jsonl without a `links` field)");
     }
@@ -59,6 +67,9 @@ pub struct FromFewrelArgs {
     /// Leave out entities linked fewer than this many times.
     #[arg(long, default_value_t = 1)]
     min_count: usize,
+    /// Replace an existing --out even when it is not an entity list.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt entities-from-fewrel`.
@@ -69,7 +80,12 @@ pub fn from_fewrel(args: FromFewrelArgs, out: &mut dyn Write) -> Result<()> {
             .map(|p| Input::new("FewRel file", p))
             .collect(),
     )
-    .check_output("--out", &args.out)?;
+    .check_output(
+        "--out",
+        &args.out,
+        OutputKind::EntityList,
+        Replace::forced(args.force),
+    )?;
     let list = EntityList::from_fewrel(&args.files, args.min_count)?;
     list.write_tsv(&args.out)?;
     writeln!(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use pelt::model::DeviceChoice;
-use pelt::outpath::{Input, Inputs};
+use pelt::outpath::{Input, Inputs, OutputKind, Replace};
 use pelt::table::Table;
 
 use super::{load_model, Precision};
@@ -53,6 +53,9 @@ pub struct TypingArgs {
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing --json even when it is not a report of pelt.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt eval typing`.
@@ -65,12 +68,13 @@ fn typing(args: TypingArgs, out: &mut dyn Write) -> Result<()> {
         k,
         model,
         json,
+        force,
     } = args;
     if let Some(p) = &json {
         let mut inputs: Vec<Input> = vec![Input::new("table", &table)];
         inputs.extend(labels.iter().map(|l| Input::new("labels", l)));
         inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
-        Inputs(inputs).check_output("--json", p)?;
+        Inputs(inputs).check_output("--json", p, OutputKind::Report, Replace::forced(force))?;
     }
     let table = Table::load(&table)?;
     let labels = match (labels, from_fewrel.is_empty()) {
@@ -107,7 +111,7 @@ fn typing(args: TypingArgs, out: &mut dyn Write) -> Result<()> {
         )?;
     }
     if let Some(p) = json {
-        pelt::io::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        pelt::io::write_atomic(&p, report_json("eval typing", &r)?.as_bytes())?;
     }
     Ok(())
 }
@@ -137,6 +141,9 @@ pub struct ClozeArgs {
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing --json even when it is not a report of pelt.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt eval cloze`.
@@ -150,12 +157,13 @@ fn cloze(args: ClozeArgs, out: &mut dyn Write) -> Result<()> {
         model,
         device,
         json,
+        force,
     } = args;
     if let Some(p) = &json {
         let mut inputs: Vec<Input> = vec![Input::new("table", &table)];
         inputs.extend(probes.iter().map(|l| Input::new("probes", l)));
         inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
-        Inputs(inputs).check_output("--json", p)?;
+        Inputs(inputs).check_output("--json", p, OutputKind::Report, Replace::forced(force))?;
     }
     let table = Table::load(&table)?;
     let m = load_model(model, device, Precision::F32)?;
@@ -218,7 +226,17 @@ fn cloze(args: ClozeArgs, out: &mut dyn Write) -> Result<()> {
         }
     }
     if let Some(p) = json {
-        pelt::io::write_atomic(&p, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        pelt::io::write_atomic(&p, report_json("eval cloze", &r)?.as_bytes())?;
     }
     Ok(())
+}
+
+/// A report as pretty JSON with a `"pelt"` field naming it (so that a later run recognises
+/// the file as its own output).
+fn report_json(what: &str, r: &impl serde::Serialize) -> Result<String> {
+    let mut v = serde_json::to_value(r)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("pelt".into(), what.into());
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
 }

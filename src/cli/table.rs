@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use pelt::escape;
 use pelt::model::DeviceChoice;
-use pelt::outpath::{Input, Inputs};
+use pelt::outpath::{Input, Inputs, OutputKind, Replace};
 use pelt::table::Table;
 
 use super::{load_model, Precision};
@@ -20,6 +20,9 @@ pub struct RenormArgs {
     norm: f32,
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing --out even when it is not a PELT table.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt renorm`.
@@ -28,11 +31,17 @@ pub fn renorm(args: RenormArgs, out: &mut dyn Write) -> Result<()> {
         table,
         norm,
         out: out_path,
+        force,
     } = args;
     if !(norm.is_finite() && norm > 0.0) {
         bail!("--norm must be a positive number");
     }
-    Inputs(vec![Input::new("table", &table)]).check_output("--out", &out_path)?;
+    Inputs(vec![Input::new("table", &table)]).check_output(
+        "--out",
+        &out_path,
+        OutputKind::Table,
+        Replace::forced(force),
+    )?;
     let mut t = Table::load(&table)?;
     t.norm = norm;
     t.save(&out_path)?;
@@ -125,15 +134,28 @@ pub struct ExportProjectorArgs {
     table: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing vectors.tsv or metadata.tsv in --out even when it is not a
+    /// Projector export.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `pelt export-projector`.
 pub fn export_projector(args: ExportProjectorArgs, out: &mut dyn Write) -> Result<()> {
-    let ExportProjectorArgs { table, out: dir } = args;
+    let ExportProjectorArgs {
+        table,
+        out: dir,
+        force,
+    } = args;
     pelt::outpath::check_dir_or_absent("--out", &dir)?;
     let inputs = Inputs(vec![Input::new("table", &table)]);
     for f in ["vectors.tsv", "metadata.tsv"] {
-        inputs.check_output("--out", &dir.join(f))?;
+        inputs.check_output(
+            "--out",
+            &dir.join(f),
+            OutputKind::Projector,
+            Replace::forced(force),
+        )?;
     }
     let t = Table::load(&table)?;
     t.export_projector(&dir)?;
