@@ -39,15 +39,11 @@ impl EntityList {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::corpus::read_maybe_gz(path, MAX_LIST_BYTES)?;
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let pos = e.utf8_error().valid_up_to();
-                let line = e.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1;
-                bail!("{}:{line}: not valid UTF-8", path.display());
-            }
-        };
+        let text = crate::corpus::read_text_capped(
+            path,
+            MAX_LIST_BYTES,
+            crate::corpus::MAX_TEXT_LINE_BYTES,
+        )?;
         let tsv = path
             .to_string_lossy()
             .trim_end_matches(".gz")

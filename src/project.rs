@@ -8,6 +8,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::build::BuildOptions;
 use crate::model::{DeviceChoice, DtypeChoice};
 
+mod check;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Project {
@@ -52,23 +54,46 @@ impl Default for Project {
     }
 }
 
+/// The largest project file read.
+pub const MAX_PROJECT_BYTES: u64 = 16 << 20;
+
 impl Project {
     /// Reads a project; relative paths are resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read project {}", path.display()))?;
+        Ok(Self::load_checked(path)?.0)
+    }
+
+    /// [`Project::load`], with a warning (`FILE:LINE: …`) for each field this version does
+    /// not know. The file is read with caps on its size and line length; numbers are
+    /// checked as the CLI checks them.
+    pub fn load_checked(path: &Path) -> Result<(Self, Vec<String>)> {
+        let text = crate::corpus::read_text_capped(
+            path,
+            MAX_PROJECT_BYTES,
+            crate::corpus::MAX_TEXT_LINE_BYTES,
+        )
+        .with_context(|| format!("cannot read project {}", crate::escape::path(path)))?;
         let mut p: Project = ron::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "{}:{}:{}: {}",
-                path.display(),
+                crate::escape::path(path),
                 e.span.start.line,
                 e.span.start.col,
                 e.code
             )
         })?;
-        p.options
-            .validate()
-            .with_context(|| format!("{}: field `options`", crate::escape::path(path)))?;
+        let keys = check::keys_with_lines(&text);
+        let at = |field: &str| {
+            let line = keys.iter().find(|(k, _)| k == field).map(|k| k.1);
+            let file = crate::escape::path(path);
+            match line {
+                Some(l) => format!("{file}:{l}: field `{field}`"),
+                None => format!("{file}: field `{field}`"),
+            }
+        };
+        p.options.validate().with_context(|| at("options"))?;
+        check::validate_eval(&p).with_context(|| at("eval"))?;
+        let warnings = check::unknown_field_warnings(&text, &crate::escape::path(path));
         let base = path.parent().unwrap_or(Path::new("."));
         p.map_paths(|q| {
             if q.is_absolute() {
@@ -77,7 +102,31 @@ impl Project {
                 normalize(&base.join(q))
             }
         });
-        Ok(p)
+        Ok((p, warnings))
+    }
+
+    /// The files a build of this project writes: its table and the table's checkpoint.
+    pub fn outputs(&self) -> Vec<(&'static str, PathBuf)> {
+        self.table
+            .iter()
+            .flat_map(|t| {
+                [
+                    ("table", t.clone()),
+                    ("checkpoint", crate::build::checkpoint_path(t)),
+                ]
+            })
+            .collect()
+    }
+
+    /// The outputs ([`Project::outputs`]) that lie outside the folder of the project file
+    /// `project_file` (after `..` and symbolic links are resolved): a shared project that
+    /// writes there deserves a second look.
+    pub fn outputs_outside(&self, project_file: &Path) -> Vec<(&'static str, PathBuf)> {
+        let base = crate::outpath::resolve(project_file.parent().unwrap_or(Path::new(".")));
+        self.outputs()
+            .into_iter()
+            .filter(|(_, p)| !crate::outpath::resolve(p).starts_with(&base))
+            .collect()
     }
 
     /// Writes the project atomically; paths under the project's folder's parent become relative.
@@ -268,6 +317,38 @@ mod tests {
         assert!(text.contains("\"../data/c.txt\""), "{text}");
         let q = Project::load(&path).unwrap();
         assert_eq!(q, p);
+    }
+
+    /// A shared project with numbers out of range is refused naming the file, line and
+    /// field; unknown fields load with a warning naming them and their line.
+    #[test]
+    fn projects_from_others_are_checked_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.ron");
+        for (body, line, field) in [
+            ("  options: (\n    k: 0,\n  ),", 3, "options"),
+            ("  options: (\n    norm: -1.0,\n  ),", 3, "options"),
+            ("  options: (\n    batch: 0,\n  ),", 3, "options"),
+            ("  eval: (\n    k: 0,\n  ),", 3, "eval"),
+            ("  eval: (\n    norms: [1.0, inf],\n  ),", 3, "eval"),
+        ] {
+            std::fs::write(&path, format!("(\n  name: \"x\",\n{body}\n)")).unwrap();
+            let e = format!("{:#}", Project::load(&path).unwrap_err());
+            assert!(
+                e.contains(&format!("shared.ron:{line}: field `{field}`")),
+                "{body}: {e}"
+            );
+        }
+        std::fs::write(
+            &path,
+            "(\n  name: \"x\",\n  colour: \"red\",\n  options: (\n    k: 4,\n    turbo: true,\n  ),\n)",
+        )
+        .unwrap();
+        let (p, warnings) = Project::load_checked(&path).unwrap();
+        assert_eq!(p.options.k, 4);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].ends_with("shared.ron:3: unknown field `colour` (ignored)"));
+        assert!(warnings[1].ends_with("shared.ron:6: unknown field `options.turbo` (ignored)"));
     }
 
     #[test]

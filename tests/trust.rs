@@ -115,7 +115,10 @@ fn renorm_merge_export_and_entity_lists_refuse_a_stranger_file_without_force() {
             vec!["renorm", &t, "--norm", "5", "--out", &th],
             thesis.clone(),
         ),
-        (vec!["merge", &sh, "--partial", "--out", &th], thesis.clone()),
+        (
+            vec!["merge", &sh, "--partial", "--out", &th],
+            thesis.clone(),
+        ),
         (
             vec!["export-projector", "--table", &t, "--out", &ex],
             export.join("vectors.tsv"),
@@ -139,4 +142,167 @@ fn renorm_merge_export_and_entity_lists_refuse_a_stranger_file_without_force() {
         let (ok, _, err) = pelt(&args);
         assert!(ok, "{args:?} again: {err}");
     }
+}
+
+/// Runs `pelt` and returns (success, stderr, peak resident memory in MB).
+fn pelt_peak(args: &[&str]) -> (bool, String, f64) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pelt"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = child.stderr.unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: wait4 fills the status and the rusage it is given; the child is ours.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, reader.join().unwrap(), ru.ru_maxrss as f64 / 1024.0)
+}
+
+/// A file whose second line is `mb` megabytes long.
+fn with_long_line(path: &Path, first: &str, mb: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "{first}").unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..mb {
+        f.write_all(&chunk).unwrap();
+    }
+    writeln!(f).unwrap();
+}
+
+/// A 100 MB line in an entity list, a project file or a model's config.json is refused with
+/// the file (and line) named, and reading it costs far less memory than the line.
+#[test]
+fn a_100_mb_line_in_a_text_input_is_refused_in_bounded_memory() {
+    let i = inputs();
+    // The same command on good inputs: the baseline.
+    let out = i.dir.path().join("t.safetensors");
+    let (c, m, o) = (s(&i.corpus), s(&i.model), s(&out));
+    let e_good = s(&i.entities);
+    let (ok, err, base) = pelt_peak(&[
+        "build",
+        "--corpus",
+        &c,
+        "--entities",
+        &e_good,
+        "--model",
+        &m,
+        "--out",
+        &o,
+        "--k",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    let long_list = i.dir.path().join("long.tsv");
+    with_long_line(&long_list, "Q1\tAspirin", 100);
+    let l = s(&long_list);
+    let (ok, err, peak) = pelt_peak(&[
+        "build",
+        "--corpus",
+        &c,
+        "--entities",
+        &l,
+        "--model",
+        &m,
+        "--out",
+        &o,
+        "--k",
+        "2",
+    ]);
+    assert!(
+        !ok && err.contains("long.tsv:2") && err.contains("longer than the limit"),
+        "{err}"
+    );
+    assert!(
+        peak < base + 40.0,
+        "entity list: peak {peak:.0} MB vs {base:.0} MB"
+    );
+
+    let project = i.dir.path().join("long.ron");
+    with_long_line(&project, "(", 100);
+    let (ok, err, peak) = pelt_peak(&["check", &s(&project)]);
+    assert!(
+        !ok && err.contains("long.ron:2") && err.contains("longer than the limit"),
+        "{err}"
+    );
+    assert!(peak < 60.0, "project: peak {peak:.0} MB");
+
+    let config = i.model.join("config.json");
+    let good = std::fs::read_to_string(&config).unwrap();
+    with_long_line(&config, good.trim_end(), 100);
+    let (ok, err, peak) = pelt_peak(&[
+        "build",
+        "--corpus",
+        &c,
+        "--entities",
+        &e_good,
+        "--model",
+        &m,
+        "--out",
+        &o,
+        "--k",
+        "2",
+    ]);
+    assert!(
+        !ok && err.contains("config.json") && err.contains("limit"),
+        "{err}"
+    );
+    assert!(
+        peak < base + 40.0,
+        "config.json: peak {peak:.0} MB vs {base:.0} MB"
+    );
+}
+
+/// `pelt check` names what a shared project reads and writes, and flags a table outside the
+/// project's folder and a table path that holds someone else's file.
+#[test]
+fn check_flags_outputs_outside_the_folder_and_files_it_would_refuse() {
+    let i = inputs();
+    let proj_dir = i.dir.path().join("proj");
+    std::fs::create_dir(&proj_dir).unwrap();
+    let thesis = i.dir.path().join("thesis.txt");
+    std::fs::write(&thesis, THESIS).unwrap();
+    let project = proj_dir.join("shared.ron");
+    std::fs::write(
+        &project,
+        "(\n  name: \"shared\",\n  corpus: [\"../corpus.txt\"],\n  table: Some(\"../thesis.txt\"),\n  colour: 3,\n)",
+    )
+    .unwrap();
+    let (ok, stdout, err) = pelt(&["check", &s(&project)]);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("shared.ron:5: unknown field `colour`"),
+        "{stdout}"
+    );
+    let table_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("table"))
+        .unwrap();
+    assert!(
+        table_line.contains("outside the project's folder")
+            && table_line.contains("not a PELT table"),
+        "{stdout}"
+    );
+    // Inside the folder and new: nothing to flag.
+    std::fs::write(
+        &project,
+        "(\n  corpus: [\"../corpus.txt\"],\n  table: Some(\"t.safetensors\"),\n)",
+    )
+    .unwrap();
+    let (ok, stdout, err) = pelt(&["check", &s(&project)]);
+    assert!(ok, "{err}");
+    let table_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("table"))
+        .unwrap();
+    assert!(!table_line.contains('('), "{stdout}");
 }

@@ -10,6 +10,7 @@ mod build;
 mod entities;
 mod eval;
 mod fill;
+mod project;
 mod table;
 
 use anyhow::Result;
@@ -61,6 +62,9 @@ pub enum Command {
     Eval(eval::EvalCommand),
     /// Write an entity list (id, name, aliases) from FewRel-style files.
     EntitiesFromFewrel(entities::FromFewrelArgs),
+    /// Check a project file (say, one someone sent you): its numbers, unknown fields, what it
+    /// reads, and what a build of it would write (outputs outside its folder are flagged).
+    Check(project::CheckArgs),
 }
 
 /// Runs one command; what it reports goes to stdout, notes and warnings to stderr.
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EntitiesFromLinks(args) => entities::from_links(args, out),
         Command::Eval(what) => eval::run(what, out),
         Command::EntitiesFromFewrel(args) => entities::from_fewrel(args, out),
+        Command::Check(args) => project::check(args, out),
     }
 }
 

@@ -31,7 +31,9 @@ mod walk;
 mod wiki;
 
 pub use fewrel::{fewrel_examples, for_each_fewrel_example, FewRelEntity, FewRelExample};
-pub use open::{open_reader, read_maybe_gz, CappedLine, LineReader};
+pub use open::{
+    open_reader, read_maybe_gz, read_text_capped, CappedLine, LineReader, MAX_TEXT_LINE_BYTES,
+};
 pub use sentences::{split_sentences, split_sentences_around};
 pub use wiki::{decode_entities, wiki_target};
 

@@ -51,6 +51,38 @@ pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The longest line any text input (entity list, label or probe TSV, project file) may have.
+pub const MAX_TEXT_LINE_BYTES: usize = 1 << 20;
+
+/// A text input read whole (`.gz` decompressed) with the corpus readers' caps: at most
+/// `max_bytes` in all, and no line longer than `max_line` bytes; an over-long line is refused
+/// (naming the file and line) without being buffered. Line ends become `\n`.
+pub fn read_text_capped(path: &Path, max_bytes: u64, max_line: usize) -> Result<String> {
+    let mut r = LineReader::open(path, max_line)?;
+    let mut out = String::new();
+    while let Some((line_no, line)) = r.next_capped()? {
+        let line = match line {
+            Ok(l) => l,
+            Err(len) => bail!(
+                "{}:{line_no}: a line of {len} bytes, longer than the limit of {max_line} bytes",
+                crate::escape::path(path)
+            ),
+        };
+        let text = std::str::from_utf8(line).map_err(|_| {
+            anyhow::anyhow!("{}:{line_no}: not valid UTF-8", crate::escape::path(path))
+        })?;
+        if (out.len() + text.len() + 1) as u64 > max_bytes {
+            bail!(
+                "{} is larger than the limit of {max_bytes} bytes (after decompression)",
+                crate::escape::path(path)
+            );
+        }
+        out.push_str(text);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// Reads lines with a hard cap: a longer line is skipped without being buffered.
 pub struct LineReader {
     inner: Box<dyn BufRead>,

@@ -126,11 +126,30 @@ impl Fields<'_> {
     }
 }
 
+/// The largest `config.json` or `tokenizer_config.json` read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A small text file read whole, refused past `limit` bytes without reading further.
+pub fn read_small_text(path: &Path, limit: u64) -> Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        anyhow::bail!(
+            "{} is larger than the limit of {limit} bytes for a model's configuration",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", path.display()))
+}
+
 impl Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_small_text(path, MAX_CONFIG_BYTES)?;
         let v: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
         Self::from_json(&v, path)

@@ -205,9 +205,10 @@ pub fn inspect(id: &str, dir: &Path) -> CachedModel {
         problem: None,
     };
     let cfg_path = dir.join("config.json");
-    let v: Option<serde_json::Value> = std::fs::read_to_string(&cfg_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let v: Option<serde_json::Value> =
+        super::config::read_small_text(&cfg_path, super::config::MAX_CONFIG_BYTES)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
     let Some(v) = v else {
         m.problem = Some("no readable config.json".into());
         return m;

@@ -3,6 +3,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
+
+use super::config::{read_small_text, MAX_CONFIG_BYTES};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::bpe::BPE;
@@ -37,8 +39,25 @@ fn tok_err(file: &Path, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{}: {e}", file.display())
 }
 
+/// The largest tokenizer file read (`tokenizer.json`, a vocabulary, merges): the largest
+/// published ones are about 20 MB.
+pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
+
+fn check_tokenizer_size(path: &Path) -> Result<()> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len > MAX_TOKENIZER_BYTES {
+        bail!(
+            "{} is {len} bytes, larger than the limit of {MAX_TOKENIZER_BYTES} bytes for a tokenizer file",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn configured_mask_token(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let text = read_small_text(&dir.join("tokenizer_config.json"), MAX_CONFIG_BYTES).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     match v.get("mask_token")? {
         serde_json::Value::String(s) => Some(s.clone()),
@@ -47,7 +66,7 @@ fn configured_mask_token(dir: &Path) -> Option<String> {
 }
 
 fn lowercase_flag(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("tokenizer_config.json"))
+    read_small_text(&dir.join("tokenizer_config.json"), MAX_CONFIG_BYTES)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.get("do_lower_case").and_then(|b| b.as_bool()))
@@ -58,6 +77,7 @@ impl TextTokenizer {
     pub fn load(dir: &Path, family: Family) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let (mut inner, source) = if json.is_file() {
+            check_tokenizer_size(&json)?;
             (
                 Tokenizer::from_file(&json).map_err(|e| tok_err(&json, e))?,
                 json,
@@ -122,6 +142,7 @@ impl TextTokenizer {
     }
 
     fn wordpiece(vocab: &Path, lowercase: bool) -> Result<(Tokenizer, std::path::PathBuf)> {
+        check_tokenizer_size(vocab)?;
         let wp = WordPiece::from_file(&vocab.to_string_lossy())
             .unk_token("[UNK]".into())
             .build()
@@ -155,6 +176,8 @@ impl TextTokenizer {
         merges: &Path,
         mask: &str,
     ) -> Result<(Tokenizer, std::path::PathBuf)> {
+        check_tokenizer_size(vocab)?;
+        check_tokenizer_size(merges)?;
         let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
             .build()
             .map_err(|e| tok_err(vocab, e))?;
