@@ -8,6 +8,7 @@ use crate::contexts::{mask_mention, ContextRecord};
 use crate::model::{log_sum_exp, softmax, top_k, Model};
 use crate::table::Table;
 
+pub mod compare;
 mod scan;
 pub use scan::{RowDots, RowScanner, ScanKernel};
 

@@ -7,6 +7,7 @@
 
 mod bench;
 mod build;
+mod compare;
 mod entities;
 mod eval;
 mod fill;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Check a project file (say, one someone sent you): its numbers, unknown fields, what it
     /// reads, and what a build of it would write (outputs outside its folder are flagged).
     Check(project::CheckArgs),
+    /// Compare two tables (models or corpora) entity by entity: for the entities both found,
+    /// the overlap of their k nearest neighbours in each (Jaccard@k), most changed first.
+    Compare(compare::CompareArgs),
 }
 
 /// Runs one command; what it reports goes to stdout, notes and warnings to stderr.
@@ -83,6 +87,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(what) => eval::run(what, out),
         Command::EntitiesFromFewrel(args) => entities::from_fewrel(args, out),
         Command::Check(args) => project::check(args, out),
+        Command::Compare(args) => compare::run(args, out),
     }
 }
 
