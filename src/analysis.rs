@@ -9,6 +9,7 @@ use crate::model::{log_sum_exp, softmax, top_k, Model};
 use crate::table::Table;
 
 pub mod compare;
+pub mod layout;
 mod scan;
 pub use scan::{RowDots, RowScanner, ScanKernel};
 

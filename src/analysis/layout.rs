@@ -1,0 +1,315 @@
+//! Maps of a table: t-SNE besides the PCA of [`super::pca_2d`], and the numbers that say how
+//! much structure a map keeps (trustworthiness, k-NN label agreement).
+//!
+//! t-SNE runs on the entities' unit directions with the mean removed, reduced to their first
+//! 50 principal components (as is usual before t-SNE), with exact nearest neighbours from
+//! blocked matrix products and the optimisation of the `bhtsne` crate (Barnes–Hut up to
+//! [`FFT_FROM`] points, FFT-interpolated repulsion, as in FIt-SNE, from there on). It starts from
+//! the first two principal components scaled small, so a map is the same for the same table
+//! and parameters.
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::table::Table;
+
+/// t-SNE's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TsneParams {
+    pub perplexity: f32,
+    pub epochs: usize,
+}
+
+impl Default for TsneParams {
+    fn default() -> Self {
+        TsneParams {
+            perplexity: 30.0,
+            epochs: 1000,
+        }
+    }
+}
+
+/// Points from which the repulsion is FFT-interpolated rather than Barnes–Hut.
+pub const FFT_FROM: usize = 20_000;
+/// Principal components kept before the neighbours are searched.
+pub const PCA_DIMS: usize = 50;
+
+/// The found entities' unit directions with their mean removed, `[n, h]` row-major.
+pub fn centred_directions(table: &Table, rows: &[usize]) -> Vec<f32> {
+    let h = table.hidden();
+    let mut d = vec![0f32; rows.len() * h];
+    let mut mean = vec![0f64; h];
+    for (out, &r) in d.chunks_exact_mut(h).zip(rows) {
+        let v = table.vector(r);
+        let len = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        for ((o, x), m) in out.iter_mut().zip(v.iter()).zip(mean.iter_mut()) {
+            *o = if len > 0.0 {
+                (*x as f64 / len) as f32
+            } else {
+                0.0
+            };
+            *m += *o as f64;
+        }
+    }
+    let n = rows.len().max(1) as f64;
+    for row in d.chunks_exact_mut(h) {
+        for (x, m) in row.iter_mut().zip(&mean) {
+            *x = (*x as f64 - m / n) as f32;
+        }
+    }
+    d
+}
+
+/// The rows of `x` (`[n, h]`, centred) projected on their first `dims` principal components,
+/// `[n, dims]`, by subspace iteration on XᵀX (deterministic start).
+pub fn principal_components(x: &[f32], h: usize, dims: usize) -> Result<Vec<f32>> {
+    let n = x.len() / h.max(1);
+    let dims = dims.min(h).min(n.max(1));
+    if n == 0 || dims == 0 {
+        return Ok(vec![]);
+    }
+    let xt = Tensor::from_slice(x, (n, h), &Device::Cpu)?;
+    let cov: Vec<f64> = xt
+        .t()?
+        .contiguous()?
+        .matmul(&xt)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    // `dims` columns of length h, orthonormalised after each multiplication by the covariance.
+    let mut q: Vec<Vec<f64>> = (0..dims)
+        .map(|c| {
+            (0..h)
+                .map(|j| ((j * 7919 + c * 104_729 + 13) % 1009) as f64 / 1009.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let orthonormalise = |q: &mut Vec<Vec<f64>>| {
+        for c in 0..q.len() {
+            for p in 0..c {
+                let d: f64 = q[c].iter().zip(&q[p]).map(|(a, b)| a * b).sum();
+                let prev = q[p].clone();
+                for (a, b) in q[c].iter_mut().zip(&prev) {
+                    *a -= d * b;
+                }
+            }
+            let len = q[c].iter().map(|a| a * a).sum::<f64>().sqrt();
+            if len > 1e-300 {
+                q[c].iter_mut().for_each(|a| *a /= len);
+            }
+        }
+    };
+    orthonormalise(&mut q);
+    for _ in 0..60 {
+        q = q
+            .iter()
+            .map(|v| {
+                cov.chunks_exact(h)
+                    .map(|row| row.iter().zip(v).map(|(a, b)| a * b).sum())
+                    .collect()
+            })
+            .collect();
+        orthonormalise(&mut q);
+    }
+    // Order by the variance each explains (subspace iteration finds the space, not the order).
+    let var = |v: &Vec<f64>| -> f64 {
+        let cv: Vec<f64> = cov
+            .chunks_exact(h)
+            .map(|row| row.iter().zip(v).map(|(a, b)| a * b).sum())
+            .collect();
+        cv.iter().zip(v).map(|(a, b)| a * b).sum()
+    };
+    let mut order: Vec<(f64, usize)> = q.iter().enumerate().map(|(i, v)| (var(v), i)).collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let comps: Vec<f32> = order
+        .iter()
+        .flat_map(|&(_, i)| q[i].iter().map(|&v| v as f32).collect::<Vec<_>>())
+        .collect();
+    let c = Tensor::from_vec(comps, (dims, h), &Device::Cpu)?;
+    Ok(xt.matmul(&c.t()?.contiguous()?)?.flatten_all()?.to_vec1()?)
+}
+
+/// The `k` nearest rows of each row of `x` (`[n, d]`) by Euclidean distance, itself
+/// excluded, nearest first (ties by lower index), from blocked matrix products.
+pub fn exact_knn(x: &[f32], d: usize, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+    let n = x.len() / d.max(1);
+    let xt = Tensor::from_slice(x, (n, d), &Device::Cpu)?;
+    let all_t = xt.t()?.contiguous()?;
+    let sq: Vec<f32> = x
+        .chunks_exact(d)
+        .map(|r| r.iter().map(|v| v * v).sum())
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    const BLOCK: usize = 512;
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let dots: Vec<Vec<f32>> = xt.narrow(0, start, len)?.matmul(&all_t)?.to_vec2()?;
+        for (r, row) in dots.into_iter().enumerate() {
+            let me = start + r;
+            let dist = |j: usize| (sq[me] + sq[j] - 2.0 * row[j]).max(0.0);
+            let mut idx: Vec<usize> = (0..n).filter(|&j| j != me).collect();
+            let cmp = |a: &usize, b: &usize| dist(*a).total_cmp(&dist(*b)).then(a.cmp(b));
+            if idx.len() > k {
+                idx.select_nth_unstable_by(k, cmp);
+                idx.truncate(k);
+            }
+            idx.sort_by(cmp);
+            out.push(idx.into_iter().map(|j| (j, dist(j).sqrt())).collect());
+        }
+    }
+    Ok(out)
+}
+
+/// A cancelled t-SNE unwinds out of the crate's epoch loop with this (no panic message).
+struct Cancelled;
+
+/// A t-SNE map of the found entities: `(row, [x, y])`, in row order; `None` when `cancel`
+/// was set. `progress(done, total)` counts epochs.
+pub fn tsne_2d(
+    table: &Table,
+    params: TsneParams,
+    cancel: &AtomicBool,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Option<Vec<(usize, [f64; 2])>>> {
+    if !(params.perplexity.is_finite() && params.perplexity >= 1.0) {
+        bail!("perplexity must be at least 1, found {}", params.perplexity);
+    }
+    if params.epochs < 2 {
+        bail!("t-SNE needs at least 2 epochs");
+    }
+    let rows: Vec<usize> = (0..table.len())
+        .filter(|&i| table.counts[i] > 0 && table.sum_norm(i) > 0.0)
+        .collect();
+    let n = rows.len();
+    if n < 4 {
+        bail!("a t-SNE map needs at least 4 entities with vectors; the table has {n}");
+    }
+    let h = table.hidden();
+    let x = principal_components(&centred_directions(table, &rows), h, PCA_DIMS)?;
+    let d = x.len() / n;
+    // bhtsne wants n > 3 × perplexity neighbours.
+    let perplexity = params
+        .perplexity
+        .min(((n - 1) as f32 / 3.0).floor())
+        .max(1.0);
+    let k = ((3.0 * perplexity) as usize).clamp(1, n - 1);
+    let neighbours: Vec<Vec<bhtsne::Neighbor<f32>>> = exact_knn(&x, d, k)?
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|(index, distance)| bhtsne::Neighbor { index, distance })
+                .collect()
+        })
+        .collect();
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    // Start from the first two components, scaled to a standard deviation of 1e-4.
+    let sd =
+        |c: usize| ((0..n).map(|i| (x[i * d + c] as f64).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let (s0, s1) = (sd(0).max(1e-12), sd(1.min(d - 1)).max(1e-12));
+    let init: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            [
+                (x[i * d] as f64 / s0 * 1e-4) as f32,
+                (x[i * d + 1.min(d - 1)] as f64 / s1 * 1e-4) as f32,
+            ]
+        })
+        .collect();
+    let points: Vec<&[f32]> = x.chunks_exact(d).collect();
+    let epochs = params.epochs;
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut t: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&points);
+        t.perplexity(perplexity)
+            .epochs(epochs)
+            .initial_embedding(init.clone())
+            .epoch_callback(|e, _| {
+                if cancel.load(Ordering::Relaxed) {
+                    std::panic::resume_unwind(Box::new(Cancelled));
+                }
+                progress(e + 1, epochs);
+            });
+        if n >= FFT_FROM {
+            t.fit_sne_with_neighbors(&neighbours);
+        } else {
+            t.barnes_hut_with_neighbors(0.5, &neighbours);
+        }
+        t.embedding()
+    }));
+    let y = match run {
+        Ok(y) => y,
+        Err(e) if e.is::<Cancelled>() => return Ok(None),
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    Ok(Some(
+        rows.into_iter()
+            .zip(y.chunks_exact(2))
+            .map(|(r, p)| (r, [p[0] as f64, p[1] as f64]))
+            .collect(),
+    ))
+}
+
+/// The mean, over points with a label, of the share of their `k` nearest labelled points on
+/// the map that carry the same label: how much of the labels' structure the map shows.
+pub fn knn_label_agreement(points: &[[f64; 2]], labels: &[Option<u32>], k: usize) -> f64 {
+    let lab: Vec<usize> = (0..points.len()).filter(|&i| labels[i].is_some()).collect();
+    if lab.len() < 2 || k == 0 {
+        return f64::NAN;
+    }
+    let k = k.min(lab.len() - 1);
+    let d2 = |a: usize, b: usize| {
+        (points[a][0] - points[b][0]).powi(2) + (points[a][1] - points[b][1]).powi(2)
+    };
+    let total: f64 = lab
+        .iter()
+        .map(|&i| {
+            let mut others: Vec<usize> = lab.iter().copied().filter(|&j| j != i).collect();
+            others.sort_by(|&a, &b| d2(i, a).total_cmp(&d2(i, b)).then(a.cmp(&b)));
+            others[..k]
+                .iter()
+                .filter(|&&j| labels[j] == labels[i])
+                .count() as f64
+                / k as f64
+        })
+        .sum();
+    total / lab.len() as f64
+}
+
+/// Trustworthiness of a map (as scikit-learn's `trustworthiness`, Euclidean in both spaces):
+/// 1 − 2/(n k (2n − 3k − 1)) Σᵢ Σ_{j among i's k nearest on the map but not in the full
+/// space} (rank of j among i's neighbours in the full space − k). `high` is `[n, d]`.
+pub fn trustworthiness(high: &[f32], d: usize, low: &[[f64; 2]], k: usize) -> f64 {
+    let n = low.len();
+    if n < 2 || 2 * n <= 3 * k + 1 {
+        return f64::NAN;
+    }
+    let hd = |a: usize, b: usize| -> f64 {
+        high[a * d..(a + 1) * d]
+            .iter()
+            .zip(&high[b * d..(b + 1) * d])
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum()
+    };
+    let ld = |a: usize, b: usize| (low[a][0] - low[b][0]).powi(2) + (low[a][1] - low[b][1]).powi(2);
+    let mut penalty = 0f64;
+    for i in 0..n {
+        let mut by_high: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        let dh: Vec<f64> = (0..n).map(|j| hd(i, j)).collect();
+        by_high.sort_by(|&a, &b| dh[a].total_cmp(&dh[b]).then(a.cmp(&b)));
+        let mut rank = vec![0usize; n];
+        for (r, &j) in by_high.iter().enumerate() {
+            rank[j] = r + 1;
+        }
+        let mut by_low: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        by_low.sort_by(|&a, &b| ld(i, a).total_cmp(&ld(i, b)).then(a.cmp(&b)));
+        for &j in &by_low[..k] {
+            if rank[j] > k {
+                penalty += (rank[j] - k) as f64;
+            }
+        }
+    }
+    1.0 - 2.0 / (n as f64 * k as f64 * (2.0 * n as f64 - 3.0 * k as f64 - 1.0)) * penalty
+}
