@@ -4,7 +4,9 @@
 mod common;
 use common::*;
 
-use pelt::analysis::layout::{knn_label_agreement, trustworthiness, tsne_2d, TsneParams};
+use pelt::analysis::layout::{
+    knn_label_agreement, trustworthiness, tsne_2d, umap_2d, TsneParams, UmapParams,
+};
 use pelt::table::Table;
 use std::sync::atomic::AtomicBool;
 
@@ -45,10 +47,10 @@ fn map_metrics_match_scikit_learn_and_numpy() {
     }
 }
 
-/// On the sample, a t-SNE map groups entities of the same FewRel relation slot more than the
-/// PCA map does, keeps their neighbourhoods better, and is the same when run again.
+/// On the sample, t-SNE and UMAP maps group entities of the same FewRel relation slot more
+/// than the PCA map does, keep their neighbourhoods better, and are the same when run again.
 #[test]
-fn tsne_shows_more_label_structure_than_pca_on_the_sample() {
+fn tsne_and_umap_show_more_label_structure_than_pca_on_the_sample() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.safetensors");
     let root = root();
@@ -115,9 +117,34 @@ fn tsne_shows_more_label_structure_than_pca_on_the_sample() {
         trustworthiness(&high, t.hidden(), &tp, 10),
         trustworthiness(&high, t.hidden(), &pp, 10),
     );
-    eprintln!("k-NN label agreement (k=5): t-SNE {at:.3}, PCA {ap:.3}; trustworthiness (k=10): t-SNE {tt:.3}, PCA {tw:.3}");
+    let umap = umap_2d(&t, UmapParams::default(), &never, &mut |_, _| {})
+        .unwrap()
+        .unwrap();
+    let umap_again = umap_2d(&t, UmapParams::default(), &never, &mut |_, _| {})
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        umap, umap_again,
+        "the same table and parameters give the same map"
+    );
+    let up = pts(&umap);
+    let (au, tu) = (
+        knn_label_agreement(&up, &lab, 5),
+        trustworthiness(&high, t.hidden(), &up, 10),
+    );
+    eprintln!("k-NN label agreement (k=5): t-SNE {at:.3}, UMAP {au:.3}, PCA {ap:.3}; trustworthiness (k=10): t-SNE {tt:.3}, UMAP {tu:.3}, PCA {tw:.3}");
     assert!(at > ap + 0.05, "t-SNE {at} vs PCA {ap}");
     assert!(tt > tw + 0.05, "t-SNE {tt} vs PCA {tw}");
+    assert!(au > ap + 0.05, "UMAP {au} vs PCA {ap}");
+    assert!(tu > tw + 0.05, "UMAP {tu} vs PCA {tw}");
+    assert!(umap_2d(
+        &t,
+        UmapParams::default(),
+        &AtomicBool::new(true),
+        &mut |_, _| {}
+    )
+    .unwrap()
+    .is_none());
     // A cancelled map stops and says so.
     let stop = AtomicBool::new(true);
     assert!(tsne_2d(&t, params, &stop, &mut |_, _| {})

@@ -1,5 +1,5 @@
-//! Maps of a table: t-SNE besides the PCA of [`super::pca_2d`], and the numbers that say how
-//! much structure a map keeps (trustworthiness, k-NN label agreement).
+//! Maps of a table: t-SNE and UMAP besides the PCA of [`super::pca_2d`], and the numbers that
+//! say how much structure a map keeps (trustworthiness, k-NN label agreement).
 //!
 //! t-SNE runs on the entities' unit directions with the mean removed, reduced to their first
 //! 50 principal components (as is usual before t-SNE), with exact nearest neighbours from
@@ -250,6 +250,213 @@ pub fn tsne_2d(
             .map(|(r, p)| (r, [p[0] as f64, p[1] as f64]))
             .collect(),
     ))
+}
+
+/// UMAP's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UmapParams {
+    /// Neighbours of each point in the fuzzy graph.
+    pub neighbours: usize,
+    /// How tightly points may pack on the map (with a spread of 1).
+    pub min_dist: f32,
+    /// Optimisation epochs; 0 chooses 500 up to 10,000 points and 200 beyond.
+    pub epochs: usize,
+    pub seed: u64,
+}
+
+impl Default for UmapParams {
+    fn default() -> Self {
+        UmapParams {
+            neighbours: 15,
+            min_dist: 0.1,
+            epochs: 0,
+            seed: 42,
+        }
+    }
+}
+
+/// UMAP's curve 1 / (1 + a d^2b) fitted to min_dist (spread 1) by least squares over
+/// d in (0, 3], as umap-learn does; a small grid search is enough for two parameters.
+fn umap_ab(min_dist: f32) -> (f64, f64) {
+    let md = min_dist as f64;
+    let target = |d: f64| if d < md { 1.0 } else { (-(d - md)).exp() };
+    let xs: Vec<f64> = (1..=300).map(|i| i as f64 * 0.01).collect();
+    let err = |a: f64, b: f64| -> f64 {
+        xs.iter()
+            .map(|&d| (1.0 / (1.0 + a * d.powf(2.0 * b)) - target(d)).powi(2))
+            .sum()
+    };
+    let (mut a, mut b, mut step) = (1.5f64, 0.9f64, 0.5f64);
+    let mut best = err(a, b);
+    while step > 1e-6 {
+        let mut moved = false;
+        for (da, db) in [(step, 0.0), (-step, 0.0), (0.0, step), (0.0, -step)] {
+            let (na, nb) = (a + da, b + db);
+            if na > 0.0 && nb > 0.0 {
+                let e = err(na, nb);
+                if e < best {
+                    (a, b, best, moved) = (na, nb, e, true);
+                }
+            }
+        }
+        if !moved {
+            step /= 2.0;
+        }
+    }
+    (a, b)
+}
+
+/// A UMAP map of the found entities (same input as [`tsne_2d`]): the fuzzy graph of each
+/// point's `neighbours` nearest, laid out by UMAP's stochastic gradient descent with
+/// negative sampling, from the PCA map scaled to ±10, on one thread with a seeded generator
+/// (so a map repeats exactly). `None` when `cancel` was set; `progress` counts epochs.
+pub fn umap_2d(
+    table: &Table,
+    params: UmapParams,
+    cancel: &AtomicBool,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Option<Vec<(usize, [f64; 2])>>> {
+    if params.neighbours < 2 {
+        bail!("UMAP needs at least 2 neighbours per point");
+    }
+    if !(params.min_dist.is_finite() && params.min_dist >= 0.0 && params.min_dist < 1.0) {
+        bail!("min_dist must be in [0, 1), found {}", params.min_dist);
+    }
+    let rows: Vec<usize> = (0..table.len())
+        .filter(|&i| table.counts[i] > 0 && table.sum_norm(i) > 0.0)
+        .collect();
+    let n = rows.len();
+    if n < 4 {
+        bail!("a UMAP map needs at least 4 entities with vectors; the table has {n}");
+    }
+    let x = principal_components(&centred_directions(table, &rows), table.hidden(), PCA_DIMS)?;
+    let d = x.len() / n;
+    let k = params.neighbours.min(n - 1);
+    let knn = exact_knn(&x, d, k)?;
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    // Fuzzy memberships: rho is the distance to the nearest neighbour, sigma such that the
+    // memberships of the k neighbours sum to log2(k).
+    let target = (k as f64).log2();
+    let mut w: std::collections::BTreeMap<(u32, u32), f64> = Default::default();
+    for (i, row) in knn.iter().enumerate() {
+        let rho = row
+            .iter()
+            .map(|p| p.1 as f64)
+            .find(|&v| v > 0.0)
+            .unwrap_or(0.0);
+        let sum = |s: f64| -> f64 {
+            row.iter()
+                .map(|p| (-((p.1 as f64 - rho).max(0.0)) / s).exp())
+                .sum()
+        };
+        let (mut lo, mut hi, mut sigma) = (0.0f64, f64::INFINITY, 1.0f64);
+        for _ in 0..64 {
+            let s = sum(sigma);
+            if (s - target).abs() < 1e-5 {
+                break;
+            }
+            if s > target {
+                hi = sigma;
+                sigma = (lo + hi) / 2.0;
+            } else {
+                lo = sigma;
+                sigma = if hi.is_finite() {
+                    (lo + hi) / 2.0
+                } else {
+                    sigma * 2.0
+                };
+            }
+        }
+        for p in row {
+            let v = (-((p.1 as f64 - rho).max(0.0)) / sigma.max(1e-12)).exp();
+            w.insert((i as u32, p.0 as u32), v);
+        }
+    }
+    // Symmetrise: w + wᵀ − w ∘ wᵀ.
+    let mut edges: Vec<(u32, u32, f64)> = Vec::new();
+    for (&(i, j), &v) in &w {
+        let t = w.get(&(j, i)).copied().unwrap_or(0.0);
+        if i < j || t == 0.0 {
+            let s = v + t - v * t;
+            if s > 0.0 {
+                edges.push((i.min(j), i.max(j), s));
+            }
+        }
+    }
+    edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+    let epochs = if params.epochs > 0 {
+        params.epochs
+    } else if n <= 10_000 {
+        500
+    } else {
+        200
+    };
+    let wmax = edges.iter().map(|e| e.2).fold(0.0, f64::max);
+    // Edges of weight below wmax / epochs would never be sampled: dropped, as umap-learn does.
+    edges.retain(|e| e.2 >= wmax / epochs as f64);
+    let per_sample: Vec<f64> = edges.iter().map(|e| wmax / e.2).collect();
+    let mut next_at = per_sample.clone();
+    let (a, b) = umap_ab(params.min_dist);
+    // Start from the PCA map scaled to ±10.
+    let mut y: Vec<[f64; 2]> = (0..n)
+        .map(|i| [x[i * d] as f64, x[i * d + 1.min(d - 1)] as f64])
+        .collect();
+    for c in 0..2 {
+        let m = y.iter().map(|p| p[c].abs()).fold(0.0, f64::max).max(1e-12);
+        y.iter_mut().for_each(|p| p[c] *= 10.0 / m);
+    }
+    let mut rng = params.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rand = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    const NEGATIVE: usize = 5;
+    let clip = |v: f64| v.clamp(-4.0, 4.0);
+    for epoch in 0..epochs {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let alpha = 1.0 - epoch as f64 / epochs as f64;
+        let now = (epoch + 1) as f64;
+        for (e, &(i, j, _)) in edges.iter().enumerate() {
+            if next_at[e] > now {
+                continue;
+            }
+            next_at[e] += per_sample[e];
+            for (u, v) in [(i as usize, j as usize), (j as usize, i as usize)] {
+                let (dx, dy) = (y[u][0] - y[v][0], y[u][1] - y[v][1]);
+                let d2 = dx * dx + dy * dy;
+                if d2 > 0.0 {
+                    let g = -2.0 * a * b * d2.powf(b - 1.0) / (1.0 + a * d2.powf(b));
+                    y[u][0] += clip(g * dx) * alpha;
+                    y[u][1] += clip(g * dy) * alpha;
+                }
+                for _ in 0..NEGATIVE {
+                    let o = (rand() % n as u64) as usize;
+                    if o == u {
+                        continue;
+                    }
+                    let (dx, dy) = (y[u][0] - y[o][0], y[u][1] - y[o][1]);
+                    let d2 = dx * dx + dy * dy;
+                    let g = 2.0 * b / ((0.001 + d2) * (1.0 + a * d2.powf(b)));
+                    let (gx, gy) = if d2 > 0.0 {
+                        (clip(g * dx), clip(g * dy))
+                    } else {
+                        (4.0, 4.0)
+                    };
+                    y[u][0] += gx * alpha;
+                    y[u][1] += gy * alpha;
+                }
+            }
+        }
+        progress(epoch + 1, epochs);
+    }
+    Ok(Some(rows.into_iter().zip(y).collect()))
 }
 
 /// The mean, over points with a label, of the share of their `k` nearest labelled points on
