@@ -102,6 +102,8 @@ pub enum OutputKind {
     Report,
     /// A project file (RON with a `corpus` field).
     Project,
+    /// A map as TSV (`id<TAB>name<TAB>x<TAB>y` header).
+    Map,
 }
 
 impl OutputKind {
@@ -113,6 +115,7 @@ impl OutputKind {
             OutputKind::EntityList => "entity list",
             OutputKind::Report => "PELT report",
             OutputKind::Project => "PELT project",
+            OutputKind::Map => "PELT map",
         }
     }
 
@@ -154,6 +157,7 @@ impl OutputKind {
                     }
                 })
             }),
+            OutputKind::Map => head.starts_with(b"id\tname\tx\ty\n"),
             OutputKind::Report => serde_json::from_slice::<serde_json::Value>(&head)
                 .is_ok_and(|v| v.get("pelt").is_some_and(|p| p.is_string())),
             OutputKind::Project => std::str::from_utf8(&head).is_ok_and(|t| {
@@ -472,6 +476,10 @@ mod tests {
             (
                 OutputKind::Project,
                 put("p.ron", b"(corpus: \"c.txt\", k: 256)"),
+            ),
+            (
+                OutputKind::Map,
+                put("map.tsv", b"id\tname\tx\ty\nQ1\tA\t0.5\t-2\n"),
             ),
         ];
         for (kind, own) in &cases {

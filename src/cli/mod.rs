@@ -11,6 +11,7 @@ mod compare;
 mod entities;
 mod eval;
 mod fill;
+mod map;
 mod project;
 mod table;
 
@@ -69,6 +70,9 @@ pub enum Command {
     /// Compare two tables (models or corpora) entity by entity: for the entities both found,
     /// the overlap of their k nearest neighbours in each (Jaccard@k), most changed first.
     Compare(compare::CompareArgs),
+    /// A 2-D map of a table (PCA, t-SNE or UMAP) as TSV, with its trustworthiness and, given
+    /// labels, how much it groups entities of one label.
+    Map(map::MapArgs),
 }
 
 /// Runs one command; what it reports goes to stdout, notes and warnings to stderr.
@@ -88,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EntitiesFromFewrel(args) => entities::from_fewrel(args, out),
         Command::Check(args) => project::check(args, out),
         Command::Compare(args) => compare::run(args, out),
+        Command::Map(args) => map::run(args, out),
     }
 }
 

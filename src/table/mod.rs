@@ -987,7 +987,7 @@ pub fn parse_shard_label(label: &str) -> Result<Option<(Vec<usize>, usize)>> {
     Ok(Some((shards, count.expect("split yields a part"))))
 }
 
-fn tsv_field(s: &str) -> String {
+pub fn tsv_field(s: &str) -> String {
     s.replace(['\t', '\n', '\r'], " ")
 }
 
