@@ -113,16 +113,9 @@ fn knn(
         let len = BLOCK.min(n - start);
         let scores: Vec<Vec<f32>> = dirs.narrow(0, start, len)?.matmul(&all_t)?.to_vec2()?;
         for (r, row) in scores.into_iter().enumerate() {
-            let me = start + r;
-            let mut idx: Vec<u32> = (0..n as u32).filter(|&j| j as usize != me).collect();
-            let cmp =
-                |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
-            if idx.len() > k {
-                idx.select_nth_unstable_by(k, cmp);
-                idx.truncate(k);
-            }
-            idx.sort_by(cmp);
-            out.push(idx.into_iter().map(|j| (j, row[j as usize])).collect());
+            // The largest cosines are the smallest of their negatives.
+            let best = super::layout::smallest_k(n, k, start + r, |j| -row[j]);
+            out.push(best.into_iter().map(|(j, s)| (j as u32, -s)).collect());
         }
         step(start + len);
     }

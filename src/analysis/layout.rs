@@ -132,8 +132,34 @@ pub fn principal_components(x: &[f32], h: usize, dims: usize) -> Result<Vec<f32>
     Ok(xt.matmul(&c.t()?.contiguous()?)?.flatten_all()?.to_vec1()?)
 }
 
+/// The `k` smallest of `score(j)` over `0..n` except `skip`, smallest first (ties by lower
+/// index): one pass keeping a sorted list of the best so far, so most candidates cost one
+/// comparison.
+pub(crate) fn smallest_k(
+    n: usize,
+    k: usize,
+    skip: usize,
+    score: impl Fn(usize) -> f32,
+) -> Vec<(usize, f32)> {
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for j in 0..n {
+        if j == skip {
+            continue;
+        }
+        let v = score(j);
+        if best.len() == k && !(v < best[k - 1].0) {
+            continue;
+        }
+        let at = best.partition_point(|b| b.0 < v || (b.0 == v && b.1 < j));
+        best.insert(at, (v, j));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(v, j)| (j, v)).collect()
+}
+
 /// The `k` nearest rows of each row of `x` (`[n, d]`) by Euclidean distance, itself
-/// excluded, nearest first (ties by lower index), from blocked matrix products.
+/// excluded, nearest first (ties by lower index), from blocked matrix products; the selection
+/// runs on all cores.
 pub fn exact_knn(x: &[f32], d: usize, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
     let n = x.len() / d.max(1);
     let xt = Tensor::from_slice(x, (n, d), &Device::Cpu)?;
@@ -143,22 +169,40 @@ pub fn exact_knn(x: &[f32], d: usize, k: usize) -> Result<Vec<Vec<(usize, f32)>>
         .map(|r| r.iter().map(|v| v * v).sum())
         .collect();
     let mut out = Vec::with_capacity(n);
-    const BLOCK: usize = 512;
+    const BLOCK: usize = 1024;
+    let threads = crate::model::cores().max(1);
     for start in (0..n).step_by(BLOCK) {
         let len = BLOCK.min(n - start);
-        let dots: Vec<Vec<f32>> = xt.narrow(0, start, len)?.matmul(&all_t)?.to_vec2()?;
-        for (r, row) in dots.into_iter().enumerate() {
-            let me = start + r;
-            let dist = |j: usize| (sq[me] + sq[j] - 2.0 * row[j]).max(0.0);
-            let mut idx: Vec<usize> = (0..n).filter(|&j| j != me).collect();
-            let cmp = |a: &usize, b: &usize| dist(*a).total_cmp(&dist(*b)).then(a.cmp(b));
-            if idx.len() > k {
-                idx.select_nth_unstable_by(k, cmp);
-                idx.truncate(k);
-            }
-            idx.sort_by(cmp);
-            out.push(idx.into_iter().map(|j| (j, dist(j).sqrt())).collect());
-        }
+        let dots: Vec<f32> = xt
+            .narrow(0, start, len)?
+            .matmul(&all_t)?
+            .flatten_all()?
+            .to_vec1()?;
+        let per = len.div_ceil(threads);
+        let parts: Vec<Vec<Vec<(usize, f32)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (dots, sq) = (&dots, &sq);
+                    s.spawn(move || {
+                        (t * per..((t + 1) * per).min(len))
+                            .map(|r| {
+                                let me = start + r;
+                                let row = &dots[r * n..(r + 1) * n];
+                                smallest_k(n, k, me, |j| (sq[me] + sq[j] - 2.0 * row[j]).max(0.0))
+                                    .into_iter()
+                                    .map(|(j, d2)| (j, d2.sqrt()))
+                                    .collect()
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect()
+        });
+        out.extend(parts.into_iter().flatten());
     }
     Ok(out)
 }
@@ -221,23 +265,28 @@ pub fn tsne_2d(
         .collect();
     let points: Vec<&[f32]> = x.chunks_exact(d).collect();
     let epochs = params.epochs;
+    // bhtsne sums in parallel, in an order that varies from run to run: on one thread a map
+    // repeats exactly.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut t: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&points);
-        t.perplexity(perplexity)
-            .epochs(epochs)
-            .initial_embedding(init.clone())
-            .epoch_callback(|e, _| {
-                if cancel.load(Ordering::Relaxed) {
-                    std::panic::resume_unwind(Box::new(Cancelled));
-                }
-                progress(e + 1, epochs);
-            });
-        if n >= FFT_FROM {
-            t.fit_sne_with_neighbors(&neighbours);
-        } else {
-            t.barnes_hut_with_neighbors(0.5, &neighbours);
-        }
-        t.embedding()
+        pool.install(|| {
+            let mut t: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&points);
+            t.perplexity(perplexity)
+                .epochs(epochs)
+                .initial_embedding(init.clone())
+                .epoch_callback(|e, _| {
+                    if cancel.load(Ordering::Relaxed) {
+                        std::panic::resume_unwind(Box::new(Cancelled));
+                    }
+                    progress(e + 1, epochs);
+                });
+            if n >= FFT_FROM {
+                t.fit_sne_with_neighbors(&neighbours);
+            } else {
+                t.barnes_hut_with_neighbors(0.5, &neighbours);
+            }
+            t.embedding()
+        })
     }));
     let y = match run {
         Ok(y) => y,
@@ -432,7 +481,8 @@ pub fn umap_2d(
                 let (dx, dy) = (y[u][0] - y[v][0], y[u][1] - y[v][1]);
                 let d2 = dx * dx + dy * dy;
                 if d2 > 0.0 {
-                    let g = -2.0 * a * b * d2.powf(b - 1.0) / (1.0 + a * d2.powf(b));
+                    let pb = d2.powf(b);
+                    let g = -2.0 * a * b * (pb / d2) / (1.0 + a * pb);
                     y[u][0] += clip(g * dx) * alpha;
                     y[u][1] += clip(g * dy) * alpha;
                 }
