@@ -207,10 +207,13 @@ impl TableWriter {
     }
 
     /// Whether the table keeps its sentences, and the corpus files its contexts point into
-    /// (before the first context: a table keeps its sentences, or not, throughout).
+    /// (set before the first context, and again after a resume: a table keeps its sentences,
+    /// or not, throughout).
     pub fn set_contexts(&mut self, layout: ContextLayout) -> Result<()> {
-        if self.pos.contexts > 0 && layout.text != self.layout.text {
-            bail!("internal error: a table's text mode changed after its first context");
+        // (A writer resumed from a checkpoint is told its layout again: its spilled texts, or
+        // their absence, must fit.)
+        if layout.text == ContextText::Stored && self.pos.contexts > 0 && self.pos.text_bytes == 0 {
+            bail!("internal error: a table without text was asked to store text after its first context");
         }
         self.layout = layout;
         Ok(())
