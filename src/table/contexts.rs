@@ -514,16 +514,16 @@ mod tests {
         Table::from_vec(w.finish_bytes().unwrap()).unwrap()
     }
 
-    /// What a context is, whatever its text came from.
-    fn seen(c: &ContextRecord) -> (u32, u32, u32, u32, u32, u32, &str, u64) {
-        let place = (c.entity, c.file, c.line, c.sentence, c.start, c.end);
-        (
-            place.0, place.1, place.2, place.3, place.4, place.5, &c.text, c.offset,
-        )
-    }
+    /// What a context is, whatever its text came from: its place, span, text and offset.
+    type Seen<'a> = (u32, u32, u32, u32, u32, u32, &'a str, u64);
 
-    fn all_seen(cs: &[ContextRecord]) -> Vec<(u32, u32, u32, u32, u32, u32, &str, u64)> {
-        cs.iter().map(seen).collect()
+    fn all_seen(cs: &[ContextRecord]) -> Vec<Seen<'_>> {
+        cs.iter()
+            .map(|c| {
+                let (e, f, l, s) = (c.entity, c.file, c.line, c.sentence);
+                (e, f, l, s, c.start, c.end, c.text.as_str(), c.offset)
+            })
+            .collect()
     }
 
     fn err(t: &Table) -> String {
@@ -662,7 +662,7 @@ mod tests {
             out_header.insert(k, v);
         }
         let mut hb = serde_json::to_vec(&out_header).unwrap();
-        while hb.len() % 8 != 0 {
+        while !hb.len().is_multiple_of(8) {
             hb.push(b' ');
         }
         let mut out = (hb.len() as u64).to_le_bytes().to_vec();
