@@ -580,9 +580,14 @@ pub struct ContextInsight {
     pub log_partition: f64,
     /// Cosine between this context's output and the entity vector.
     pub cosine: f32,
+    /// Where the sentence came from: the corpus (read back and checked against the table's
+    /// checksum) or the table's stored text.
+    pub source: crate::table::TextSource,
 }
 
-/// Runs the model over the given contexts of `table` (indices for [`Table::context`]).
+/// Runs the model over the given contexts of `table` (indices for [`Table::context`]); the
+/// sentences come from the table's corpus where one is attached ([`Table::attach_corpus`]) and
+/// the sentence is there unchanged, else from its stored text.
 pub fn inspect_contexts(
     model: &Model,
     table: &Table,
@@ -606,11 +611,11 @@ pub fn inspect_contexts(
             )? {
                 pos.push((seqs.len(), m.mask_position));
                 seqs.push(m.ids);
-                kept.push((ci, c.entity as usize));
+                kept.push((ci, c.entity as usize, c.source));
             }
         }
         let res = model.encoder.forward(&seqs, &[], &pos, true)?;
-        for (row, &(ci, e)) in kept.iter().enumerate() {
+        for (row, &(ci, e, source)) in kept.iter().enumerate() {
             let logits = res
                 .logits_row(row)
                 .context("the encoder returned no logits")?;
@@ -626,6 +631,7 @@ pub fn inspect_contexts(
                 cosine: cosine(&output, &table.vector(e)),
                 output,
                 log_partition: lse,
+                source,
             });
         }
     }

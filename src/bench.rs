@@ -76,6 +76,9 @@ fn parse_contexts(text: &str, name: &str) -> Result<(Vec<String>, Vec<ContextRec
             end: c.end as u32,
             text: c.text,
             linked: false,
+            offset: pelt::corpus::NO_OFFSET,
+            checksum: None,
+            source: Default::default(),
         });
     }
     Ok((ids, records))

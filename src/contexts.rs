@@ -351,6 +351,9 @@ impl Selected {
             end: self.end,
             text,
             linked: self.linked,
+            offset: crate::corpus::NO_OFFSET,
+            checksum: None,
+            source: Default::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use pelt::corpus::Corpus;
 use pelt::entities::load_entities;
 use pelt::model::{bundled_model_dir, Model};
 use pelt::progress::{Phase, Progress};
-use pelt::table::Table;
+use pelt::table::{ContextText, Table, TextSource};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -209,6 +209,115 @@ fn shards_merged_equal_the_single_build() {
     .0;
     let err = format!("{:#}", Table::merge(&[s0, other]).unwrap_err());
     assert!(err.contains("seed"), "{err}");
+}
+
+#[test]
+fn text_less_tables_are_smaller_read_the_corpus_back_and_merge_like_stored_ones() {
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let (c, e) = sample();
+    let opts = BuildOptions {
+        k: 16,
+        ..Default::default()
+    };
+    let none = BuildOptions {
+        context_text: ContextText::None,
+        ..opts.clone()
+    };
+    let (stored, _) = build(&model, &c, &e, &opts);
+    let (mut bare, _) = build(&model, &c, &e, &none);
+    let (stored_bytes, bare_bytes) = (stored.to_bytes().unwrap(), bare.to_bytes().unwrap());
+    eprintln!(
+        "sample, k 16: {} bytes with the sentences, {} without ({} entities)",
+        stored_bytes.len(),
+        bare_bytes.len(),
+        stored.len()
+    );
+    assert!(
+        bare_bytes.len() * 10 < stored_bytes.len() * 7,
+        "much smaller"
+    );
+    assert_eq!(bare.context_text(), ContextText::None);
+    assert_eq!(bare.corpus_files(), ["pubmed.txt"]);
+    assert_eq!(bare.embeddings(7.0), stored.embeddings(7.0));
+    let err = format!("{:#}", bare.contexts().unwrap_err());
+    assert!(err.contains("stores no text"), "{err}");
+    // Read back from the corpus (here through its folder, which holds other files too), the
+    // contexts are the stored build's.
+    bare.attach_corpus(&[root().join("assets/sample")]);
+    let same_source = |cs: Vec<pelt::table::ContextRecord>| -> Vec<_> {
+        cs.into_iter()
+            .map(|c| pelt::table::ContextRecord {
+                source: TextSource::Stored,
+                ..c
+            })
+            .collect()
+    };
+    let back = bare.contexts().unwrap();
+    assert!(back.iter().all(|c| c.source == TextSource::Corpus));
+    assert!(back.iter().all(|c| c.offset != pelt::corpus::NO_OFFSET));
+    assert_eq!(same_source(back), stored.contexts().unwrap());
+    // Shards without text merge to the single build's bytes; with and without text do not mix.
+    let shard = |i, o: &BuildOptions| {
+        build(
+            &model,
+            &c,
+            &e,
+            &BuildOptions {
+                shard: Some((i, 2)),
+                ..o.clone()
+            },
+        )
+        .0
+    };
+    let (s0, s1) = (shard(0, &none), shard(1, &none));
+    assert_eq!(
+        Table::merge(&[s1.clone(), s0]).unwrap().to_bytes().unwrap(),
+        bare_bytes
+    );
+    let err = format!("{:#}", Table::merge(&[s1, shard(0, &opts)]).unwrap_err());
+    assert!(err.contains("stores its context text"), "{err}");
+    // An edited sentence is never shown in place of the one the table was built from.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&c[0]).unwrap();
+    let first = text.lines().next().unwrap();
+    let copy = dir.path().join("pubmed.txt");
+    let edit = |to: &str| {
+        let line = first.replacen("the", to, 1);
+        std::fs::write(&copy, text.replacen(first, &line, 1)).unwrap();
+    };
+    // Of the same length, so that the lines after it stay where the table says they are.
+    edit("teh");
+    bare.attach_corpus(std::slice::from_ref(&copy));
+    let ci = (0..stored.context_count())
+        .find(|&i| stored.context(i).unwrap().line == 1)
+        .unwrap();
+    let err = format!("{:#}", bare.context(ci).unwrap_err());
+    assert!(
+        err.contains("stores no text and the corpus file pubmed.txt is changed at line 1"),
+        "{err}"
+    );
+    let later = (0..bare.context_count())
+        .find(|&i| stored.context(i).unwrap().line > 1)
+        .unwrap();
+    assert_eq!(bare.context(later).unwrap().source, TextSource::Corpus);
+    let mut with_text = stored.clone();
+    with_text.attach_corpus(std::slice::from_ref(&copy));
+    let fell_back = with_text.context(ci).unwrap();
+    assert_eq!(fell_back.source, TextSource::Stored);
+    assert_eq!(fell_back.text, stored.context(ci).unwrap().text);
+    // An edit that moves the lines after it: they count as changed too, never shown wrong.
+    edit("a");
+    let err = format!("{:#}", bare.context(later).unwrap_err());
+    assert!(err.contains("is changed at line"), "{err}");
+    assert_eq!(with_text.context(later).unwrap().source, TextSource::Stored);
+    // The file gone.
+    std::fs::remove_file(&copy).unwrap();
+    bare.attach_corpus(std::slice::from_ref(&copy));
+    let err = format!("{:#}", bare.context(later).unwrap_err());
+    assert!(
+        err.contains("stores no text and the corpus file pubmed.txt is missing"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -37,7 +37,9 @@ use crate::corpus::{Corpus, ReadReport};
 use crate::entities::EntityList;
 use crate::model::Model;
 use crate::progress::{Meter, Phase, Progress};
-use crate::table::{EntityRow, RowVector, Table, TableMeta, TableWriter};
+use crate::table::{
+    ContextLayout, ContextText, EntityRow, RowVector, Table, TableMeta, TableWriter, TextSource,
+};
 
 use checkpoint::{load_checkpoint, save_checkpoint};
 pub use encode::{
@@ -397,7 +399,13 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                     sampler.offer_with(ordinal, m, || {
                         *held.get_or_insert_with(|| {
                             spill
-                                .push(&s.text, s.file as u32, s.line as u32, s.index as u32)
+                                .push(
+                                    &s.text,
+                                    s.file as u32,
+                                    s.line as u32,
+                                    s.index as u32,
+                                    s.offset,
+                                )
                                 .unwrap_or_else(|e| {
                                     failed.get_or_insert(e);
                                     SpillRef {
@@ -406,6 +414,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                                         file: 0,
                                         line: 0,
                                         sentence: 0,
+                                        record: 0,
                                     }
                                 })
                         })
@@ -609,10 +618,14 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         state = ck;
         report.resumed_from = state.done;
     }
-    let writer = match writer {
+    let mut writer = match writer {
         Some(w) => w,
         None => TableWriter::new(meta, opts.norm, writer_dir.as_deref())?,
     };
+    writer.set_contexts(ContextLayout {
+        text: opts.context_text,
+        corpus_files: corpus.relative_names(),
+    })?;
     let mut sink = TableSink {
         writer,
         entities,
@@ -633,6 +646,9 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
                     end: s.end,
                     text: spill.read(&s.at)?,
                     linked: s.linked,
+                    offset: s.at.record,
+                    checksum: None,
+                    source: TextSource::Stored,
                 })
             })
             .collect()
@@ -750,6 +766,9 @@ fn fingerprint(
     });
     if let BatchPlan::Tokens(t) = plan {
         v["batch_tokens"] = t.into();
+    }
+    if opts.context_text != ContextText::Stored {
+        v["context_text"] = opts.context_text.as_str().into();
     }
     Ok(format!("{:x}", Sha256::digest(serde_json::to_vec(&v)?)))
 }

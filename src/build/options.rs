@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 
 use crate::contexts::MentionMode;
-use crate::table::VectorDtype;
+use crate::table::{ContextText, VectorDtype};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -36,6 +36,9 @@ pub struct BuildOptions {
     pub checkpoint_secs: f64,
     /// How the table stores its vectors (f16 and bf16 halve the file).
     pub vectors: VectorDtype,
+    /// Whether the table stores the sentences of its contexts, or only their places in the
+    /// corpus (read back from it).
+    pub context_text: ContextText,
 }
 
 /// The most encoding threads a build takes ([`BuildOptions::encoders`]).
@@ -111,6 +114,7 @@ impl Default for BuildOptions {
             window_batches: 16,
             checkpoint_secs: 30.0,
             vectors: VectorDtype::F32,
+            context_text: ContextText::Stored,
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct SpillRef {
     pub file: u32,
     pub line: u32,
     pub sentence: u32,
+    /// Byte offset of the sentence's line in its corpus file ([`crate::corpus::NO_OFFSET`]
+    /// where the format does not tell).
+    pub record: u64,
 }
 
 /// An append-only file of sentences, removed when dropped.
@@ -59,8 +62,16 @@ impl SentenceSpill {
         anyhow::bail!("cannot create a spill file in {}", crate::escape::path(dir))
     }
 
-    /// Appends a sentence.
-    pub fn push(&mut self, text: &str, file: u32, line: u32, sentence: u32) -> Result<SpillRef> {
+    /// Appends a sentence (of corpus file `file`, `line`, `sentence`, the line at byte
+    /// `record` of the file).
+    pub fn push(
+        &mut self,
+        text: &str,
+        file: u32,
+        line: u32,
+        sentence: u32,
+        record: u64,
+    ) -> Result<SpillRef> {
         let out = self
             .out
             .as_mut()
@@ -73,6 +84,7 @@ impl SentenceSpill {
             file,
             line,
             sentence,
+            record,
         };
         self.len += text.len() as u64;
         Ok(r)
@@ -140,12 +152,12 @@ mod tests {
     fn sentences_come_back_and_the_file_goes_with_the_spill() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SentenceSpill::create(dir.path()).unwrap();
-        let a = s.push("Aspirin lowers fever.", 0, 1, 0).unwrap();
-        let b = s.push("Ünïcode ok", 2, 7, 1).unwrap();
+        let a = s.push("Aspirin lowers fever.", 0, 1, 0, 0).unwrap();
+        let b = s.push("Ünïcode ok", 2, 7, 1, 40).unwrap();
         s.close().unwrap();
         assert_eq!(s.read(&b).unwrap(), "Ünïcode ok");
         assert_eq!(s.read(&a).unwrap(), "Aspirin lowers fever.");
-        assert_eq!((b.file, b.line, b.sentence), (2, 7, 1));
+        assert_eq!((b.file, b.line, b.sentence, b.record), (2, 7, 1, 40));
         let path = s.path.clone();
         assert!(path.exists());
         drop(s);

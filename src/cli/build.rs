@@ -15,7 +15,7 @@ use pelt::corpus::Corpus;
 use pelt::escape;
 use pelt::model::DeviceChoice;
 use pelt::outpath::{Input, Inputs, OutputKind, Replace};
-use pelt::table::{Table, VectorDtype};
+use pelt::table::{ContextText, Table, VectorDtype};
 
 use super::{load_model, progress_bar, Precision};
 
@@ -86,6 +86,10 @@ pub struct BuildArgs {
     /// How the table stores its vectors: f32, or f16/bf16 (half the size).
     #[arg(long, default_value = "f32", value_parser = parse_vectors)]
     vectors: VectorDtype,
+    /// Whether the table stores its contexts' sentences (`stored`) or only where they are in
+    /// the corpus (`none`: a smaller table; the sentences are read back from the corpus).
+    #[arg(long, default_value = "stored", value_parser = parse_context_text)]
+    context_text: ContextText,
     /// Folder for the build's spill files (sampled sentences, the table's rows before they
     /// are assembled); default: beside --out. Removed at the end; a --resume needs the same.
     #[arg(long)]
@@ -125,11 +129,16 @@ impl BuildArgs {
                 .transpose()?,
             checkpoint_secs: self.checkpoint_secs,
             vectors: self.vectors,
+            context_text: self.context_text,
             ..Default::default()
         };
         options.validate()?;
         Ok(options)
     }
+}
+
+fn parse_context_text(s: &str) -> std::result::Result<ContextText, String> {
+    ContextText::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_vectors(s: &str) -> std::result::Result<VectorDtype, String> {

@@ -51,6 +51,9 @@ pub enum Command {
     Renorm(table::RenormArgs),
     /// Nearest entities by cosine, or nearest vocabulary tokens by dot product (--vocab).
     Neighbors(table::NeighborsArgs),
+    /// An entity's supporting contexts: each sentence read from the corpus (--corpus) where
+    /// it is there unchanged, else from the table's stored text.
+    Contexts(table::ContextsArgs),
     /// Write TensorFlow Embedding Projector files (vectors.tsv, metadata.tsv).
     ExportProjector(table::ExportProjectorArgs),
     /// Benchmark table construction on a fixed set of contexts (bundled model and a
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge(args) => build::merge(args, out),
         Command::Renorm(args) => table::renorm(args, out),
         Command::Neighbors(args) => table::neighbors(args, out),
+        Command::Contexts(args) => table::contexts(args, out),
         Command::ExportProjector(args) => table::export_projector(args, out),
         Command::Bench(args) => bench::run(args, out),
         Command::EntitiesFromLinks(args) => entities::from_links(args, out),

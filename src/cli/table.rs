@@ -1,4 +1,5 @@
-//! Commands on a built table: `pelt renorm`, `pelt neighbors` and `pelt export-projector`.
+//! Commands on a built table: `pelt renorm`, `pelt neighbors`, `pelt contexts` and
+//! `pelt export-projector`.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -123,6 +124,70 @@ pub fn neighbors(args: NeighborsArgs, out: &mut dyn Write) -> Result<()> {
                 s
             )?;
         }
+    }
+    Ok(())
+}
+
+/// `pelt contexts`'s flags.
+#[derive(Args, Debug)]
+pub struct ContextsArgs {
+    #[arg(long)]
+    table: PathBuf,
+    /// Entity id or name.
+    entity: String,
+    /// The corpus the table was built from (files or folders, as given to the build): the
+    /// sentences are read from it, checked against the table's checksums.
+    #[arg(long, num_args = 1..)]
+    corpus: Vec<PathBuf>,
+    /// At most this many contexts.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+/// `pelt contexts`: one line per context, `file:line#sentence [source] text` with the mention
+/// in brackets.
+pub fn contexts(args: ContextsArgs, out: &mut dyn Write) -> Result<()> {
+    let mut t = Table::load(&args.table)?;
+    let i = t.index_of(&args.entity).with_context(|| {
+        format!(
+            "no entity `{}` in {}",
+            escape::text(&args.entity),
+            escape::path(&args.table)
+        )
+    })?;
+    if !args.corpus.is_empty() {
+        t.attach_corpus(&args.corpus);
+    }
+    let range = t.contexts_of(i);
+    let shown = range.start..range.end.min(range.start + args.limit);
+    writeln!(
+        out,
+        "{} ({}): {} contexts{}",
+        escape::text(&t.entity_names[i]),
+        escape::text(&t.entity_ids[i]),
+        range.len(),
+        if shown.len() < range.len() {
+            format!(", the first {}", shown.len())
+        } else {
+            String::new()
+        }
+    )?;
+    for c in t.contexts_in(shown)? {
+        let file = t.corpus_files().get(c.file as usize).map_or_else(
+            || format!("file {}", c.file),
+            |f| escape::text(f).into_owned(),
+        );
+        let (a, b) = (c.start as usize, c.end as usize);
+        writeln!(
+            out,
+            "  {file}:{}#{} [{}] {}[{}]{}",
+            c.line,
+            c.sentence,
+            c.source.as_str(),
+            escape::text(&c.text[..a]),
+            escape::text(&c.text[a..b]),
+            escape::text(&c.text[b..])
+        )?;
     }
     Ok(())
 }

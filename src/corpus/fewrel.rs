@@ -15,7 +15,7 @@ use std::rc::Rc;
 use super::open::open_reader;
 use super::parallel::{Batch, Framed, Piece, Units};
 use super::reader::Reader;
-use super::{Format, FormatInfo, FormatReader, Sentence, DEFAULT_MAX_LINE_BYTES};
+use super::{Format, FormatInfo, FormatReader, Sentence, DEFAULT_MAX_LINE_BYTES, NO_OFFSET};
 
 pub(super) struct FewRel;
 
@@ -144,6 +144,7 @@ impl Reader<'_> {
             file: self.fi,
             line,
             index: 0,
+            offset: NO_OFFSET,
             text,
             links,
         };

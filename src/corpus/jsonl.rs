@@ -34,6 +34,10 @@ impl FormatReader for Jsonl {
         lines::frame(units, cap, record)
     }
 
+    fn line_fn(&self) -> Option<lines::LineFn> {
+        Some(record)
+    }
+
     /// Whether the first record has a `links` field (an empty list counts).
     fn has_links(&self, path: &Path, cap: usize) -> Result<bool> {
         let mut lines = LineReader::open(path, cap)?;

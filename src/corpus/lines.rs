@@ -14,7 +14,12 @@ pub(super) type LineFn = fn(&mut Reader<'_>, usize, &str) -> Result<ControlFlow<
 /// Reads the file of `r` line by line, handing each line to `per_line`.
 pub(super) fn read(r: &mut Reader<'_>, cap: usize, per_line: LineFn) -> Result<ControlFlow<()>> {
     let mut reader = LineReader::open(r.path, cap)?;
-    while let Some((line_no, line)) = reader.next_capped()? {
+    loop {
+        let at = reader.next_offset();
+        let Some((line_no, line)) = reader.next_capped()? else {
+            break;
+        };
+        r.offset = at;
         if line_of(r, line_no, line, per_line, cap)?.is_break() {
             return Ok(ControlFlow::Break(()));
         }
@@ -24,7 +29,7 @@ pub(super) fn read(r: &mut Reader<'_>, cap: usize, per_line: LineFn) -> Result<C
 
 /// One line (its bytes, or its length when over the cap): skipped with a warning when over
 /// the cap or not UTF-8, else handed to `per_line`.
-fn line_of(
+pub(super) fn line_of(
     r: &mut Reader<'_>,
     line_no: usize,
     line: std::result::Result<&[u8], usize>,
@@ -52,7 +57,7 @@ pub(super) fn frame(units: &mut Units<'_>, cap: usize, per_line: LineFn) -> Resu
             unit.buf.extend_from_slice(b);
             at..unit.buf.len()
         });
-        unit.lines.push((line_no, range));
+        unit.lines.push((line_no, reader.offset, range));
         if unit.lines.len() >= UNIT_LINES || unit.buf.len() >= UNIT_BYTES {
             let full = std::mem::replace(&mut unit, new_unit());
             if !units.send(Box::new(full)) {
@@ -70,8 +75,13 @@ pub(super) fn frame(units: &mut Units<'_>, cap: usize, per_line: LineFn) -> Resu
 struct Lines {
     per_line: LineFn,
     buf: Vec<u8>,
-    /// Line number and the line's range in `buf`, or its length when over the cap.
-    lines: Vec<(usize, std::result::Result<std::ops::Range<usize>, usize>)>,
+    /// Line number, the line's byte offset in the file, and its range in `buf` (or its length
+    /// when over the cap).
+    lines: Vec<(
+        usize,
+        u64,
+        std::result::Result<std::ops::Range<usize>, usize>,
+    )>,
 }
 
 impl Work for Lines {
@@ -81,8 +91,9 @@ impl Work for Lines {
             buf,
             lines,
         } = *self;
-        for (line_no, range) in lines {
+        for (line_no, offset, range) in lines {
             let line = range.map(|r| &buf[r]);
+            r.offset = offset;
             if line_of(r, line_no, line, per_line, cap)?.is_break() {
                 break;
             }

@@ -25,6 +25,7 @@ mod open;
 mod parallel;
 mod pubtator;
 mod reader;
+mod record;
 mod sentences;
 mod text;
 mod walk;
@@ -34,6 +35,7 @@ pub use fewrel::{fewrel_examples, for_each_fewrel_example, FewRelEntity, FewRelE
 pub use open::{
     open_reader, read_maybe_gz, read_text_capped, CappedLine, LineReader, MAX_TEXT_LINE_BYTES,
 };
+pub use record::read_sentence;
 pub use sentences::{split_sentences, split_sentences_around};
 pub use wiki::{decode_entities, wiki_target};
 
@@ -93,6 +95,12 @@ trait FormatReader: Sync {
 
     /// Cuts the file of `units` into units of work for the parallel reader's workers.
     fn frame(&self, units: &mut Units<'_>, cap: usize) -> Result<Framed>;
+
+    /// The function that reads one line of a format of one record a line (plain text, JSON
+    /// Lines): a record is then read back from its byte offset alone.
+    fn line_fn(&self) -> Option<lines::LineFn> {
+        None
+    }
 
     /// Whether the file carries entity links.
     fn has_links(&self, path: &Path, cap: usize) -> Result<bool> {
@@ -188,6 +196,9 @@ pub struct Link {
     pub id: String,
 }
 
+/// [`Sentence::offset`] where the format does not tell the offset of its records.
+pub const NO_OFFSET: u64 = u64::MAX;
+
 /// One sentence of the corpus with its location: `file` indexes [`Corpus::files`], `line` is
 /// 1-based (the example number for FewRel files, the title line for PubTator documents),
 /// `index` counts sentences within the line or document. `links` are sorted and disjoint.
@@ -196,6 +207,9 @@ pub struct Sentence {
     pub file: usize,
     pub line: usize,
     pub index: usize,
+    /// Byte offset of the sentence's line in the (decompressed) file, for the formats of one
+    /// record a line (plain text, JSON Lines); [`NO_OFFSET`] for the others.
+    pub offset: u64,
     pub text: String,
     pub links: Vec<Link>,
 }
@@ -275,6 +289,34 @@ impl Corpus {
         })
     }
 
+    /// Each file's path relative to the deepest folder holding them all, `/`-separated (a
+    /// table records them to find its files again under a copy of the corpus elsewhere).
+    pub fn relative_names(&self) -> Vec<String> {
+        use std::path::Component;
+        fn parent(p: &Path) -> Vec<Component<'_>> {
+            p.parent().map_or(Vec::new(), |d| d.components().collect())
+        }
+        let mut common = self.files.first().map(|f| parent(f)).unwrap_or_default();
+        for f in &self.files {
+            let d = parent(f);
+            let same = common.iter().zip(&d).take_while(|(a, b)| a == b).count();
+            common.truncate(same);
+        }
+        self.files
+            .iter()
+            .map(|f| {
+                f.components()
+                    .skip(common.len())
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    }
+
     /// sha256 over the raw bytes of all files, in order.
     pub fn sha256(&self) -> Result<String> {
         let mut h = Sha256::new();
@@ -308,12 +350,7 @@ impl Corpus {
         let mut report = ReadReport::default();
         let mut g = |s: Sentence| f(&s);
         for (fi, path) in self.files.iter().enumerate() {
-            let mut r = Reader {
-                fi,
-                path,
-                report: &mut report,
-                f: &mut g,
-            };
+            let mut r = Reader::new(fi, path, &mut report, &mut g);
             if reader_of(path)
                 .read(&mut r, self.max_line_bytes)?
                 .is_break()
@@ -361,6 +398,23 @@ mod tests {
                 (s.line, s.text.as_str(), links)
             })
             .collect()
+    }
+
+    #[test]
+    fn relative_names_drop_the_common_folder() {
+        let c = |files: &[&str]| Corpus {
+            files: files.iter().map(PathBuf::from).collect(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        };
+        assert_eq!(c(&["/d/c/a.txt"]).relative_names(), ["a.txt"]);
+        assert_eq!(
+            c(&["/d/c/x/a.txt", "/d/c/y/z/b.jsonl", "/d/c/x/b.txt"]).relative_names(),
+            ["x/a.txt", "y/z/b.jsonl", "x/b.txt"]
+        );
+        assert_eq!(
+            c(&["/d/a.txt", "e/b.txt"]).relative_names(),
+            ["d/a.txt", "e/b.txt"]
+        );
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct LineReader {
     buf: Vec<u8>,
     /// 1-based number of the line last returned.
     pub line_no: usize,
+    /// Byte offset (in the decompressed file) of the line last returned.
+    pub offset: u64,
+    /// Bytes consumed so far.
+    pos: u64,
     path: PathBuf,
 }
 
@@ -99,18 +103,39 @@ pub type CappedLine<'a> = (usize, std::result::Result<&'a [u8], usize>);
 
 impl LineReader {
     pub fn open(path: &Path, cap: usize) -> Result<Self> {
+        Self::over(open_reader(path)?, path, cap, 0, 0)
+    }
+
+    /// Reads lines from `inner`, which is at byte `offset` of `path` (decompressed), after
+    /// line `line_no`.
+    pub fn over(
+        inner: Box<dyn BufRead>,
+        path: &Path,
+        cap: usize,
+        offset: u64,
+        line_no: usize,
+    ) -> Result<Self> {
         Ok(LineReader {
-            inner: open_reader(path)?,
+            inner,
             cap,
             buf: Vec::new(),
-            line_no: 0,
+            line_no,
+            offset,
+            pos: offset,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The byte offset (in the decompressed file) of the line [`LineReader::next_capped`]
+    /// returns next.
+    pub fn next_offset(&self) -> u64 {
+        self.pos
     }
 
     /// The next line, `None` at the end.
     pub fn next_capped(&mut self) -> Result<Option<CappedLine<'_>>> {
         self.buf.clear();
+        self.offset = self.pos;
         let mut total = 0usize;
         loop {
             let avail = match self.inner.fill_buf() {
@@ -138,6 +163,7 @@ impl LineReader {
                 self.buf.extend_from_slice(&avail[..len]);
             }
             total = total.saturating_add(len);
+            self.pos += len as u64;
             self.inner.consume(len);
             if done {
                 break;
@@ -185,9 +211,12 @@ mod tests {
         std::fs::write(&p, &bytes).unwrap();
         let mut r = LineReader::open(&p, 1000).unwrap();
         assert_eq!(r.next_capped().unwrap(), Some((1, Ok(&b"short"[..]))));
+        assert_eq!(r.offset, 0);
         assert_eq!(r.next_capped().unwrap(), Some((2, Err(100_001))));
+        assert_eq!(r.offset, 6);
         assert!(r.buf.capacity() < 5000, "{}", r.buf.capacity());
         assert_eq!(r.next_capped().unwrap(), Some((3, Ok(&b"end"[..]))));
+        assert_eq!(r.offset, 100_007);
         assert_eq!(r.next_capped().unwrap(), None);
     }
 }

@@ -78,12 +78,7 @@ impl Corpus {
                             f(&s, t)
                         };
                         let path = &self.files[chunk.fi];
-                        let mut r = Reader {
-                            fi: chunk.fi,
-                            path,
-                            report: &mut part,
-                            f: &mut g,
-                        };
+                        let mut r = Reader::new(chunk.fi, path, &mut part, &mut g);
                         let flow = reader_of(path).read_from(&mut r, cap, from)?;
                         report.absorb(part);
                         if flow.is_break() {
@@ -146,12 +141,7 @@ impl Unit {
         let (fi, resync) = match self {
             Unit::Resync { fi, from } => (fi, Some(from)),
             Unit::Work { fi, work } => {
-                let mut r = Reader {
-                    fi,
-                    path: &corpus.files[fi],
-                    report: &mut report,
-                    f: &mut push,
-                };
+                let mut r = Reader::new(fi, &corpus.files[fi], &mut report, &mut push);
                 (fi, work.run(&mut r, cap)?)
             }
         };

@@ -37,12 +37,7 @@ impl FormatReader for PubTator {
         let mut never = |_: Sentence| -> Result<ControlFlow<()>> {
             unreachable!("sentences are made on the workers")
         };
-        let mut r = Reader {
-            fi,
-            path,
-            report: &mut report,
-            f: &mut never,
-        };
+        let mut r = Reader::new(fi, path, &mut report, &mut never);
         let read = r.pubtator_docs(cap, |r, doc| {
             let doc = std::mem::take(doc);
             if doc.pmid.is_none() {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::open::LineReader;
 use super::sentences::split_sentences_around;
-use super::{Link, ReadReport, Sentence};
+use super::{Link, ReadReport, Sentence, NO_OFFSET};
 
 /// `file:line`, the prefix of reading warnings.
 pub(super) fn file_line(path: &Path, line: usize) -> String {
@@ -22,9 +22,28 @@ pub(super) struct Reader<'a> {
     pub(super) path: &'a Path,
     pub(super) report: &'a mut ReadReport,
     pub(super) f: &'a mut dyn FnMut(Sentence) -> Result<ControlFlow<()>>,
+    /// Byte offset of the record being read in the (decompressed) file, for
+    /// [`Sentence::offset`]; [`NO_OFFSET`] where the format does not say.
+    pub(super) offset: u64,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of file `fi` (at `path`) that knows no record offsets yet.
+    pub(super) fn new(
+        fi: usize,
+        path: &'a Path,
+        report: &'a mut ReadReport,
+        f: &'a mut dyn FnMut(Sentence) -> Result<ControlFlow<()>>,
+    ) -> Self {
+        Reader {
+            fi,
+            path,
+            report,
+            f,
+            offset: NO_OFFSET,
+        }
+    }
+
     pub(super) fn at(&self, line: usize) -> String {
         file_line(self.path, line)
     }
@@ -51,6 +70,7 @@ impl Reader<'_> {
                 file: self.fi,
                 line,
                 index,
+                offset: self.offset,
                 text: text[a..b].to_string(),
                 links,
             };

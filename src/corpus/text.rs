@@ -29,6 +29,10 @@ impl FormatReader for Text {
     fn frame(&self, units: &mut Units<'_>, cap: usize) -> Result<Framed> {
         lines::frame(units, cap, passage)
     }
+
+    fn line_fn(&self) -> Option<lines::LineFn> {
+        Some(passage)
+    }
 }
 
 /// A line is a passage.

@@ -49,12 +49,7 @@ impl FormatReader for Wiki {
         let mut never = |_: Sentence| -> Result<ControlFlow<()>> {
             unreachable!("sentences are made on the workers")
         };
-        let mut r = Reader {
-            fi,
-            path,
-            report: &mut report,
-            f: &mut never,
-        };
+        let mut r = Reader::new(fi, path, &mut report, &mut never);
         let read = r.wiki_lines(cap, |r, line, text| {
             batch.report(r.report);
             let text = text.to_string();

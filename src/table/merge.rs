@@ -102,9 +102,29 @@ pub fn merged_meta(tables: &[Table], partial: bool) -> Result<TableMeta> {
 }
 
 /// Streams the rows of shard tables (checked by [`merged_meta`]) into `w` in the order of the
-/// whole build: vectors are copied as stored, so the merge of all shards is byte-identical to
-/// the single build. Refuses rows held by two shards.
+/// whole build: vectors and context references are copied as stored (the text too, where the
+/// shards keep it), so the merge of all shards is byte-identical to the single build. Refuses
+/// rows held by two shards, and shards that keep their contexts differently.
 pub fn merge_into(tables: &[Table], w: &mut TableWriter) -> Result<()> {
+    let layout = tables.first().context("nothing to merge")?.context_layout();
+    for (t, table) in tables.iter().enumerate().skip(1) {
+        let other = table.context_layout();
+        if other.text != layout.text {
+            bail!(
+                "table {} stores its context text `{}` but table 1 `{}`: shards of one build keep their text the same way",
+                t + 1,
+                other.text.as_str(),
+                layout.text.as_str()
+            );
+        }
+        if other.corpus_files != layout.corpus_files {
+            bail!(
+                "table {} names other corpus files than table 1: cannot merge",
+                t + 1
+            );
+        }
+    }
+    w.set_contexts(layout)?;
     let mut next = vec![0usize; tables.len()];
     loop {
         // The shard holding the lowest row not written yet.

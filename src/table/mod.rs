@@ -10,18 +10,30 @@
 //! - `counts` U32 `[N]`: contexts encoded per entity; `found` U64 `[N]`: mentions seen before
 //!   sampling to K;
 //! - `context_refs` U32 `[C, 7]`: per supporting context, grouped by entity in row order:
-//!   entity row, corpus file index, line, sentence, mention start, end (bytes), flags (1: linked);
+//!   entity row, corpus file index (into `corpus_files`), line (1-based; the example number
+//!   for FewRel, the title line for PubTator), sentence index in the line, mention start, end
+//!   (bytes in the sentence), flags (1: linked);
+//! - `context_offsets` U64 `[C]`: the byte offset of each context's line in its decompressed
+//!   corpus file (plain text and JSON Lines; `u64::MAX` for other formats);
+//! - `context_checksums` U32 `[C]`: CRC-32 of each sentence's UTF-8 bytes, so that a sentence
+//!   read back from the corpus is known to be the one the table was built from;
 //! - `context_text_index` U64 `[B + 1]` and `context_text` U8: the sentences, deflated in
-//!   blocks of `text_block` contexts (each a u32 length and the UTF-8 bytes);
+//!   blocks of `text_block` contexts (each a u32 length and the UTF-8 bytes); absent when
+//!   metadata `context_text` is `none` (the sentences are then read from the corpus);
 //! - `entities` U8: JSON Lines, one `[id, name]` or `[id, name, [aliases…]]` per row;
+//! - `corpus_files` U8: JSON Lines, one string per corpus file in the order of the build's
+//!   walk: its path relative to the deepest folder holding them all, `/`-separated;
 //! - `rows` U32 `[N]` (shard tables only): each row's place in the whole build.
 //!
 //! String metadata: `format`, `norm`, `k`, `seed`, `max_len`, `model`, `model_sha256`,
 //! `hidden_size`, `corpus`, `corpus_sha256`, `shard`, `case_sensitive`, `mentions`, `window`,
-//! `entities_total`, `entity_list_sha256`, `text_block`.
+//! `entities_total`, `entity_list_sha256`, `text_block`, `context_text` (`stored` or `none`).
 //!
-//! Tables of the first format (`pelt-table/1`) open too: they are converted in memory.
+//! Tables written before `context_offsets`, `context_checksums`, `corpus_files` and
+//! `context_text` open too: their contexts are read from their stored text only. Tables of the
+//! first format (`pelt-table/1`) open too: they are converted in memory.
 
+mod contexts;
 mod legacy;
 mod merge;
 mod writer;
@@ -37,41 +49,13 @@ use std::sync::Arc;
 
 use crate::escape;
 use crate::io::write_atomic;
+pub use contexts::{crc32, ContextLayout, ContextRecord, ContextText, CorpusLink, TextSource};
 pub use merge::{merge_into, merged_meta};
 pub use writer::{EntityRow, RowVector, TableWriter, WriterPos};
 
 pub const FORMAT: &str = "pelt-table/2";
 /// Contexts per compressed text block.
 pub const TEXT_BLOCK: usize = 64;
-
-/// A sampled context as kept in a table: where it is, the sentence, and the mention span.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContextRecord {
-    /// Row of the entity in the table.
-    pub entity: u32,
-    /// Corpus file index, 1-based line (example number for FewRel), sentence index in the line.
-    pub file: u32,
-    pub line: u32,
-    pub sentence: u32,
-    /// Byte span of the mention in `text`.
-    pub start: u32,
-    pub end: u32,
-    pub text: String,
-    /// The mention is a linked span (not a name match).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub linked: bool,
-}
-
-impl ContextRecord {
-    pub fn mention(&self) -> &str {
-        self.text
-            .get(self.start as usize..self.end as usize)
-            .unwrap_or("")
-    }
-    pub fn sort_key(&self) -> (u32, u32, u32, u32, u32) {
-        (self.file, self.line, self.sentence, self.start, self.entity)
-    }
-}
 
 /// How a table stores its vectors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +253,9 @@ impl TableParts {
                     end: 1,
                     text: format!("x {e} {j}"),
                     linked: false,
+                    offset: crate::corpus::NO_OFFSET,
+                    checksum: None,
+                    source: TextSource::Stored,
                 });
             }
         }
@@ -299,7 +286,13 @@ pub struct Table {
     data: Arc<Backing>,
     emb: Range<usize>,
     refs: Range<usize>,
-    text: Range<usize>,
+    /// `context_offsets` and `context_checksums` (tables from before them have neither).
+    locs: Option<(Range<usize>, Range<usize>)>,
+    /// `context_text`; `None` for a table without text.
+    text: Option<Range<usize>>,
+    corpus_files: Vec<String>,
+    /// The corpus the sentences are read back from ([`Table::attach_corpus`]).
+    corpus: Option<Arc<CorpusLink>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -325,7 +318,8 @@ impl PartialEq for Table {
             && self.rows == o.rows
             && self.data.bytes()[self.emb.clone()] == o.data.bytes()[o.emb.clone()]
             && self.sum_norms == o.sum_norms
-            && self.contexts().ok() == o.contexts().ok()
+            && self.stored_in(0..self.context_count()).ok()
+                == o.stored_in(0..o.context_count()).ok()
     }
 }
 
@@ -421,87 +415,8 @@ impl Table {
         self.data.bytes()[at] & 1 == 1
     }
 
-    /// Supporting context `ci`, read from the file.
-    pub fn context(&self, ci: usize) -> Result<ContextRecord> {
-        let mut v = self.contexts_in(ci..ci + 1)?;
-        Ok(v.pop().expect("one context"))
-    }
-
-    /// Supporting contexts `range` (e.g. [`Table::contexts_of`]), each text block inflated once.
-    pub fn contexts_in(&self, range: Range<usize>) -> Result<Vec<ContextRecord>> {
-        let mut out = Vec::with_capacity(range.len());
-        let mut block: Option<(usize, Vec<u8>)> = None;
-        for ci in range {
-            let b = ci / self.text_block;
-            if block.as_ref().is_none_or(|(at, _)| *at != b) {
-                block = Some((b, self.inflate(b, ci)?));
-            }
-            let raw = &block.as_ref().expect("inflated above").1;
-            out.push(self.record(ci, raw)?);
-        }
-        Ok(out)
-    }
-
-    /// Text block `block`, inflated (`ci`: the context asked for, for messages).
-    fn inflate(&self, block: usize, ci: usize) -> Result<Vec<u8>> {
-        let (lo, hi) = (self.text_index[block], self.text_index[block + 1]);
-        let z = &self.data.bytes()[self.text.start + lo as usize..self.text.start + hi as usize];
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(z), &mut raw)
-            .with_context(|| format!("context {ci}: its text block is damaged"))?;
-        Ok(raw)
-    }
-
-    /// Context `ci` from its reference and its inflated text block `raw`, checked.
-    fn record(&self, ci: usize, raw: &[u8]) -> Result<ContextRecord> {
-        let b = self.data.bytes();
-        let at = self.refs.start + ci * writer::REF_FIELDS * 4;
-        let f: Vec<u32> = b[at..at + writer::REF_FIELDS * 4]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        let mut at = 0usize;
-        let mut text = None;
-        for j in 0..=ci % self.text_block {
-            let len = raw
-                .get(at..at + 4)
-                .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize)
-                .with_context(|| format!("context {ci}: its text block ends early"))?;
-            let s = raw
-                .get(at + 4..at + 4 + len)
-                .with_context(|| format!("context {ci}: its text block ends early"))?;
-            if j == ci % self.text_block {
-                text = Some(
-                    String::from_utf8(s.to_vec())
-                        .with_context(|| format!("context {ci}: its text is not UTF-8"))?,
-                );
-            }
-            at += 4 + len;
-        }
-        let text = text.expect("the loop reaches the context");
-        let (start, end) = (f[4] as usize, f[5] as usize);
-        if start >= end || text.get(start..end).is_none() {
-            bail!(
-                "context {ci}: mention span {start}..{end} is not inside the text ({} bytes) on character boundaries",
-                text.len()
-            );
-        }
-        if f[0] as usize >= self.len() || !self.contexts_of(f[0] as usize).contains(&ci) {
-            bail!("context {ci}: entity row {} does not hold it", f[0]);
-        }
-        Ok(ContextRecord {
-            entity: f[0],
-            file: f[1],
-            line: f[2],
-            sentence: f[3],
-            start: f[4],
-            end: f[5],
-            text,
-            linked: f[6] & 1 == 1,
-        })
-    }
-
-    /// Every supporting context (grouped by row); for small tables and tests.
+    /// Every supporting context (grouped by row), read as [`Table::contexts_in`] reads them;
+    /// for small tables and tests.
     pub fn contexts(&self) -> Result<Vec<ContextRecord>> {
         self.contexts_in(0..self.context_count())
     }
@@ -581,7 +496,7 @@ impl Table {
     /// Appends row `i` (as row `global_row` of its build) and its contexts to `w`: the stored
     /// vector as it is, or rescaled where `self.norm` is not the stored norm.
     fn push_row(&self, i: usize, global_row: u32, w: &mut TableWriter) -> Result<()> {
-        let ctx = self.contexts_in(self.contexts_of(i))?;
+        let ctx = self.stored_in(self.contexts_of(i))?;
         let sz = self.meta.dtype.size() * self.hidden();
         let v;
         let vector = if self.norm == self.stored_norm {
@@ -613,6 +528,7 @@ impl Table {
     /// timestamps).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut w = TableWriter::new(self.meta.clone(), self.norm, None)?;
+        w.set_contexts(self.context_layout())?;
         self.write_rows(&mut w)?;
         w.finish_bytes()
     }
@@ -621,7 +537,10 @@ impl Table {
     pub fn save(&self, path: &Path) -> Result<()> {
         let dir = spill_dir_for(path);
         let mut w = TableWriter::new(self.meta.clone(), self.norm, Some(&dir))?;
-        let r = self.write_rows(&mut w).and_then(|()| w.finish(path));
+        let r = w
+            .set_contexts(self.context_layout())
+            .and_then(|()| self.write_rows(&mut w))
+            .and_then(|()| w.finish(path));
         let _ = std::fs::remove_dir_all(&dir);
         r
     }
@@ -782,18 +701,68 @@ impl Table {
             &[total as usize, writer::REF_FIELDS],
         )
         .context("the contexts do not add up to the counts")?;
-        let blocks = (total as usize).div_ceil(text_block);
-        let text_index = le_u64(expect("context_text_index", Dtype::U64, &[blocks + 1])?);
-        let (text, d, _) = range("context_text")?;
-        if d != Dtype::U8 {
-            bail!("tensor `context_text` has dtype {d:?}, expected U8");
-        }
-        if text_index[0] != 0
-            || text_index.windows(2).any(|w| w[0] > w[1])
-            || *text_index.last().expect("blocks + 1 entries") != text.len() as u64
-        {
-            bail!("tensor `context_text_index` does not index `context_text`");
-        }
+        let c = total as usize;
+        let locs = match (
+            infos.contains_key("context_offsets"),
+            infos.contains_key("context_checksums"),
+        ) {
+            (true, true) => Some((
+                expect("context_offsets", Dtype::U64, &[c])?,
+                expect("context_checksums", Dtype::U32, &[c])?,
+            )),
+            (false, false) => None,
+            _ => bail!("a table with only one of `context_offsets` and `context_checksums`"),
+        };
+        let stored = match meta.get("context_text").map(String::as_str) {
+            None | Some("stored") => true,
+            Some("none") => false,
+            Some(v) => bail!(
+                "metadata `context_text` is `{}`, expected `stored` or `none`",
+                escape::text(v)
+            ),
+        };
+        let (text, text_index) = if stored {
+            let blocks = c.div_ceil(text_block);
+            let text_index = le_u64(expect("context_text_index", Dtype::U64, &[blocks + 1])?);
+            let (text, d, _) = range("context_text")?;
+            if d != Dtype::U8 {
+                bail!("tensor `context_text` has dtype {d:?}, expected U8");
+            }
+            if text_index[0] != 0
+                || text_index.windows(2).any(|w| w[0] > w[1])
+                || *text_index.last().expect("blocks + 1 entries") != text.len() as u64
+            {
+                bail!("tensor `context_text_index` does not index `context_text`");
+            }
+            (Some(text), text_index)
+        } else {
+            if infos.contains_key("context_text") || infos.contains_key("context_text_index") {
+                bail!("metadata `context_text` is `none`, but the table holds context text");
+            }
+            if locs.is_none() {
+                bail!("a table without context text or context checksums");
+            }
+            (None, Vec::new())
+        };
+        let corpus_files = match infos.contains_key("corpus_files") {
+            false => Vec::new(),
+            true => {
+                let (r, d, _) = range("corpus_files")?;
+                if d != Dtype::U8 {
+                    bail!("tensor `corpus_files` has dtype {d:?}, expected U8");
+                }
+                bytes[r]
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .enumerate()
+                    .map(|(i, l)| {
+                        serde_json::from_slice::<String>(l).with_context(|| {
+                            format!("tensor `corpus_files`, line {}: not a JSON string", i + 1)
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
         let (ents, d, _) = range("entities")?;
         if d != Dtype::U8 {
             bail!("tensor `entities` has dtype {d:?}, expected U8");
@@ -895,7 +864,10 @@ impl Table {
             text_block,
             emb,
             refs,
+            locs,
             text,
+            corpus_files,
+            corpus: None,
             data: data.clone(),
         })
     }

@@ -1,7 +1,7 @@
 //! Writes `pelt-table/2` files entity by entity, in bounded memory.
 //!
 //! Rows arrive in table order. Each stream (vectors, per-row numbers, entity strings, context
-//! references, context texts) goes to its own spill file, or to memory for small tables; at
+//! references, their record offsets and checksums, context texts) goes to its own spill file, or to memory for small tables; at
 //! [`TableWriter::finish`] the texts are compressed in blocks and the streams are copied into
 //! one safetensors file behind its header. The bytes depend only on what was written, so a
 //! table written by a build, a merge of its shards or a conversion is the same file.
@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::contexts::{crc32, ContextLayout, ContextText, TextSource};
 use super::{scale_to_norm, ContextRecord, TableMeta, FORMAT, TEXT_BLOCK};
 
 /// Per-row numbers in `rows.bin`: sum norm (f32), count (u32), found (u64), global row (u32).
@@ -19,6 +20,8 @@ const ROW_BYTES: usize = 20;
 /// Per-context reference in `refs.bin`: entity, file, line, sentence, start, end, flags.
 pub(crate) const REF_FIELDS: usize = 7;
 const REF_BYTES: usize = REF_FIELDS * 4;
+/// Per-context record offset (u64) and sentence checksum (u32) in `locs.bin`.
+const LOC_BYTES: usize = 12;
 
 /// The vector of one row.
 pub enum RowVector<'a> {
@@ -132,17 +135,20 @@ pub struct TableWriter {
     rows: Sink,
     ents: Sink,
     refs: Sink,
+    locs: Sink,
     text: Sink,
+    layout: ContextLayout,
     pos: WriterPos,
     buf: Vec<u8>,
 }
 
-const STREAMS: [&str; 5] = [
+const STREAMS: [&str; 6] = [
     "vectors.bin",
     "rows.bin",
     "entities.jsonl",
     "refs.bin",
     "texts.bin",
+    "locs.bin",
 ];
 
 impl TableWriter {
@@ -185,6 +191,8 @@ impl TableWriter {
             ents: Sink::open(dir, STREAMS[2], keep(p.entity_bytes))?,
             refs: Sink::open(dir, STREAMS[3], keep(p.contexts * REF_BYTES as u64))?,
             text: Sink::open(dir, STREAMS[4], keep(p.text_bytes))?,
+            locs: Sink::open(dir, STREAMS[5], keep(p.contexts * LOC_BYTES as u64))?,
+            layout: ContextLayout::default(),
             meta,
             norm,
             shard,
@@ -198,6 +206,19 @@ impl TableWriter {
         self.pos
     }
 
+    /// Whether the table keeps its sentences, and the corpus files its contexts point into
+    /// (set before the first context, and again after a resume: a table keeps its sentences,
+    /// or not, throughout).
+    pub fn set_contexts(&mut self, layout: ContextLayout) -> Result<()> {
+        // (A writer resumed from a checkpoint is told its layout again: its spilled texts, or
+        // their absence, must fit.)
+        if layout.text == ContextText::Stored && self.pos.contexts > 0 && self.pos.text_bytes == 0 {
+            bail!("internal error: a table without text was asked to store text after its first context");
+        }
+        self.layout = layout;
+        Ok(())
+    }
+
     /// Flushes and syncs every spill file (before a checkpoint names the position).
     pub fn sync(&mut self) -> Result<()> {
         for s in [
@@ -206,6 +227,7 @@ impl TableWriter {
             &mut self.ents,
             &mut self.refs,
             &mut self.text,
+            &mut self.locs,
         ] {
             s.sync()?;
         }
@@ -255,13 +277,29 @@ impl TableWriter {
             }
         };
         let mut count = 0u32;
+        let keep_text = self.layout.text == ContextText::Stored;
         for c in contexts {
             let (a, b) = (c.start as usize, c.end as usize);
-            if a >= b || c.text.get(a..b).is_none() {
+            let has_text = c.source != TextSource::Absent;
+            if a >= b || (has_text && c.text.get(a..b).is_none()) {
                 bail!(
                     "entity {}: mention span {a}..{b} is not inside its sentence ({} bytes) on character boundaries",
                     crate::escape::text(row.id),
                     c.text.len()
+                );
+            }
+            let checksum = match (has_text, c.checksum) {
+                (true, _) => crc32(c.text.as_bytes()),
+                (false, Some(sum)) => sum,
+                (false, None) => bail!(
+                    "entity {}: a context without its sentence or the sentence's checksum",
+                    crate::escape::text(row.id)
+                ),
+            };
+            if keep_text && !has_text {
+                bail!(
+                    "entity {}: a context without its sentence, for a table that stores its sentences (read them from the corpus first)",
+                    crate::escape::text(row.id)
                 );
             }
             let fields = [
@@ -277,11 +315,16 @@ impl TableWriter {
             for f in fields {
                 w.write_all(&f.to_le_bytes())?;
             }
-            let len = u32::try_from(c.text.len()).context("a sentence over 4 GiB")?;
-            let w = self.text.writer();
-            w.write_all(&len.to_le_bytes())?;
-            w.write_all(c.text.as_bytes())?;
-            self.pos.text_bytes += 4 + len as u64;
+            let w = self.locs.writer();
+            w.write_all(&c.offset.to_le_bytes())?;
+            w.write_all(&checksum.to_le_bytes())?;
+            if keep_text {
+                let len = u32::try_from(c.text.len()).context("a sentence over 4 GiB")?;
+                let w = self.text.writer();
+                w.write_all(&len.to_le_bytes())?;
+                w.write_all(c.text.as_bytes())?;
+                self.pos.text_bytes += 4 + len as u64;
+            }
             self.pos.contexts += 1;
             count += 1;
         }
@@ -332,10 +375,11 @@ impl TableWriter {
         let n = self.pos.rows as usize;
         let c = self.pos.contexts as usize;
         let h = self.meta.hidden_size;
+        let keep_text = self.layout.text == ContextText::Stored;
         // Texts, compressed in blocks of TEXT_BLOCK contexts.
         let mut ztext = Sink::open(self.dir.as_deref(), "texts.z", None)?;
         let mut index: Vec<u64> = vec![0];
-        {
+        if keep_text {
             let mut r = self.text.reader()?;
             let mut block = Vec::new();
             let mut in_block = 0usize;
@@ -391,6 +435,12 @@ impl TableWriter {
         meta.insert("entities_total", m.entities_total.to_string());
         meta.insert("entity_list_sha256", m.entity_list_sha256.clone());
         meta.insert("text_block", TEXT_BLOCK.to_string());
+        meta.insert("context_text", self.layout.text.as_str().to_string());
+        let mut files = Vec::new();
+        for f in &self.layout.corpus_files {
+            serde_json::to_writer(&mut files, f)?;
+            files.push(b'\n');
+        }
         // Tensors in file order; `embeddings` first, so that f32 rows are aligned in a mapping.
         let mut tensors: Vec<(&str, &str, Vec<usize>, usize)> = vec![
             (
@@ -403,25 +453,30 @@ impl TableWriter {
             ("counts", "U32", vec![n], n * 4),
             ("found", "U64", vec![n], n * 8),
             ("context_refs", "U32", vec![c, REF_FIELDS], c * REF_BYTES),
-            (
+            ("context_offsets", "U64", vec![c], c * 8),
+            ("context_checksums", "U32", vec![c], c * 4),
+        ];
+        if keep_text {
+            tensors.push((
                 "context_text_index",
                 "U64",
                 vec![index.len()],
                 index.len() * 8,
-            ),
-            (
+            ));
+            tensors.push((
                 "context_text",
                 "U8",
                 vec![ztext_len as usize],
                 ztext_len as usize,
-            ),
-            (
-                "entities",
-                "U8",
-                vec![self.pos.entity_bytes as usize],
-                self.pos.entity_bytes as usize,
-            ),
-        ];
+            ));
+        }
+        tensors.push((
+            "entities",
+            "U8",
+            vec![self.pos.entity_bytes as usize],
+            self.pos.entity_bytes as usize,
+        ));
+        tensors.push(("corpus_files", "U8", vec![files.len()], files.len()));
         if self.shard {
             tensors.push(("rows", "U32", vec![n], n * 4));
         }
@@ -462,16 +517,29 @@ impl TableWriter {
             (c * REF_BYTES) as u64,
             "context references",
         )?;
-        for x in &index {
-            out.write_all(&x.to_le_bytes())?;
+        // Record offsets, then checksums.
+        for (at, width) in [(0usize, 8usize), (8, 4)] {
+            let mut r = self.locs.reader()?;
+            let mut rec = [0u8; LOC_BYTES];
+            for _ in 0..c {
+                r.read_exact(&mut rec)
+                    .context("spilled context offsets end early")?;
+                out.write_all(&rec[at..at + width])?;
+            }
         }
-        copy_exact(&mut *ztext.reader()?, out, ztext_len, "texts")?;
+        if keep_text {
+            for x in &index {
+                out.write_all(&x.to_le_bytes())?;
+            }
+            copy_exact(&mut *ztext.reader()?, out, ztext_len, "texts")?;
+        }
         copy_exact(
             &mut *self.ents.reader()?,
             out,
             self.pos.entity_bytes,
             "entities",
         )?;
+        out.write_all(&files)?;
         if self.shard {
             let mut r = self.rows.reader()?;
             let mut rec = [0u8; ROW_BYTES];

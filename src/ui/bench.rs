@@ -65,6 +65,9 @@ pub fn write_synthetic_table(path: &Path, n: usize, h: usize, seed: u64) -> Resu
                 end: 11 + name.len() as u32,
                 text: format!("we studied {name} in the cells of line {k} ."),
                 linked: true,
+                offset: pelt::corpus::NO_OFFSET,
+                checksum: None,
+                source: Default::default(),
             })
             .collect();
         for v in sum.iter_mut() {
