@@ -218,12 +218,16 @@ pub struct Collected {
 impl SampleRuns {
     /// A collector whose runs go to `dir` (which must exist).
     pub fn new(dir: &Path, k: usize, seed: u64, budget: SortBudget) -> SampleRuns {
+        // Reserved once (its pages are taken as it fills), so that growing it never holds an
+        // old and a new copy; where the system refuses that much, it grows as it goes.
+        let mut buf = Vec::new();
+        let _ = buf.try_reserve_exact(budget.run_records);
         SampleRuns {
             k,
             seed,
             dir: dir.to_path_buf(),
             budget,
-            buf: Vec::new(),
+            buf,
             runs: Vec::new(),
             next_name: 0,
             offered_kept: 0,
