@@ -207,6 +207,13 @@ mod tests {
                 "links": [{"start": 0, "end": end, "id": id}, {"start": 0, "end": end, "id": " "}],
             }));
         }
+        // A tie between two texts of one id: the first seen is the name.
+        for name in ["Zeta", "Alpha"] {
+            lines.push(serde_json::json!({
+                "text": format!("{name} ."),
+                "links": [{"start": 0, "end": name.len(), "id": "T"}],
+            }));
+        }
         let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
         std::fs::write(&path, body).unwrap();
         let corpus = Corpus::open(&[path]).unwrap();
@@ -219,6 +226,11 @@ mod tests {
                     assert_eq!(gr, wr);
                     if min_count == 1 {
                         assert!(g.entities.iter().any(|e| e.aliases.len() > 1));
+                        let t = g.entities.iter().find(|e| e.id == "T").unwrap();
+                        assert_eq!(
+                            (t.name.as_str(), &t.aliases[..]),
+                            ("Zeta", &["Alpha".to_string()][..])
+                        );
                     }
                 }
                 (Err(w), Err(g)) => assert_eq!(g.to_string(), w.to_string()),
