@@ -386,7 +386,7 @@ impl SampleRuns {
                 group.push(r);
             }
             merged += 1;
-            if merged % 65536 == 0 {
+            if merged.is_multiple_of(65536) {
                 progress(merged, total);
                 if cancel.load(Ordering::Relaxed) {
                     bail!(Cancelled);
@@ -406,7 +406,6 @@ impl SampleRuns {
                 .collect::<Result<Vec<_>>>()
                 .and_then(|readers| merge(readers, &mut take))
         };
-        drop(take);
         for r in std::mem::take(&mut self.runs) {
             let _ = std::fs::remove_file(&r.path);
         }
@@ -417,7 +416,6 @@ impl SampleRuns {
             return Err(e);
         }
         flush(&mut group, group_found)?;
-        drop(flush);
         while found_next < n_entities {
             found_out.write_all(&0u64.to_le_bytes())?;
             found_next += 1;
