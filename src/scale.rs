@@ -195,6 +195,7 @@ pub fn run(
     runs: usize,
     dir: &Path,
     vectors: &str,
+    memory: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
     if hidden == 0 || !hidden.is_multiple_of(64) {
@@ -219,7 +220,7 @@ pub fn run(
     let weights_mb = std::fs::metadata(model.join("model.safetensors"))?.len() as f64 / 1e6;
     writeln!(
         out,
-        "model: random BERT, hidden {hidden}, 1 layer ({weights_mb:.0} MB of weights); one linked mention per entity; vectors {vectors}"
+        "model: random BERT, hidden {hidden}, 1 layer ({weights_mb:.0} MB of weights); one linked mention per entity; vectors {vectors}; build --memory {memory}"
     )?;
     writeln!(
         out,
@@ -246,6 +247,8 @@ pub fn run(
                 vectors,
                 "--checkpoint-secs",
                 "1000000",
+                "--memory",
+                memory,
             ])?;
             let size = std::fs::metadata(&table)?.len() as f64;
             let (_, query_rss, json) =

@@ -584,3 +584,55 @@ fn damaged_table_files_are_refused_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn the_memory_budget_changes_no_byte_and_one_below_the_entity_list_is_refused() {
+    use pelt::build::budget::{entity_bytes, working_bytes, MIN_SORT};
+    let model = Model::load(&bundled_model_dir(), &Device::Cpu).unwrap();
+    let sample = |f: &str| root().join("assets/sample").join(f);
+    let e = sample("pubmed-entities.tsv");
+    let list = load_entities(&e).unwrap();
+    for (corpus, mentions) in [
+        (vec![sample("pubmed-linked.jsonl")], MentionMode::Links),
+        (vec![sample("pubmed.txt")], MentionMode::Names),
+    ] {
+        let opts = |memory| BuildOptions {
+            k: 8,
+            mentions,
+            memory,
+            ..Default::default()
+        };
+        let (large, rl) = build(&model, &corpus, &e, &opts(4 << 30));
+        assert_eq!((rl.sort_runs, rl.memory), (0, 4 << 30), "{mentions:?}");
+        // The least budget the build takes: the sort of the mentions gets 16 KiB, so it
+        // spills many runs and merges them in several passes.
+        let o = opts(0);
+        let window = o.window_size(o.batch_plan(model.encoder.packs_tokens()));
+        let threads = pelt::build::resolve_threads(0);
+        let need = entity_bytes(&list, mentions)
+            + working_bytes(window, model.hidden_size(), o.max_len, threads)
+            + MIN_SORT;
+        let (tiny, rt) = build(&model, &corpus, &e, &opts(need));
+        assert!(
+            rt.sort_runs > 8 && rt.sort_passes >= 1,
+            "{mentions:?}: {} runs, {} passes",
+            rt.sort_runs,
+            rt.sort_passes
+        );
+        assert_eq!(rt.mentions_found, rl.mentions_found);
+        assert!(
+            tiny.to_bytes().unwrap() == large.to_bytes().unwrap(),
+            "{mentions:?}: the memory budget changed the table"
+        );
+        let err = format!(
+            "{:#}",
+            build_from(&model, &corpus, &e, &opts(need - 1)).unwrap_err()
+        );
+        assert!(
+            err.contains("too small for the entity list")
+                && err.contains(&format!("{} entities need about", list.len()))
+                && err.contains(&format!("use --memory {}M or more", need.div_ceil(1 << 20))),
+            "{err}"
+        );
+    }
+}

@@ -375,9 +375,16 @@ fn tokenize_window(
 /// for entity e, in entity order): a window holds whole entities, and an entity with more
 /// records than `size` has a window of its own. Entities without records join a window too.
 pub fn plan_windows(per_entity: &[usize], size: usize) -> Vec<WindowPlan> {
+    plan_windows_of(per_entity.iter().copied(), size)
+}
+
+/// [`plan_windows`] over the records per entity as they come.
+pub fn plan_windows_of(per_entity: impl Iterator<Item = usize>, size: usize) -> Vec<WindowPlan> {
     let mut out = Vec::new();
     let (mut e0, mut r0, mut r) = (0usize, 0usize, 0usize);
-    for (e, &c) in per_entity.iter().enumerate() {
+    let mut n = 0usize;
+    for (e, c) in per_entity.enumerate() {
+        n = e + 1;
         if r > r0 && r - r0 + c > size.max(1) {
             out.push(WindowPlan {
                 records: r0..r,
@@ -387,10 +394,10 @@ pub fn plan_windows(per_entity: &[usize], size: usize) -> Vec<WindowPlan> {
         }
         r += c;
     }
-    if e0 < per_entity.len() {
+    if e0 < n {
         out.push(WindowPlan {
             records: r0..r,
-            entities: e0..per_entity.len(),
+            entities: e0..n,
         });
     }
     out

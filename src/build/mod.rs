@@ -1,12 +1,18 @@
 //! Table construction: corpus + entity list + model → PELT table, in memory that does not
 //! grow with the corpus or the contexts kept.
 //!
-//! 1. *Scanning* ([`scan`]): stream the corpus, find every mention, keep per entity the K
-//!    mentions with the smallest seeded random keys (a uniform sample that does not depend on
-//!    sharding). The sentence of a kept mention is spilled to a file, not held in memory.
-//! 2. *Planning*: the sampled contexts, grouped by entity in table order, are cut into windows
-//!    of whole entities ([`encode::plan_windows`]). Shard i of n takes windows w with
+//! 1. *Scanning*: stream the corpus and find every mention; the sentence of a mention is
+//!    spilled to a file, and the mention goes to sorted runs on disk ([`samples`]).
+//! 2. *Collecting*: the runs are merged in entity order, keeping per entity the K mentions
+//!    with the smallest seeded random keys (a uniform sample that does not depend on sharding
+//!    or on the memory budget), grouped by entity in table order and cut into windows of
+//!    whole entities ([`encode::plan_windows`]). Shard i of n takes windows w with
 //!    w mod n = i, so shards are disjoint sets of entities.
+//!
+//! What the build holds beyond the model is the entity list (checked against
+//! [`BuildOptions::memory`] before the scan, see [`budget`]), the sort's buffers (sized by the
+//! budget) and the window being encoded; the spill files go to a folder of their own beside
+//! the output (or in `tmp`), removed at the end.
 //! 3. *Encoding* ([`encode`]): window by window, mask each mention, batch by length, run the
 //!    encoder and sum the transform outputs per entity. When a window ends its entities are
 //!    complete, and their rows go to the [`TableWriter`], which spills them; at the end the
@@ -19,10 +25,13 @@
 //! The packed CPU path takes [`BuildOptions::batch`] contexts per batch; a padded path (GPUs)
 //! takes as many as fit in [`BuildOptions::batch_tokens`] token rows.
 
+pub mod budget;
 pub mod checkpoint;
 pub mod encode;
 pub mod job;
+pub mod linked;
 pub mod options;
+pub mod samples;
 pub mod spill;
 pub mod stages;
 
@@ -32,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::contexts::{ContextRecord, MentionMode, MentionSource, Sampler};
+use crate::contexts::{ContextRecord, MentionMode, MentionSource};
 use crate::corpus::{Corpus, ReadReport};
 use crate::entities::EntityList;
 use crate::model::Model;
@@ -43,15 +52,16 @@ use crate::table::{
 
 use checkpoint::{load_checkpoint, save_checkpoint};
 pub use encode::{
-    encode_windows, encoder_threads, plan_flat, plan_windows, EncodeSink, EncodeState, EntitySum,
-    WindowPlan,
+    encode_windows, encoder_threads, plan_flat, plan_windows, plan_windows_of, EncodeSink,
+    EncodeState, EntitySum, WindowPlan,
 };
 pub use job::{run_build_job, BuildJob};
 pub use options::{
-    parse_shard, parse_shard_arg, resolve_threads, shard_from_env, BatchPlan, BuildOptions,
-    DEFAULT_BATCH_TOKENS, MAX_ENCODERS,
+    parse_memory, parse_shard, parse_shard_arg, resolve_threads, shard_from_env, BatchPlan,
+    BuildOptions, DEFAULT_BATCH_TOKENS, DEFAULT_MEMORY, MAX_ENCODERS,
 };
-use spill::{SentenceSpill, SpillRef};
+use samples::{FoundFile, SampleRuns};
+use spill::{SentenceSpill, SpillDir, SpillRef};
 use stages::StageClock;
 pub use stages::{process_cpu_secs, StageRate};
 
@@ -120,6 +130,12 @@ pub struct BuildReport {
     pub stages: Vec<StageRate>,
     /// Where the entity list came from the corpus's links: how many ids it took.
     pub entities_from_links: Option<usize>,
+    /// Mentions found, the sorted runs they spilled to (0: they fitted in memory), the merge
+    /// passes before the last, and the memory budget.
+    pub mentions_found: u64,
+    pub sort_runs: usize,
+    pub sort_passes: usize,
+    pub memory: u64,
 }
 
 pub enum BuildOutcome {
@@ -163,7 +179,7 @@ pub fn entity_list_for(
         Some(p) => Ok((crate::entities::load_entities(p)?, None)),
         None if corpus.has_links()? => {
             let clock = StageClock::start();
-            let (list, read) = EntityList::from_links_read(corpus, min_count)?;
+            let (list, read) = linked::entity_list_from_links(corpus, min_count)?;
             let (secs, cpu_secs) = clock.read();
             let stage = StageRate {
                 name: "entities",
@@ -221,20 +237,11 @@ pub fn entity_list_sha256(entities: &EntityList) -> Result<String> {
     Ok(format!("{:x}", h.0.finalize()))
 }
 
-/// A sampled mention with the place of its spilled sentence.
-struct Sampled {
-    entity: u32,
-    start: u32,
-    end: u32,
-    linked: bool,
-    at: SpillRef,
-}
-
 /// Hands finished windows to the table writer and saves checkpoints.
 struct TableSink<'a> {
     writer: TableWriter,
     entities: &'a EntityList,
-    found: &'a [u64],
+    found: &'a FoundFile,
     h: usize,
     checkpoint: Option<&'a Path>,
 }
@@ -250,6 +257,7 @@ impl EncodeSink for TableSink<'_> {
         let lo = plan.records.start;
         let mut at = 0usize;
         let zeros = vec![0f32; self.h];
+        let found = self.found.read(plan.entities.clone())?;
         for e in plan.entities.clone() {
             let from = at;
             while at < records.len() && records[at].entity as usize == e {
@@ -280,7 +288,7 @@ impl EncodeSink for TableSink<'_> {
                     aliases: &ent.aliases,
                     global_row: e as u32,
                     vector: RowVector::Sum(&sum),
-                    found: self.found[e],
+                    found: found[e - plan.entities.start],
                 },
                 kept,
             )?;
@@ -372,11 +380,20 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     if let Some(t) = &tmp {
         crate::outpath::check_dir_or_absent("--tmp", t)?;
     }
+    // What the entity list needs must fit in the budget; the rest bounds the sort.
+    let sort_budget = budget::plan(
+        opts.memory,
+        budget::entity_bytes(entities, mode),
+        budget::working_bytes(opts.window_size(plan), h, opts.max_len, threads),
+        n,
+    )?;
 
-    // 1. Scanning: sentences are parsed and their mentions found on `threads` threads; the
-    // sampler takes them here, in corpus order, and the sentence of a kept mention is spilled.
-    let mut sampler = Sampler::<SpillRef>::new(n, opts.k, opts.seed);
-    let mut spill = SentenceSpill::create(&spill_root)?;
+    // 1. Scanning: sentences are parsed and their mentions found on `threads` threads; here,
+    // in corpus order, the sentence of each mention is spilled and the mention goes to the
+    // sort's runs.
+    let spill_dir = SpillDir::create(&spill_root)?;
+    let mut spill = SentenceSpill::create(spill_dir.path())?;
+    let mut runs = SampleRuns::new(spill_dir.path(), opts.k, opts.seed, sort_budget);
     // The corpus checksum (for the table and checkpoints) is read meanwhile, on its own thread.
     let corpus_sha = {
         let corpus = corpus.clone();
@@ -388,51 +405,34 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let read = {
         let finder = &source;
         let mut unknown = (0u64, Vec::<String>::new());
-        let mut failed: Option<anyhow::Error> = None;
         let read = corpus.for_each_sentence_parallel(
             threads,
             |s| finder.find_shared(s),
             |s, found| {
                 finder.count_unknown(s, &found, &mut unknown);
-                let mut held: Option<SpillRef> = None;
-                for m in &found.mentions {
-                    sampler.offer_with(ordinal, m, || {
-                        *held.get_or_insert_with(|| {
-                            spill
-                                .push(
-                                    &s.text,
-                                    s.file as u32,
-                                    s.line as u32,
-                                    s.index as u32,
-                                    s.offset,
-                                )
-                                .unwrap_or_else(|e| {
-                                    failed.get_or_insert(e);
-                                    SpillRef {
-                                        offset: 0,
-                                        len: 0,
-                                        file: 0,
-                                        line: 0,
-                                        sentence: 0,
-                                        record: 0,
-                                    }
-                                })
-                        })
-                    });
+                if !found.mentions.is_empty() {
+                    let at: SpillRef =
+                        spill.push(
+                        &s.text,
+                        s.file as u32,
+                        s.line as u32,
+                        s.index as u32,
+                        s.offset,
+                    )?;
+                    for m in &found.mentions {
+                        runs.offer(ordinal, m, at)?;
+                    }
                 }
                 ordinal += 1;
                 if meter.due() {
                     progress(&meter.progress(ordinal, None));
                 }
-                if failed.is_some() || cancel.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
                     return Ok(ControlFlow::Break(()));
                 }
                 Ok(ControlFlow::Continue(()))
             },
         )?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
         (source.unknown_links, source.unknown_examples) = unknown;
         read
     };
@@ -467,7 +467,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         )
         .into());
     }
-    if sampler.found.iter().all(|&f| f == 0) {
+    if runs.offered == 0 {
         let why = if mode == MentionMode::Links {
             format!(
                 "; {} links were read, {} of them to ids not on the entity list (e.g. {})",
@@ -499,40 +499,43 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     });
     drop(source);
 
-    // 2. Planning: the sampled mentions grouped by entity (corpus order within one), windows
-    // of whole entities, and this shard's share of them.
+    // 2. Collecting: the runs merged into each entity's sample (corpus order within one),
+    // windows of whole entities, and this shard's share of them.
     let plan_clock = StageClock::start();
-    let found = std::mem::take(&mut sampler.found);
-    let mut sampled: Vec<Sampled> = sampler
-        .finish_with()
-        .into_iter()
-        .map(|(sel, at)| Sampled {
-            entity: sel.entity,
-            start: sel.start,
-            end: sel.end,
-            linked: sel.linked,
-            at,
-        })
-        .collect();
-    sampled.sort_by_key(|s| s.entity);
-    let mut per_entity = vec![0usize; n];
-    for s in &sampled {
-        per_entity[s.entity as usize] += 1;
-    }
+    let mut meter = Meter::new(Phase::Collecting, 0);
+    let runs_offered = runs.offered;
+    let collected = runs.finish(n, cancel, &mut |done, total| {
+        if meter.due() {
+            progress(&meter.progress(done, Some(total)));
+        }
+    })?;
+    let Some(mut collected) = collected else {
+        return Ok(BuildOutcome::Cancelled {
+            done: 0,
+            total: 0,
+            checkpoint: None,
+        });
+    };
+    report.mentions_found = runs_offered;
+    report.sort_runs = collected.runs;
+    report.sort_passes = collected.passes;
+    report.memory = opts.memory;
     let window_size = opts.window_size(plan);
     let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
-    let windows: Vec<WindowPlan> = plan_windows(&per_entity, window_size)
-        .into_iter()
-        .enumerate()
-        .filter(|(w, _)| w % shard_n == shard_i)
-        .map(|(_, w)| w)
-        .collect();
+    let per_entity = std::mem::take(&mut collected.per_entity);
+    let windows: Vec<WindowPlan> =
+        plan_windows_of(per_entity.iter().map(|&c| c as usize), window_size)
+            .into_iter()
+            .enumerate()
+            .filter(|(w, _)| w % shard_n == shard_i)
+            .map(|(_, w)| w)
+            .collect();
     drop(per_entity);
     let (secs, cpu_secs) = plan_clock.read();
     report.stages.push(StageRate {
         name: "collect",
         unit: "contexts",
-        items: sampled.len() as u64,
+        items: collected.samples.len(),
         secs,
         threads: 1,
         cpu_secs,
@@ -629,12 +632,14 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     let mut sink = TableSink {
         writer,
         entities,
-        found: &found,
+        found: &collected.found,
         h,
         checkpoint: checkpoint.as_deref(),
     };
+    let samples = &collected.samples;
     let load = |r: std::ops::Range<usize>| -> Result<Vec<ContextRecord>> {
-        sampled[r]
+        samples
+            .read(r)?
             .iter()
             .map(|s| {
                 Ok(ContextRecord {
@@ -698,7 +703,10 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
     }
     report.encode_secs = started.elapsed().as_secs_f64();
     report.contexts_per_sec = done_here as f64 / report.encode_secs.max(1e-9);
+    let TableSink { writer, .. } = sink;
     drop(spill);
+    drop(collected);
+    drop(spill_dir);
 
     // 4. Writing: the table is assembled from the writer's spill.
     let write_clock = StageClock::start();
@@ -709,13 +717,13 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
         per_sec: 0.0,
         eta_secs: None,
     });
-    let contexts = sink.writer.position().contexts;
+    let contexts = writer.position().contexts;
     let table = match &out {
         Some(o) => {
-            sink.writer.finish(o)?;
+            writer.finish(o)?;
             Table::load(o)?
         }
-        None => Table::from_vec(sink.writer.finish_bytes()?)?,
+        None => Table::from_vec(writer.finish_bytes()?)?,
     };
     if let Some(c) = &checkpoint {
         remove_checkpoint(c);

@@ -39,6 +39,39 @@ pub struct BuildOptions {
     /// Whether the table stores the sentences of its contexts, or only their places in the
     /// corpus (read back from it).
     pub context_text: ContextText,
+    /// Memory budget in bytes for what a build holds beyond the model: the entity list (checked
+    /// before the scan) and the sort of the sampled mentions, which spills to disk in runs of
+    /// this size. The table is the same for any budget.
+    pub memory: u64,
+}
+
+/// The memory budget of a build unless set otherwise: 1 GiB.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+
+/// Parses a size for `--memory`: bytes, or a number with K, M, G or T (powers of 1024; `KiB`,
+/// `MB`… read the same), e.g. `512M`, `1.5G`.
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => bail!("--memory `{s}`: expected a size such as 512M, 2G or 1.5G (K, M, G, T)"),
+    };
+    let x: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--memory `{s}`: expected a size such as 512M, 2G or 1.5G"))?;
+    let bytes = x * (1u64 << shift) as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        bail!("--memory `{s}`: expected a size of at least one byte");
+    }
+    Ok(bytes as u64)
 }
 
 /// The most encoding threads a build takes ([`BuildOptions::encoders`]).
@@ -115,6 +148,7 @@ impl Default for BuildOptions {
             checkpoint_secs: 30.0,
             vectors: VectorDtype::F32,
             context_text: ContextText::Stored,
+            memory: DEFAULT_MEMORY,
         }
     }
 }
@@ -178,6 +212,9 @@ impl BuildOptions {
             if n == 0 || i >= n {
                 bail!("shard {i}/{n}: expected i/n with 0 <= i < n");
             }
+        }
+        if self.memory == 0 {
+            bail!("the memory budget must be more than 0 bytes");
         }
         if self.checkpoint_secs.is_nan() || self.checkpoint_secs < 0.0 {
             bail!(
@@ -339,5 +376,20 @@ mod tests {
             ..o
         };
         assert_eq!(none.batch_plan(false), BatchPlan::Contexts(32));
+    }
+
+    #[test]
+    fn memory_sizes_parse_with_units_and_old_options_get_the_default() {
+        assert_eq!(parse_memory("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_memory("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_memory(" 64 kb").unwrap(), 64 << 10);
+        assert_eq!(parse_memory("4096").unwrap(), 4096);
+        for bad in ["", "G", "2X", "-1G", "0", "1..2M"] {
+            let e = parse_memory(bad).unwrap_err().to_string();
+            assert!(e.contains("--memory"), "{bad}: {e}");
+        }
+        let old: BuildOptions = serde_json::from_str(r#"{"k": 8}"#).unwrap();
+        assert_eq!((old.k, old.memory), (8, DEFAULT_MEMORY));
     }
 }

@@ -19,6 +19,48 @@ pub struct SpillRef {
     pub record: u64,
 }
 
+/// A build's folder of spill files (sentences, sorted runs of mentions, the sample), with a
+/// name no other build uses; removed with everything in it when dropped.
+pub struct SpillDir {
+    path: PathBuf,
+}
+
+impl SpillDir {
+    /// A new folder in `root` (created if missing).
+    pub fn create(root: &Path) -> Result<SpillDir> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create {}", crate::escape::path(root)))?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        for _ in 0..64 {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = root.join(format!(".pelt-spill-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(SpillDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create spill folder {}", crate::escape::path(&path))
+                    })
+                }
+            }
+        }
+        anyhow::bail!(
+            "cannot create a spill folder in {}",
+            crate::escape::path(root)
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// An append-only file of sentences, removed when dropped.
 pub struct SentenceSpill {
     path: PathBuf,
@@ -126,12 +168,12 @@ impl Drop for SentenceSpill {
 }
 
 #[cfg(unix)]
-fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
 }
 
 #[cfg(windows)]
-fn read_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         let n = f.seek_read(buf, offset)?;

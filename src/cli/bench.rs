@@ -100,6 +100,9 @@ pub struct ScaleArgs {
     /// Where the corpora, the model and the tables go (corpora and model are reused).
     #[arg(long, default_value = "target/bench-scale")]
     dir: PathBuf,
+    /// The builds' memory budget (`pelt build --memory`).
+    #[arg(long, default_value = "1G")]
+    memory: String,
 }
 
 /// `pelt bench open`'s flags.
@@ -116,7 +119,16 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<()> {
     match args.what {
         Some(BenchWhat::Scale(s)) => {
             pelt::table::VectorDtype::parse(&s.vectors)?;
-            crate::scale::run(&s.entities, s.hidden, s.runs, &s.dir, &s.vectors, out)
+            pelt::build::parse_memory(&s.memory)?;
+            crate::scale::run(
+                &s.entities,
+                s.hidden,
+                s.runs,
+                &s.dir,
+                &s.vectors,
+                &s.memory,
+                out,
+            )
         }
         Some(BenchWhat::Open(o)) => {
             let v = crate::scale::open_and_query(&o.table, o.queries)?;

@@ -90,10 +90,16 @@ pub struct BuildArgs {
     /// the corpus (`none`: a smaller table; the sentences are read back from the corpus).
     #[arg(long, default_value = "stored", value_parser = parse_context_text)]
     context_text: ContextText,
-    /// Folder for the build's spill files (sampled sentences, the table's rows before they
-    /// are assembled); default: beside --out. Removed at the end; a --resume needs the same.
+    /// Folder for the build's spill files (the sentences of mentions, sorted runs of
+    /// mentions, the table's rows before they are assembled); default: beside --out. Removed
+    /// at the end; a --resume needs the same.
     #[arg(long)]
     tmp: Option<PathBuf>,
+    /// Memory for the build beyond the model's weights, e.g. 512M, 2G: the entity list must
+    /// fit in it (checked before the corpus is read), and the sort of the mentions spills to
+    /// --tmp in runs that fit the rest. The table is the same for any size.
+    #[arg(long, default_value = "1G", value_parser = parse_memory)]
+    memory: u64,
     /// Continue from the checkpoint OUT.ckpt of an interrupted build.
     #[arg(long)]
     resume: bool,
@@ -130,6 +136,7 @@ impl BuildArgs {
             checkpoint_secs: self.checkpoint_secs,
             vectors: self.vectors,
             context_text: self.context_text,
+            memory: self.memory,
             ..Default::default()
         };
         options.validate()?;
@@ -139,6 +146,10 @@ impl BuildArgs {
 
 fn parse_context_text(s: &str) -> std::result::Result<ContextText, String> {
     ContextText::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_memory(s: &str) -> std::result::Result<u64, String> {
+    pelt::build::parse_memory(s).map_err(|e| e.to_string())
 }
 
 fn parse_vectors(s: &str) -> std::result::Result<VectorDtype, String> {
@@ -264,6 +275,20 @@ fn write_report(
     for stage in &report.stages {
         writeln!(out, "  {}", stage.describe())?;
     }
+    let sorted = match report.sort_runs {
+        0 => "in memory".to_string(),
+        r => format!(
+            "in {r} runs on disk, {} merge pass{}",
+            report.sort_passes + 1,
+            if report.sort_passes == 0 { "" } else { "es" }
+        ),
+    };
+    writeln!(
+        out,
+        "memory budget {}: {} mentions sorted {sorted}",
+        pelt::build::budget::show(report.memory),
+        report.mentions_found
+    )?;
     if !report.not_found.is_empty() {
         let shown: Vec<std::borrow::Cow<str>> = report
             .not_found
