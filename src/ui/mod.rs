@@ -23,6 +23,7 @@ mod norm;
 mod overview;
 mod preview;
 mod project;
+pub mod rows;
 pub mod session;
 mod status;
 mod widgets;
@@ -105,14 +106,17 @@ impl App {
     /// Starts the worker with no project open (and no model loading).
     pub fn without_project(ctx: &egui::Context, state: State) -> App {
         let wake_ctx = Arc::new(Mutex::new(ctx.clone()));
-        let w = wake_ctx.clone();
-        let worker = Worker::spawn(move || {
-            if let Ok(c) = w.lock() {
-                c.request_repaint();
+        let waker = |w: Arc<Mutex<egui::Context>>| {
+            move || {
+                if let Ok(c) = w.lock() {
+                    c.request_repaint();
+                }
             }
-        });
+        };
+        let worker = Worker::spawn(waker(wake_ctx.clone()));
+        let rows = rows::RowOrders::spawn(waker(wake_ctx.clone()));
         App {
-            session: Session::new(worker, state),
+            session: Session::new(worker, rows, state),
             wake_ctx,
             commands: vec![],
             entities: Default::default(),

@@ -27,6 +27,8 @@ use pelt::worker::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::rows::{RowOrders, RowSource};
+
 /// The probe sentence used when a project has none.
 pub const DEFAULT_PROBE: &str = "treatment with p53 induced [MASK] in the cells .";
 /// How many recent projects the Project menu remembers.
@@ -480,13 +482,15 @@ pub struct Session {
     pub project_path: Option<PathBuf>,
     pub project_dirty: bool,
     /// The project's entity list (shown before a table exists).
-    pub entity_list: Option<EntityList>,
+    pub entity_list: Option<Arc<EntityList>>,
     pub table: Option<Arc<Table>>,
     pub table_path: Option<PathBuf>,
     /// Bumped whenever the table changes; results for older tables are dropped.
     pub table_gen: u64,
     /// Bumped whenever the entity rows change (entity list or table).
     pub rows_gen: u64,
+    /// Searches and sorts the entity rows in the background (for long lists).
+    pub rows: RowOrders,
     /// The table being opened (its reply is the one that counts).
     opening: Option<JobId>,
     pub model: Option<ModelInfo>,
@@ -515,10 +519,11 @@ pub struct Session {
 
 impl Session {
     /// A session on `worker` with no project open yet (see [`Session::open_project`]).
-    pub fn new(worker: Worker, state: State) -> Session {
+    pub fn new(worker: Worker, rows: RowOrders, state: State) -> Session {
         Session {
             state,
             worker,
+            rows,
             generation: 0,
             project: Project {
                 probe: DEFAULT_PROBE.into(),
@@ -558,6 +563,21 @@ impl Session {
     }
 
     // ----- queries -----
+
+    /// The entity rows: the table's, else the entity list's.
+    pub fn row_source(&self) -> Option<RowSource> {
+        match (&self.table, &self.entity_list) {
+            (Some(t), _) => Some(RowSource::Table(t.clone())),
+            (None, Some(l)) => Some(RowSource::List(l.clone())),
+            _ => None,
+        }
+    }
+
+    /// Marks the entity rows as changed and hands them to the rows thread.
+    fn rows_changed(&mut self) {
+        self.rows_gen += 1;
+        self.rows.set_source(self.rows_gen, self.row_source());
+    }
 
     /// Number of entity rows (from the table, else from the entity list).
     pub fn entity_count(&self) -> usize {
@@ -903,7 +923,7 @@ impl Session {
     /// Drops everything computed from the current table (a new one is coming or it is gone).
     fn forget_table_views(&mut self) {
         self.table_gen += 1;
-        self.rows_gen += 1;
+        self.rows_changed();
         self.inspection = None;
         self.neighbours = None;
         self.norm_compare = None;
@@ -1226,13 +1246,13 @@ impl Session {
 
     fn load_entity_list(&mut self) {
         self.entity_list = None;
-        self.rows_gen += 1;
         if let Some(p) = self.project.entities.clone() {
             match load_entities(&p) {
-                Ok(l) => self.entity_list = Some(l),
+                Ok(l) => self.entity_list = Some(Arc::new(l)),
                 Err(e) => self.error("entity list", format!("{e:#}")),
             }
         }
+        self.rows_changed();
     }
 
     /// Asks the worker for the project's model; the current one stays shown (and in use) until
@@ -1445,7 +1465,11 @@ mod tests {
     use pelt::table::{TableMeta, TableParts};
 
     fn session() -> Session {
-        Session::new(Worker::spawn(|| {}), State::default())
+        Session::new(
+            Worker::spawn(|| {}),
+            RowOrders::spawn(|| {}),
+            State::default(),
+        )
     }
 
     fn table(names: &[&str], counts: &[i64]) -> Arc<Table> {
