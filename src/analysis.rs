@@ -2,6 +2,7 @@
 //! MLM loss of an entity as a function of its norm.
 
 pub mod norms;
+pub mod preview;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};

@@ -3,7 +3,7 @@
 
 use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points, VLine};
-use pelt::worker::{MaskComparison, PreviewResult};
+use pelt::analysis::preview::{MaskComparison, PreviewResult};
 
 use super::widgets::{self, hint, section, A_COLOR, B_COLOR};
 use super::{Command, Purpose, Session, State};

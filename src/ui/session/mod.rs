@@ -28,14 +28,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pelt::analysis::preview::PreviewResult;
 use pelt::build::BuildReport;
 use pelt::entities::EntityList;
 use pelt::progress::Progress;
 use pelt::project::Project;
 use pelt::table::Table;
-use pelt::worker::{
-    Inspection, JobId, MapPoint, ModelInfo, NeighbourResult, PreviewResult, Task, Worker,
-};
+use pelt::worker::{Inspection, JobId, MapPoint, ModelInfo, NeighbourResult, Task, Worker};
 
 use super::rows::{RowOrders, RowSource};
 pub use requests::Purpose;
