@@ -98,7 +98,7 @@ pub enum Task {
     Pca {
         table: Arc<Table>,
     },
-    /// Entity typing and cloze probes of the table ([`crate::eval::evaluate`]); cancelled by
+    /// Entity typing and cloze probes of the table ([`crate::eval::run_eval_job`]); cancelled by
     /// [`Worker::cancel`].
     Evaluate {
         table: Arc<Table>,
@@ -504,11 +504,18 @@ impl Engine {
             Task::Evaluate { table, settings } => {
                 let cancel = self.cancel.clone();
                 let model = self.model_for(&table)?;
-                let r = crate::eval::evaluate_with_progress(
-                    model,
-                    &table,
-                    &settings,
-                    &cancel,
+                let r = crate::eval::run_eval_job(
+                    crate::eval::EvalJob {
+                        model,
+                        table: &table,
+                        settings: &settings,
+                        typing: true,
+                        cloze: true,
+                        norms: None,
+                        batch: 32,
+                        strict: false,
+                        cancel: &cancel,
+                    },
                     &mut |p| send(Reply::Progress(p.clone())),
                 )?;
                 Reply::Evaluated(Box::new(r))
