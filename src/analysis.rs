@@ -1,6 +1,9 @@
 //! Inspection maths: nearest neighbours, 2-D PCA, per-context diagnostics and the paper's
 //! MLM loss of an entity as a function of its norm.
 
+pub mod norms;
+pub mod preview;
+
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 

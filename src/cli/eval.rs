@@ -1,11 +1,12 @@
 //! `pelt eval`: entity typing by k-NN and cloze probes.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use pelt::eval::{run_eval_job, EvalJob, EvalSettings};
 use pelt::model::DeviceChoice;
 use pelt::outpath::{Input, Inputs, OutputKind, Replace};
 use pelt::table::Table;
@@ -76,16 +77,33 @@ fn typing(args: TypingArgs, out: &mut dyn Write) -> Result<()> {
         inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
         Inputs(inputs).check_output("--json", p, OutputKind::Report, Replace::forced(force))?;
     }
+    if labels.is_none() && from_fewrel.is_empty() {
+        bail!("give --labels FILE or --from-fewrel FILE…");
+    }
     let table = Table::load(&table)?;
-    let labels = match (labels, from_fewrel.is_empty()) {
-        (Some(p), _) => pelt::eval::labels_from_tsv(&p)?,
-        (None, false) => pelt::eval::labels_from_fewrel(&from_fewrel, min_mentions)?,
-        (None, true) => bail!("give --labels FILE or --from-fewrel FILE…"),
-    };
     let m = load_model(model, DeviceChoice::Cpu, Precision::F32)?;
-    table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
-    let names = pelt::eval::name_vectors(&table, &m.tokenizer, &m.encoder.word_embeddings()?)?;
-    let r = pelt::eval::eval_typing(&table, &labels, Some(&names), k)?;
+    let settings = EvalSettings {
+        labels,
+        fewrel: from_fewrel,
+        min_mentions,
+        k,
+        ..EvalSettings::default()
+    };
+    let results = run_eval_job(
+        EvalJob {
+            model: &m,
+            table: &table,
+            settings: &settings,
+            typing: true,
+            cloze: false,
+            norms: None,
+            batch: 32,
+            strict: true,
+            cancel: &AtomicBool::new(false),
+        },
+        &mut |_| {},
+    )?;
+    let r = results.typing.context("entity typing did not run")?;
     writeln!(
         out,
         "entity typing, {k}-NN leave-one-out on cosine: {} labelled entities of the table ({} found in the corpus), {} labels{}",
@@ -165,24 +183,35 @@ fn cloze(args: ClozeArgs, out: &mut dyn Write) -> Result<()> {
         inputs.extend(from_fewrel.iter().map(|f| Input::new("FewRel file", f)));
         Inputs(inputs).check_output("--json", p, OutputKind::Report, Replace::forced(force))?;
     }
+    if probes.is_none() && from_fewrel.is_empty() {
+        bail!("give --probes FILE or --from-fewrel FILE…");
+    }
     let table = Table::load(&table)?;
     let m = load_model(model, device, Precision::F32)?;
-    table.check_model(&m.name(), &m.weights_sha256()?, m.hidden_size())?;
-    let (probes, rep) = match (probes, from_fewrel.is_empty()) {
-        (Some(p), _) => pelt::eval::probes_from_tsv(&p, &table, &m.tokenizer)?,
-        (None, false) => pelt::eval::probes_from_fewrel(&from_fewrel, &table, &m.tokenizer)?,
-        (None, true) => bail!("give --probes FILE or --from-fewrel FILE…"),
+    let settings = EvalSettings {
+        probes,
+        fewrel: from_fewrel,
+        ..EvalSettings::default()
     };
-    let norms = if norms.is_empty() {
-        pelt::eval::with_table_norm(&pelt::eval::EvalSettings::default().norms, table.norm)
-    } else {
-        norms
-    };
-    for w in &rep.warnings {
+    let results = run_eval_job(
+        EvalJob {
+            model: &m,
+            table: &table,
+            settings: &settings,
+            typing: false,
+            cloze: true,
+            // Without --norms: the default norms and the table's own.
+            norms: (!norms.is_empty()).then_some(norms.as_slice()),
+            batch,
+            strict: true,
+            cancel: &AtomicBool::new(false),
+        },
+        &mut |_| {},
+    )?;
+    let r = results.cloze.context("the cloze probes did not run")?;
+    for w in &r.probes.warnings {
         eprintln!("note: skipped {w}");
     }
-    let cancel = AtomicBool::new(false);
-    let r = pelt::eval::eval_cloze(&m, &table, probes, rep, &norms, batch, &cancel)?;
     writeln!(
         out,
         "cloze: {} probes ({} without a one-piece gold word, {} whose entity has no vector, {} without a mention)",

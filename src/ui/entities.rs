@@ -6,80 +6,29 @@ use super::session::SortKey;
 use super::widgets::{self, hint};
 use super::{Command, Session};
 
-/// Which rows the table shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Show {
-    All,
-    Found,
-    NotFound,
-}
+pub use super::rows::Show;
+use super::rows::{RowIndex, RowQuery};
 
 const ROW_H: f32 = 22.0;
 
-fn status_rank(contexts: Option<i64>) -> u8 {
-    match contexts {
-        None => 2,
-        Some(0) => 0,
-        Some(_) => 1,
-    }
-}
+/// Up to this many rows the list is searched and sorted within the frame; longer lists by the
+/// session's [`super::rows::RowOrders`] thread.
+pub const INLINE_MAX_ROWS: usize = 50_000;
 
-/// The rows matching `filter` (name, id or alias, case-insensitive) and `show`, sorted; each
-/// row's text is lowercased once, not once per comparison.
-pub fn visible_rows(
-    s: &Session,
-    filter: &str,
-    show: Show,
-    sort: SortKey,
-    ascending: bool,
-) -> Vec<usize> {
-    let f = filter.trim().to_lowercase();
-    let table = s.table.as_deref();
-    let contexts = |i: usize| table.map(|t| t.counts[i]);
-    let mentions = |i: usize| table.map(|t| t.found.get(i).copied().unwrap_or(0));
-    let mut rows: Vec<usize> = (0..s.entity_count())
-        .filter(|&i| {
-            f.is_empty()
-                || s.entity_name(i).to_lowercase().contains(&f)
-                || s.entity_id(i).to_lowercase().contains(&f)
-                || s.entity_aliases(i)
-                    .iter()
-                    .any(|a| a.to_lowercase().contains(&f))
-        })
-        .filter(|&i| match show {
-            Show::All => true,
-            Show::Found => contexts(i).is_some_and(|c| c > 0),
-            Show::NotFound => contexts(i) == Some(0),
-        })
-        .collect();
-    match sort {
-        SortKey::Row => {}
-        SortKey::Name => {
-            let mut keyed: Vec<(String, usize)> = rows
-                .iter()
-                .map(|&i| (s.entity_name(i).to_lowercase(), i))
-                .collect();
-            keyed.sort();
-            rows = keyed.into_iter().map(|(_, i)| i).collect();
-        }
-        SortKey::Id => rows.sort_by(|&a, &b| s.entity_id(a).cmp(s.entity_id(b)).then(a.cmp(&b))),
-        SortKey::Contexts => rows.sort_by_key(|&i| (contexts(i), i)),
-        SortKey::Mentions => rows.sort_by_key(|&i| (mentions(i), i)),
-        SortKey::Status => rows.sort_by_key(|&i| (status_rank(contexts(i)), i)),
-    }
-    if !ascending {
-        rows.reverse();
-    }
-    rows
-}
-
-/// The entity list's view state: search, filter, scroll and the visible rows, which are
-/// recomputed only when the entities, the search, the filter or the sort change.
+/// The entity list's view state: search, filter, scroll and the visible rows. The rows are
+/// recomputed only when the entities, the search, the filter or the sort change: at once for
+/// a short list, else in the background, the previous rows staying shown until the answer
+/// for the current query arrives.
 pub struct EntitiesPanel {
     pub filter: String,
     pub show: Show,
     visible: Vec<usize>,
-    key: Option<(u64, String, Show, SortKey, bool)>,
+    /// The query `visible` answers.
+    shown: Option<RowQuery>,
+    /// The query sent to the rows thread last, and its id (other answers are stale).
+    asked: Option<(u64, RowQuery)>,
+    /// The index of a short list, kept while its rows do not change.
+    inline: Option<(u64, RowIndex)>,
     /// The selection and rows last seen: when either changes, the list scrolls to the selection.
     seen: (Option<usize>, u64),
     scroll_to_selected: bool,
@@ -91,7 +40,9 @@ impl Default for EntitiesPanel {
             filter: String::new(),
             show: Show::All,
             visible: vec![],
-            key: None,
+            shown: None,
+            asked: None,
+            inline: None,
             seen: (None, u64::MAX),
             scroll_to_selected: false,
         }
@@ -99,19 +50,75 @@ impl Default for EntitiesPanel {
 }
 
 impl EntitiesPanel {
-    /// The visible rows, from the cache.
+    fn query(&self, s: &Session) -> RowQuery {
+        RowQuery {
+            rows_gen: s.rows_gen,
+            filter: self.filter.clone(),
+            show: self.show,
+            sort: s.state.sort,
+            ascending: s.state.ascending,
+        }
+    }
+
+    /// Whether the visible rows answer the current search, filter and sort.
+    pub fn is_current(&self, s: &Session) -> bool {
+        self.shown.as_ref() == Some(&self.query(s))
+    }
+
+    /// Whether the rows of the current query are still being computed.
+    pub fn is_waiting(&self, s: &Session) -> bool {
+        !self.is_current(s)
+    }
+
+    /// The visible rows: the answer to the current query once known, until then the previous
+    /// answer (none when the entity rows themselves changed).
     pub fn visible(&mut self, s: &Session) -> &[usize] {
-        let key = (
-            s.rows_gen,
-            self.filter.clone(),
-            self.show,
-            s.state.sort,
-            s.state.ascending,
-        );
-        if self.key.as_ref() != Some(&key) {
-            self.visible =
-                visible_rows(s, &self.filter, self.show, s.state.sort, s.state.ascending);
-            self.key = Some(key);
+        let q = self.query(s);
+        if self.shown.as_ref() == Some(&q) {
+            return &self.visible;
+        }
+        let n = s.entity_count();
+        if q.is_identity() || n <= INLINE_MAX_ROWS {
+            self.visible = if q.is_identity() {
+                let mut rows: Vec<usize> = (0..n).collect();
+                if !q.ascending {
+                    rows.reverse();
+                }
+                rows
+            } else {
+                match s.row_source() {
+                    Some(src) => {
+                        if self.inline.as_ref().is_none_or(|(g, _)| *g != q.rows_gen) {
+                            self.inline = Some((q.rows_gen, RowIndex::new(src)));
+                        }
+                        let (_, index) = self.inline.as_mut().expect("set above");
+                        index.rows(&q)
+                    }
+                    None => vec![],
+                }
+            };
+            self.shown = Some(q);
+            self.asked = None;
+            return &self.visible;
+        }
+        self.inline = None;
+        if self.asked.as_ref().is_none_or(|(_, a)| *a != q) {
+            self.asked = Some((s.rows.ask(q.clone()), q.clone()));
+        }
+        for answer in s.rows.answers() {
+            if self.asked.as_ref().is_some_and(|(id, _)| *id == answer.id) {
+                self.visible = answer.rows;
+                self.shown = Some(answer.query);
+                self.asked = None;
+            }
+        }
+        if self
+            .shown
+            .as_ref()
+            .is_none_or(|sh| sh.rows_gen != q.rows_gen)
+        {
+            // Rows of other entities: nothing to show until the answer arrives.
+            self.visible.clear();
         }
         &self.visible
     }
@@ -213,6 +220,9 @@ fn panel(view: &mut EntitiesPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Com
     });
 
     let visible = view.visible(app).to_vec();
+    if view.is_waiting(app) {
+        ui.weak("Searching and sorting…");
+    }
     keyboard_navigation(app, ui, &visible, out);
 
     // Header.

@@ -96,7 +96,7 @@ fn sources(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
         out.push(Command::EditProject(Box::new(p)));
     }
     ui.horizontal(|ui| {
-        let running = app.eval_job.is_some();
+        let running = app.evaluating();
         let can = app.table.is_some() && app.model.is_some() && !running;
         if ui
             .add_enabled(

@@ -23,6 +23,7 @@ mod norm;
 mod overview;
 mod preview;
 mod project;
+pub mod rows;
 pub mod session;
 mod status;
 mod widgets;
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex};
 
 use pelt::worker::Worker;
 
-pub use session::{Command, Purpose, Session, State, Tab};
+pub use session::{Changed, Command, Purpose, Session, State, Tab};
 #[cfg(test)]
 pub use session::{InspectSort, Pca, SortKey, TOP_K};
 
@@ -105,14 +106,17 @@ impl App {
     /// Starts the worker with no project open (and no model loading).
     pub fn without_project(ctx: &egui::Context, state: State) -> App {
         let wake_ctx = Arc::new(Mutex::new(ctx.clone()));
-        let w = wake_ctx.clone();
-        let worker = Worker::spawn(move || {
-            if let Ok(c) = w.lock() {
-                c.request_repaint();
+        let waker = |w: Arc<Mutex<egui::Context>>| {
+            move || {
+                if let Ok(c) = w.lock() {
+                    c.request_repaint();
+                }
             }
-        });
+        };
+        let worker = Worker::spawn(waker(wake_ctx.clone()));
+        let rows = rows::RowOrders::spawn(waker(wake_ctx.clone()));
         App {
-            session: Session::new(worker, state),
+            session: Session::new(worker, rows, state),
             wake_ctx,
             commands: vec![],
             entities: Default::default(),
@@ -175,19 +179,25 @@ impl App {
             status::drop_overlay(&ctx);
         }
 
+        let mut changed = Changed::default();
         for c in std::mem::take(&mut self.commands) {
-            self.apply(c);
+            changed.merge(self.apply(c));
         }
         // Requests for what the (possibly new) tab shows go out in this frame, not the next.
-        self.session.poll();
+        changed.merge(self.session.poll());
+        if changed.any() {
+            // What this frame drew is out of date: draw the next one now.
+            ctx.request_repaint();
+        }
         self.update_title(&ctx);
         if self.session.is_busy() {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }
 
-    /// Applies one command: file dialogs here, everything else in the session.
-    pub fn apply(&mut self, c: Command) {
+    /// Applies one command: file dialogs here, everything else in the session; returns what
+    /// it changed.
+    pub fn apply(&mut self, c: Command) -> Changed {
         let s = &self.session;
         let next = match c {
             Command::OpenProjectDialog => self
@@ -277,15 +287,16 @@ impl App {
                 .pick_folder()
                 .map(Command::ExportProjector),
             other => {
-                self.session.apply(other);
+                let changed = self.session.apply(other);
                 if self.session.errors.is_empty() {
                     self.windows.show_errors = false;
                 }
-                None
+                return changed;
             }
         };
-        if let Some(c) = next {
-            self.apply(c);
+        match next {
+            Some(c) => self.apply(c),
+            None => Changed::default(),
         }
     }
 

@@ -3,19 +3,10 @@
 
 use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points, VLine};
-use pelt::worker::{MaskComparison, PreviewResult};
+use pelt::analysis::preview::{MaskComparison, PreviewResult};
 
 use super::widgets::{self, hint, section, A_COLOR, B_COLOR};
 use super::{Command, Purpose, Session, State};
-
-/// The norms the loss curve is computed at: 0.1 … 0.5 in steps of 0.1 (small models saturate
-/// early), then 0.75 … 12 in steps of 0.25.
-pub fn loss_norms() -> Vec<f32> {
-    (1..=5)
-        .map(|i| i as f32 * 0.1)
-        .chain((3..=48).map(|i| i as f32 * 0.25))
-        .collect()
-}
 
 /// The loss at norm `x`, linearly interpolated.
 pub fn loss_at(curve: &[(f32, f64)], x: f32) -> Option<f64> {

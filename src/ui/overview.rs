@@ -83,7 +83,7 @@ fn welcome(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
         if corpus.is_empty() { String::new() } else { format!(" ({})", corpus.join(", ")) }
     ));
     ui.add_space(10.0);
-    if app.build.running {
+    if app.building() {
         ui.horizontal(|ui| {
             widgets::working_dot(ui);
             ui.label(

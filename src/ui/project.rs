@@ -398,7 +398,7 @@ fn parameters(app: &Session, p: &mut Project, ui: &mut Ui) {
 
 fn build_section(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
     section(ui, "Build the table");
-    let running = app.build.running;
+    let running = app.building();
     ui.horizontal(|ui| {
         let big = app.table.is_none() && !running;
         let label = RichText::new("Build")
@@ -549,7 +549,7 @@ fn progress(app: &Session, ui: &mut Ui) {
 
 /// One line that says what to do next.
 fn next_step_hint(app: &Session, ui: &mut Ui) {
-    let text = if app.build.running {
+    let text = if app.building() {
         "The window stays usable while the model works."
     } else if app.project.corpus.is_empty() || app.project.entities.is_none() {
         "Next: add a corpus and an entity list (buttons above, or drop files onto the window)."

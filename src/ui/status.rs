@@ -106,7 +106,7 @@ pub fn menu_bar(app: &Session, win: &mut Windows, ui: &mut Ui, out: &mut Vec<Com
 pub fn status_bar(app: &Session, win: &mut Windows, ui: &mut Ui, out: &mut Vec<Command>) {
     ui.add_space(2.0);
     ui.horizontal(|ui| {
-        if app.build.running {
+        if app.building() {
             widgets::working_dot(ui);
             match &app.build.progress {
                 Some(p) => {
@@ -151,7 +151,7 @@ pub fn status_bar(app: &Session, win: &mut Windows, ui: &mut Ui, out: &mut Vec<C
                 out.push(Command::DismissError(i));
             }
         } else if let Some(s) = &app.status {
-            if !app.build.running {
+            if !app.building() {
                 ui.label(s);
             }
         }

@@ -196,7 +196,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     // Build, and cancel once the model is encoding.
     h.get_by_label("Build").click();
     h.run_ok();
-    assert!(h.state().session.build.running);
+    assert!(h.state().session.building());
     wait_for(&mut h, "encoding progress", |a| {
         a.session
             .build
@@ -210,7 +210,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
     );
     h.get_by_label("Cancel").click();
     h.run_ok();
-    wait_for(&mut h, "the cancelled build", |a| !a.session.build.running);
+    wait_for(&mut h, "the cancelled build", |a| !a.session.building());
     let session::Cancelled {
         done,
         total,
@@ -402,7 +402,7 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
         .unwrap()
         .loss_curve
         .clone();
-    assert_eq!(curve.len(), norm::loss_norms().len());
+    assert_eq!(curve.len(), pelt::analysis::norms::loss_norms().len());
     assert!(curve.iter().all(|(_, l)| l.is_finite() && *l >= 0.0));
     assert!(has_label_containing(&h, "MLM loss against the norm: p53"));
     assert!(
@@ -530,7 +530,7 @@ fn worker_error_is_reported_and_the_app_keeps_working() {
     h.get_by_label("Build").click();
     h.run_ok();
     wait_for(&mut h, "the build error", |a| {
-        !a.session.build.running && !a.session.errors.is_empty()
+        !a.session.building() && !a.session.errors.is_empty()
     });
     let e = h.state().session.errors[0].clone();
     assert_eq!(e.job, "build");
@@ -687,7 +687,7 @@ fn switching_projects_mid_build_and_mid_load_keeps_old_results_out() {
     let s = &h.state().session;
     assert_eq!(s.project.name, "Second");
     assert!(s.table.is_none(), "the old build's table did not land");
-    assert!(!s.build.running, "the new project has no build running");
+    assert!(!s.building(), "the new project has no build running");
     assert!(s.build.cancelled.is_none() && s.build.report.is_none());
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(
@@ -844,7 +844,7 @@ fn evaluate_tab_runs_typing_and_cloze_on_the_worker() {
     h.get_by_label("Run evaluation").click();
     h.run_ok();
     assert!(
-        h.state().session.eval_job.is_some(),
+        h.state().session.evaluating(),
         "the evaluation runs on the worker"
     );
     wait_for(&mut h, "the evaluation", |a| {

@@ -1,0 +1,391 @@
+use super::*;
+use std::path::{Path, PathBuf};
+
+use pelt::table::{TableMeta, TableParts};
+use pelt::worker::{Event, ModelInfo, Reply};
+
+fn session() -> Session {
+    Session::new(
+        Worker::spawn(|| {}),
+        RowOrders::spawn(|| {}),
+        State::default(),
+    )
+}
+
+fn table(names: &[&str], counts: &[i64]) -> Arc<Table> {
+    let n = names.len();
+    let mut parts = TableParts {
+        meta: Some(TableMeta {
+            model: "m".into(),
+            model_sha256: "0".into(),
+            hidden_size: 2,
+            k: 4,
+            seed: 1,
+            max_len: 16,
+            corpus: "c".into(),
+            corpus_sha256: "0".into(),
+            shard: "all".into(),
+            case_sensitive: false,
+            mentions: "names".into(),
+            window: 512,
+            dtype: Default::default(),
+            entities_total: n,
+            entity_list_sha256: String::new(),
+        }),
+        entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
+        entity_names: names.iter().map(|s| s.to_string()).collect(),
+        entity_aliases: vec![vec![]; n],
+        sums: (0..n * 2).map(|i| i as f32 + 1.0).collect(),
+        found: counts.iter().map(|&c| c as u64).collect(),
+        norm: 3.0,
+        contexts: vec![],
+    };
+    parts.add_placeholder_contexts(counts);
+    Arc::new(Table::from_parts(parts).unwrap())
+}
+
+/// The id of the job in flight for `what` (the first one, in sending order).
+fn job_for(s: &Session, what: impl Fn(&Pending) -> bool) -> JobId {
+    *s.jobs
+        .iter()
+        .find(|(_, p)| what(p))
+        .expect("the job is in flight")
+        .0
+}
+
+fn opening(s: &Session) -> JobId {
+    job_for(s, |p| *p == Pending::OpenTable)
+}
+
+fn request(s: &Session) -> JobId {
+    job_for(s, |p| matches!(p, Pending::Request { .. }))
+}
+
+fn reply(s: &Session, id: JobId, reply: Reply) -> Event {
+    Event {
+        id,
+        generation: s.generation,
+        job: "test",
+        reply,
+    }
+}
+
+#[test]
+fn an_opened_table_lands_only_for_the_job_that_opened_it() {
+    let mut s = session();
+    s.apply(Command::OpenTable(PathBuf::from(
+        "/nonexistent/a.safetensors",
+    )));
+    let id = opening(&s);
+    let stranger = reply(
+        &s,
+        id + 100,
+        Reply::TableOpened {
+            table: table(&["a"], &[1]),
+            path: "x".into(),
+        },
+    );
+    assert!(!s.on_event(stranger).entities);
+    assert!(s.table.is_none(), "a reply to another job is dropped");
+    let ours = reply(
+        &s,
+        id,
+        Reply::TableOpened {
+            table: table(&["a", "b"], &[1, 0]),
+            path: "a.safetensors".into(),
+        },
+    );
+    let changed = s.on_event(ours);
+    assert!(changed.entities && changed.selection);
+    assert_eq!(s.entity_count(), 2);
+    assert_eq!(s.norm(), 3.0, "the table's norm becomes the project's");
+    assert_eq!(s.find_entity("Q1"), Some(1));
+    assert_eq!(s.find_entity("A"), Some(0));
+}
+
+#[test]
+fn replies_of_another_project_are_dropped_but_the_model_counts() {
+    let mut s = session();
+    s.apply(Command::OpenTable(PathBuf::from(
+        "/nonexistent/a.safetensors",
+    )));
+    let id = opening(&s);
+    let old = s.generation;
+    s.apply(Command::NewProject);
+    assert_eq!(s.generation, old + 1);
+    let late = Event {
+        id,
+        generation: old,
+        job: "open table",
+        reply: Reply::TableOpened {
+            table: table(&["a"], &[1]),
+            path: "a".into(),
+        },
+    };
+    assert_eq!(s.on_event(late), Changed::default());
+    assert!(s.table.is_none());
+    let failed = Event {
+        id,
+        generation: old,
+        job: "open table",
+        reply: Reply::Failed {
+            message: "gone".into(),
+        },
+    };
+    s.on_event(failed);
+    assert!(
+        s.errors.is_empty(),
+        "another project's failure is not shown"
+    );
+    let info = ModelInfo {
+        dir: "m".into(),
+        name: "m".into(),
+        family: "bert".into(),
+        hidden: 2,
+        vocab: 10,
+        layers: 1,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        packs_tokens: true,
+        sha256: "0".into(),
+        mask_token: "<mask>".into(),
+    };
+    let model = Event {
+        id: 1,
+        generation: old,
+        job: "load model",
+        reply: Reply::ModelLoaded(info),
+    };
+    assert!(s.on_event(model).project);
+    assert_eq!(s.mask_token(), "<mask>");
+    assert!(
+        s.model_loading(),
+        "the new project's own load is still awaited"
+    );
+}
+
+#[test]
+fn results_for_an_older_table_are_dropped_by_id() {
+    let mut s = session();
+    let open = s.apply(Command::OpenTable("/nonexistent/t".into()));
+    assert!(open.project);
+    let id = opening(&s);
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::TableOpened {
+            table: table(&["a", "b", "c"], &[2, 2, 0]),
+            path: "t".into(),
+        },
+    ));
+    s.state.tab = Tab::Neighbours;
+    s.apply(Command::Select(0));
+    s.auto_requests();
+    s.pump();
+    assert!(s.pending(Purpose::Neighbours));
+    let asked = request(&s);
+    // The table changes while the request is in flight: its answer is stale.
+    s.apply(Command::OpenTable("/nonexistent/u".into()));
+    let id2 = opening(&s);
+    s.on_event(reply(
+        &s,
+        id2,
+        Reply::TableOpened {
+            table: table(&["a", "b"], &[2, 2]),
+            path: "u".into(),
+        },
+    ));
+    let result = NeighbourResult {
+        entity: 0,
+        entities: vec![(1, 0.5)],
+        vocab: vec![],
+    };
+    assert!(
+        !s.on_event(reply(&s, asked, Reply::Neighbours(result.clone())))
+            .results
+    );
+    assert!(s.neighbours.is_none());
+    assert!(
+        !s.pending(Purpose::Neighbours),
+        "the stale answer freed its lane"
+    );
+    s.auto_requests();
+    s.pump();
+    let fresh = request(&s);
+    assert!(
+        s.on_event(reply(&s, fresh, Reply::Neighbours(result)))
+            .results
+    );
+    assert_eq!(s.neighbours.as_ref().map(|n| n.entity), Some(0));
+}
+
+#[test]
+fn commands_edit_the_project_and_settings() {
+    let mut s = session();
+    let mut p = s.project.clone();
+    p.options.k = 99;
+    s.apply(Command::EditProject(Box::new(p)));
+    assert!(s.project_dirty);
+    assert_eq!(s.project.options.k, 99);
+    s.project_dirty = false;
+    let mut st = s.state.clone();
+    st.probe = "a [MASK] b".into();
+    s.preview_disabled.push((0, 1));
+    st.preview_text = "other".into();
+    s.apply(Command::SetState(Box::new(st)));
+    assert_eq!(
+        s.project.probe, "a [MASK] b",
+        "the probe is saved in the project"
+    );
+    assert!(s.project_dirty);
+    assert!(
+        s.preview_disabled.is_empty(),
+        "a new sentence re-enables its mentions"
+    );
+    s.apply(Command::Dropped("notes.xyz".into()));
+    assert_eq!(s.errors.len(), 1);
+    s.apply(Command::Dropped("more.ndjson".into()));
+    assert_eq!(s.project.corpus, vec![PathBuf::from("more.ndjson")]);
+    s.apply(Command::DismissError(0));
+    assert!(s.errors.is_empty());
+}
+
+#[test]
+fn drops_are_classified_like_the_corpus_reader() {
+    assert_eq!(classify_drop(Path::new("a.ndjson")), Some(DropKind::Corpus));
+    assert_eq!(
+        classify_drop(Path::new("a.jsonl.gz")),
+        Some(DropKind::Corpus)
+    );
+    assert_eq!(classify_drop(Path::new("a.json")), Some(DropKind::Corpus));
+    assert_eq!(
+        classify_drop(Path::new("a.tsv.gz")),
+        Some(DropKind::Entities)
+    );
+    assert_eq!(classify_drop(Path::new("a.ron")), Some(DropKind::Project));
+    assert_eq!(
+        classify_drop(Path::new("a.safetensors")),
+        Some(DropKind::Table)
+    );
+    assert_eq!(classify_drop(Path::new("a.pdf")), None);
+}
+
+/// A session with a table open, the map computing, the table being saved and a neighbours
+/// request in flight.
+fn busy_session() -> (Session, JobId, JobId, JobId) {
+    let mut s = session();
+    s.apply(Command::OpenTable("/nonexistent/t".into()));
+    let id = opening(&s);
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::TableOpened {
+            table: table(&["a", "b", "c"], &[2, 2, 0]),
+            path: "t".into(),
+        },
+    ));
+    assert_eq!(s.jobs_in_flight(), 0);
+    s.apply(Command::SaveTable("/nonexistent/out.safetensors".into()));
+    s.state.tab = Tab::Map;
+    s.auto_requests();
+    s.state.tab = Tab::Neighbours;
+    s.apply(Command::Select(0));
+    s.auto_requests();
+    s.pump();
+    let save = job_for(&s, |p| *p == Pending::Save);
+    let pca = job_for(&s, |p| *p == Pending::Pca);
+    let neighbours = request(&s);
+    assert_eq!(s.jobs_in_flight(), 3);
+    (s, save, pca, neighbours)
+}
+
+#[test]
+fn a_failure_clears_exactly_the_job_that_failed() {
+    let (mut s, save, pca, neighbours) = busy_session();
+    let failed = |s: &Session, id| {
+        reply(
+            s,
+            id,
+            Reply::Failed {
+                message: "no model is loaded".into(),
+            },
+        )
+    };
+    s.on_event(failed(&s, neighbours));
+    assert_eq!(s.job(neighbours), None);
+    assert!(!s.pending(Purpose::Neighbours), "its lane is free");
+    assert_eq!(s.job(save), Some(&Pending::Save));
+    assert!(s.pca_computing());
+    assert_eq!(s.jobs_in_flight(), 2);
+    assert_eq!(s.errors.len(), 1);
+    s.on_event(failed(&s, pca));
+    assert!(!s.pca_computing());
+    assert_eq!(s.job(save), Some(&Pending::Save));
+    assert_eq!(s.jobs_in_flight(), 1);
+}
+
+#[test]
+fn a_reply_with_an_unknown_id_changes_nothing() {
+    let (mut s, save, pca, neighbours) = busy_session();
+    let stranger = neighbours.max(save).max(pca) + 100;
+    let before = s.jobs.clone();
+    let status = s.status.clone();
+    let replies = [
+        Reply::Failed {
+            message: "gone".into(),
+        },
+        Reply::TableOpened {
+            table: table(&["x"], &[1]),
+            path: "x".into(),
+        },
+        Reply::Pca(Arc::new(vec![])),
+        Reply::Neighbours(NeighbourResult {
+            entity: 0,
+            entities: vec![],
+            vocab: vec![],
+        }),
+        Reply::Saved { path: "x".into() },
+    ];
+    for r in replies {
+        assert_eq!(s.on_event(reply(&s, stranger, r)), Changed::default());
+    }
+    assert_eq!(s.jobs, before);
+    assert!(s.errors.is_empty());
+    assert_eq!(s.status, status);
+    assert_eq!(s.entity_count(), 3);
+    assert!(matches!(s.pca, Pca::None) && s.neighbours.is_none());
+    // An opening overtaken by another is no longer waited for.
+    s.apply(Command::OpenTable("/nonexistent/u".into()));
+    let first = opening(&s);
+    s.apply(Command::OpenTable("/nonexistent/v".into()));
+    assert_ne!(opening(&s), first);
+    let late = Reply::TableOpened {
+        table: table(&["u"], &[1]),
+        path: "u".into(),
+    };
+    assert_eq!(s.on_event(reply(&s, first, late)), Changed::default());
+    assert_eq!(s.entity_count(), 3);
+}
+
+#[test]
+fn a_failed_build_ends_the_build_and_nothing_else() {
+    let (mut s, save, _, _) = busy_session();
+    s.project.corpus = vec!["/nonexistent/c.txt".into()];
+    s.project.entities = Some("/nonexistent/e.tsv".into());
+    s.apply(Command::Build { resume: false });
+    assert!(s.building());
+    s.apply(Command::CancelBuild);
+    assert!(s.build.cancelling);
+    let build = job_for(&s, |p| *p == Pending::Build);
+    let changed = s.on_event(reply(
+        &s,
+        build,
+        Reply::Failed {
+            message: "no corpus".into(),
+        },
+    ));
+    assert!(changed.project);
+    assert!(!s.building() && !s.build.cancelling);
+    assert_eq!(s.job(save), Some(&Pending::Save));
+    assert_eq!(s.jobs_in_flight(), 3);
+}
