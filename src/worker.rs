@@ -29,6 +29,7 @@ use crate::build::{run_build_job, BuildJob, BuildOutcome, BuildReport};
 use crate::contexts::MentionFinder;
 use crate::corpus::Corpus;
 use crate::model::{describe_device, DeviceChoice, DtypeChoice, Matmul, Model};
+use crate::outpath::{Inputs, NotOurs, OutputKind, Replace};
 use crate::progress::Progress;
 use crate::project::Project;
 use crate::table::Table;
@@ -56,17 +57,23 @@ pub enum Task {
     Build {
         project: Box<Project>,
         resume: bool,
+        /// Whether the table and its checkpoint may replace files this tool did not write.
+        replace: Replace,
     },
-    OpenTable {
-        path: PathBuf,
-    },
+    /// Opens a table; its contexts' sentences are read from `corpus` where it holds them.
+    OpenTable { path: PathBuf, corpus: Vec<PathBuf> },
+    /// Writes the table at `path`, which may not be one of `inputs` (the project's files).
     SaveTable {
         table: Arc<Table>,
         path: PathBuf,
+        inputs: Vec<PathBuf>,
+        replace: Replace,
     },
     ExportProjector {
         table: Arc<Table>,
         dir: PathBuf,
+        inputs: Vec<PathBuf>,
+        replace: Replace,
     },
     /// Runs the model over an entity's supporting contexts (at most `limit`).
     Inspect {
@@ -95,9 +102,7 @@ pub enum Task {
         top_k: usize,
     },
     /// The 2-D PCA of the table's entity vectors (needs no model).
-    Pca {
-        table: Arc<Table>,
-    },
+    Pca { table: Arc<Table> },
     /// Entity typing and cloze probes of the table ([`crate::eval::run_eval_job`]); cancelled by
     /// [`Worker::cancel`].
     Evaluate {
@@ -205,9 +210,11 @@ pub enum Reply {
     Previewed(Box<PreviewResult>),
     Pca(Arc<Vec<MapPoint>>),
     Evaluated(Box<crate::eval::EvalResults>),
-    /// Final for a job that failed (an error, or a panic caught by the worker).
+    /// Final for a job that failed (an error, or a panic caught by the worker). `refused`:
+    /// the job would have replaced a file this tool did not write (the user may agree).
     Failed {
         message: String,
+        refused: Option<NotOurs>,
     },
 }
 
@@ -280,6 +287,7 @@ impl Worker {
                         Ok(Ok(reply)) => reply,
                         Ok(Err(e)) => Reply::Failed {
                             message: format!("{e:#}"),
+                            refused: e.chain().find_map(|c| c.downcast_ref::<NotOurs>()).cloned(),
                         },
                         Err(p) => {
                             let msg = p
@@ -289,6 +297,7 @@ impl Worker {
                                 .unwrap_or_else(|| "unknown panic".into());
                             Reply::Failed {
                                 message: format!("internal error: {msg}"),
+                                refused: None,
                             }
                         }
                     };
@@ -440,7 +449,11 @@ impl Engine {
                 let m = self.model(&dir, device, dtype, false, send)?;
                 Reply::ModelLoaded(model_info(&dir, m)?)
             }
-            Task::Build { project, resume } => {
+            Task::Build {
+                project,
+                resume,
+                replace,
+            } => {
                 let cancel = self.cancel.clone();
                 let model = self.model(
                     &project.resolve_model()?,
@@ -460,15 +473,18 @@ impl Engine {
                         out: project.table.clone(),
                         out_label: "the project's table",
                         tmp: None,
-                        replace: crate::outpath::Replace::OwnOnly,
+                        replace,
                         resume,
                         cancel: &cancel,
                     },
                     &mut |p| send(Reply::Progress(p.clone())),
                 )?;
                 match outcome {
-                    BuildOutcome::Finished(table, report) => Reply::Built {
-                        table: Arc::new(*table),
+                    BuildOutcome::Finished(mut table, report) => Reply::Built {
+                        table: {
+                            table.attach_corpus(&project.corpus);
+                            Arc::new(*table)
+                        },
                         report: Box::new(report),
                         saved_to: project.table.clone(),
                     },
@@ -483,8 +499,9 @@ impl Engine {
                     },
                 }
             }
-            Task::OpenTable { path } => {
-                let table = Table::load(&path)?;
+            Task::OpenTable { path, corpus } => {
+                let mut table = Table::load(&path)?;
+                table.attach_corpus(&corpus);
                 if let Some((_, _, _, m)) = &self.model {
                     check_fits(&table, m)?;
                 }
@@ -493,12 +510,30 @@ impl Engine {
                     path,
                 }
             }
-            Task::SaveTable { table, path } => {
+            Task::SaveTable {
+                table,
+                path,
+                inputs,
+                replace,
+            } => {
+                let mut ins = Inputs::new();
+                ins.add_all("project file", inputs);
+                ins.check_output("table", &path, OutputKind::Table, replace)?;
                 table.save(&path)?;
                 Reply::Saved { path }
             }
-            Task::ExportProjector { table, dir } => {
+            Task::ExportProjector {
+                table,
+                dir,
+                inputs,
+                replace,
+            } => {
                 crate::outpath::check_dir_or_absent("export folder", &dir)?;
+                let mut ins = Inputs::new();
+                ins.add_all("project file", inputs);
+                for f in ["vectors.tsv", "metadata.tsv"] {
+                    ins.check_output("export", &dir.join(f), OutputKind::Projector, replace)?;
+                }
                 table.export_projector(&dir)?;
                 Reply::Saved { path: dir }
             }

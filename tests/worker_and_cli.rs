@@ -34,7 +34,7 @@ fn wait_for<T>(w: &Worker, id: JobId, what: &str, mut f: impl FnMut(Reply) -> Op
                 );
                 continue;
             }
-            if let Reply::Failed { message } = &reply {
+            if let Reply::Failed { message, .. } = &reply {
                 if what != "error" {
                     panic!("{job}: {message}");
                 }
@@ -66,6 +66,7 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         Task::Build {
             project: Box::new(project.clone()),
             resume: false,
+            replace: pelt::outpath::Replace::OwnOnly,
         },
     );
     let mut progress = 0;
@@ -211,10 +212,11 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         7,
         Task::OpenTable {
             path: dir.path().join("missing.safetensors"),
+            corpus: vec![],
         },
     );
     let msg = wait_for(&worker, id, "error", |e| {
-        if let Reply::Failed { message } = e {
+        if let Reply::Failed { message, .. } = e {
             Some(message)
         } else {
             None
@@ -225,6 +227,7 @@ fn worker_builds_inspects_previews_and_survives_errors() {
         7,
         Task::OpenTable {
             path: dir.path().join("demo.safetensors"),
+            corpus: project.corpus.clone(),
         },
     );
     let reopened = wait_for(&worker, id, "open", |e| {
@@ -247,6 +250,7 @@ fn built_table(worker: &Worker, project: &Project, resume: bool) -> (Arc<Table>,
         Task::Build {
             project: Box::new(project.clone()),
             resume,
+            replace: pelt::outpath::Replace::OwnOnly,
         },
     );
     wait_for(worker, id, "build", |e| match e {
@@ -286,6 +290,7 @@ fn worker_on_the_generic_path_builds_cancels_and_resumes_to_the_same_table() {
         Task::Build {
             project: Box::new(project.clone()),
             resume: false,
+            replace: pelt::outpath::Replace::OwnOnly,
         },
     );
     let mut asked = false;

@@ -411,8 +411,7 @@ pub fn build_table(input: BuildInput, progress: &mut dyn FnMut(&Progress)) -> Re
             |s, found| {
                 finder.count_unknown(s, &found, &mut unknown);
                 if !found.mentions.is_empty() {
-                    let at: SpillRef =
-                        spill.push(
+                    let at: SpillRef = spill.push(
                         &s.text,
                         s.file as u32,
                         s.line as u32,

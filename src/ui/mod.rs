@@ -174,6 +174,7 @@ impl App {
             }
         });
         status::error_window(s, &mut self.windows, &ctx, out);
+        status::question_window(s, &ctx, out);
         status::about_window(&mut self.windows, &ctx);
         if self.hovering_files {
             status::drop_overlay(&ctx);

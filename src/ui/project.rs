@@ -246,6 +246,16 @@ fn project_section(app: &Session, p_edit: &mut Project, ui: &mut Ui, out: &mut V
                 Some(p) => ui.label(file_name(p)).on_hover_text(p.display().to_string()),
                 None => ui.weak("not saved automatically"),
             };
+            let outside = app
+                .project_path
+                .as_ref()
+                .map(|pp| app.project.outputs_outside(pp))
+                .unwrap_or_default();
+            if !outside.is_empty() {
+                ui.colored_label(widgets::WARN, "outside the project's folder").on_hover_text(
+                    "Build will ask before it writes there the first time: a shared project can name any path",
+                );
+            }
             if ui.small_button("Choose…").on_hover_text("Choose where Build writes the table").clicked() {
                 out.push(Command::ChooseTableOutDialog);
             }

@@ -226,6 +226,40 @@ pub fn error_window(app: &Session, win: &mut Windows, ctx: &egui::Context, out: 
     }
 }
 
+/// The write waiting for the user's consent, if any: a file this tool did not write, or a
+/// folder outside the project's.
+pub fn question_window(app: &Session, ctx: &egui::Context, out: &mut Vec<Command>) {
+    let Some(q) = &app.question else {
+        return;
+    };
+    egui::Window::new("Replace a file?")
+        .collapsible(false)
+        .resizable(false)
+        .pivot(egui::Align2::CENTER_CENTER)
+        .default_pos(ctx.content_rect().center())
+        .show(ctx, |ui| {
+            ui.set_max_width(520.0);
+            ui.add(egui::Label::new(RichText::new(&q.text).color(widgets::WARN)).wrap());
+            ui.weak("A project from someone else can name any path: check it before you agree.");
+            ui.horizontal(|ui| {
+                if ui
+                    .button("Write it")
+                    .on_hover_text("Agree: write there (the file is replaced)")
+                    .clicked()
+                {
+                    out.push(Command::Answer(true));
+                }
+                if ui
+                    .button("Don't write")
+                    .on_hover_text("Leave the file as it is")
+                    .clicked()
+                {
+                    out.push(Command::Answer(false));
+                }
+            });
+        });
+}
+
 pub fn about_window(win: &mut Windows, ctx: &egui::Context) {
     if !win.show_about {
         return;

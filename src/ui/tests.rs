@@ -995,3 +995,72 @@ fn same_results(a: &pelt::eval::EvalResults, b: &pelt::eval::EvalResults) {
         close(x, y);
     }
 }
+
+/// A shared project whose table path names someone's text file: Build asks before replacing it
+/// (naming it and its size) and leaves it as it was when told not to, replaces it when told to;
+/// a table outside the project's folder is asked about before the first write there.
+#[test]
+fn a_shared_project_never_replaces_a_file_without_asking() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("shared");
+    std::fs::create_dir(&folder).unwrap();
+    let thesis = folder.join("thesis.txt");
+    let words = b"Chapter 1. Entity vectors from a domain corpus.\n";
+    std::fs::write(&thesis, words).unwrap();
+    let project = demo_project_in(&folder, |p| {
+        p.table = Some(thesis.clone());
+        p.options.k = 8;
+    });
+    let mut h = harness_for(&project);
+    wait_for(&mut h, "the model", |a| a.session.model.is_some());
+    h.get_by_label("Build").click();
+    h.run_ok();
+    wait_for(&mut h, "the question", |a| a.session.question.is_some());
+    let text = h.state().session.question.clone().unwrap().text;
+    assert!(
+        text.contains("thesis.txt") && text.contains(&format!("{} bytes", words.len())),
+        "{text}"
+    );
+    assert!(has_label_containing(&h, "is not a PELT table"));
+    assert_eq!(
+        std::fs::read(&thesis).unwrap(),
+        words,
+        "nothing written yet"
+    );
+    h.get_by_label("Don't write").click();
+    h.run_ok();
+    assert!(h.state().session.question.is_none());
+    assert_eq!(std::fs::read(&thesis).unwrap(), words, "told not to");
+    h.get_by_label("Build").click();
+    h.run_ok();
+    wait_for(&mut h, "the question again", |a| {
+        a.session.question.is_some()
+    });
+    h.get_by_label("Write it").click();
+    h.run_ok();
+    wait_for(&mut h, "the build", |a| a.session.table.is_some());
+    Table::load(&thesis).expect("replaced by the table, as agreed");
+
+    // A table outside the project's folder: asked once, before anything is written.
+    let outside = dir.path().join("elsewhere.safetensors");
+    let mut p = h.state().session.project.clone();
+    p.table = Some(outside.clone());
+    h.state_mut()
+        .session
+        .apply(Command::EditProject(Box::new(p)));
+    h.run_ok();
+    assert!(has_label_containing(&h, "outside the project's folder"));
+    h.get_by_label("Build").click();
+    h.run_ok();
+    let q = h
+        .state()
+        .session
+        .question
+        .clone()
+        .expect("asked about the folder");
+    assert!(q.text.contains("elsewhere.safetensors"), "{}", q.text);
+    assert!(!outside.exists());
+    h.get_by_label("Write it").click();
+    h.run_ok();
+    wait_for(&mut h, "the build outside", |_| outside.is_file());
+}

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pelt::entities::load_entities;
+use pelt::outpath::Replace;
 use pelt::project::Project;
 use pelt::table::Table;
 use pelt::worker::Task;
+use std::path::PathBuf;
 
 use super::{
-    classify_drop, BuildState, Changed, Command, DropKind, Pending, Requests, Session,
-    DEFAULT_PROBE,
+    classify_drop, BuildState, Changed, Command, DropKind, Pending, Question, Requests, Retry,
+    Session, DEFAULT_PROBE,
 };
 
 impl Session {
@@ -176,27 +178,29 @@ impl Session {
             }
             Command::OpenTable(p) => {
                 self.status = Some(format!("Opening {}…", p.display()));
-                self.send(Pending::OpenTable, Task::OpenTable { path: p });
+                let corpus = self.project.corpus.clone();
+                self.send(Pending::OpenTable, Task::OpenTable { path: p, corpus });
             }
-            Command::SaveTable(path) => match self.table_at_norm() {
-                Some(table) => {
-                    self.status = Some(format!("Saving {} (norm {})…", path.display(), table.norm));
-                    self.send(Pending::Save, Task::SaveTable { table, path });
+            Command::SaveTable(path) => self.save_table(path, Replace::OwnOnly),
+            Command::ExportProjector(dir) => self.export_projector(dir, Replace::OwnOnly),
+            Command::Answer(yes) => {
+                let Some(q) = self.question.take() else {
+                    return changed;
+                };
+                if !yes {
+                    self.status = Some("Nothing was written.".into());
+                    return changed;
                 }
-                None => self.error(
-                    "save table",
-                    "there is no table to save yet: build or open one first".into(),
-                ),
-            },
-            Command::ExportProjector(dir) => match self.table_at_norm() {
-                Some(table) => {
-                    self.send(Pending::Save, Task::ExportProjector { table, dir });
+                match q.retry {
+                    Retry::BuildReplacing { resume } => self.start_build_with(resume, Replace::Any),
+                    Retry::BuildOutside { resume, paths } => {
+                        self.confirmed_outside.extend(paths);
+                        self.start_build(resume);
+                    }
+                    Retry::SaveTable(p) => self.save_table(p, Replace::Any),
+                    Retry::ExportProjector(d) => self.export_projector(d, Replace::Any),
                 }
-                None => self.error(
-                    "export",
-                    "there is no table to export yet: build or open one first".into(),
-                ),
-            },
+            }
             Command::Select(i) => {
                 if i < self.entity_count() && self.selected != Some(i) {
                     self.selected = Some(i);
@@ -264,8 +268,11 @@ impl Session {
 
     /// Opens a project file: entity list, model (in the worker) and, if present, its table.
     pub fn open_project(&mut self, path: &Path) {
-        match Project::load(path) {
-            Ok(p) => {
+        match Project::load_checked(path) {
+            Ok((p, warnings)) => {
+                for w in warnings {
+                    self.error("open project", w);
+                }
                 self.switch_project();
                 self.project = p;
                 self.project_path = Some(path.to_path_buf());
@@ -280,7 +287,8 @@ impl Session {
                 match self.project.table.clone() {
                     Some(t) if t.is_file() => {
                         self.status = Some(format!("Opening table {}…", t.display()));
-                        self.send(Pending::OpenTable, Task::OpenTable { path: t });
+                        let corpus = self.project.corpus.clone();
+                        self.send(Pending::OpenTable, Task::OpenTable { path: t, corpus });
                     }
                     _ => {
                         self.status = Some(format!(
@@ -351,9 +359,99 @@ impl Session {
         self.send(Pending::LoadModel, task);
     }
 
+    /// The files the project reads (corpus, entity list, evaluation sources, the model's
+    /// folder): a save or an export may not replace them.
+    fn project_inputs(&self) -> Vec<PathBuf> {
+        let p = &self.project;
+        let mut v: Vec<PathBuf> = p.corpus.clone();
+        v.extend(p.entities.iter().cloned());
+        v.extend(
+            p.eval
+                .labels
+                .iter()
+                .chain(&p.eval.fewrel)
+                .chain(&p.eval.probes)
+                .cloned(),
+        );
+        if let Ok(rd) = std::fs::read_dir(p.model_dir()) {
+            v.extend(rd.flatten().map(|e| e.path()));
+        }
+        v
+    }
+
+    fn save_table(&mut self, path: PathBuf, replace: Replace) {
+        let Some(table) = self.table_at_norm() else {
+            return self.error(
+                "save table",
+                "there is no table to save yet: build or open one first".into(),
+            );
+        };
+        self.status = Some(format!("Saving {} (norm {})…", path.display(), table.norm));
+        self.last_save = Some(Retry::SaveTable(path.clone()));
+        let inputs = self.project_inputs();
+        self.send(
+            Pending::Save,
+            Task::SaveTable {
+                table,
+                path,
+                inputs,
+                replace,
+            },
+        );
+    }
+
+    fn export_projector(&mut self, dir: PathBuf, replace: Replace) {
+        let Some(table) = self.table_at_norm() else {
+            return self.error(
+                "export",
+                "there is no table to export yet: build or open one first".into(),
+            );
+        };
+        self.last_save = Some(Retry::ExportProjector(dir.clone()));
+        let inputs = self.project_inputs();
+        self.send(
+            Pending::Save,
+            Task::ExportProjector {
+                table,
+                dir,
+                inputs,
+                replace,
+            },
+        );
+    }
+
     pub(super) fn start_build(&mut self, resume: bool) {
+        self.start_build_with(resume, Replace::OwnOnly)
+    }
+
+    /// Starts a build; `replace` says whether it may replace files this tool did not write.
+    /// Outputs outside the project's folder are asked about once.
+    pub(super) fn start_build_with(&mut self, resume: bool, replace: Replace) {
         if self.building() {
             return;
+        }
+        if let Some(pp) = &self.project_path {
+            let outside: Vec<PathBuf> = self
+                .project
+                .outputs_outside(pp)
+                .into_iter()
+                .map(|(_, p)| p)
+                .filter(|p| !self.confirmed_outside.contains(p))
+                .collect();
+            if !outside.is_empty() {
+                let names: Vec<String> = outside.iter().map(|p| pelt::escape::path(p)).collect();
+                self.question = Some(Question {
+                    text: format!(
+                        "This project writes outside its folder: {}. Write there?",
+                        names.join(", ")
+                    ),
+                    retry: Retry::BuildOutside {
+                        resume,
+                        paths: outside,
+                    },
+                });
+                return;
+            }
         }
         if self.project.corpus.is_empty() {
             self.error("build", "the project has no corpus files: add some on the left (or drop them onto the window)".into());
@@ -379,6 +477,7 @@ impl Session {
         let task = Task::Build {
             project: Box::new(self.project.clone()),
             resume,
+            replace,
         };
         self.send(Pending::Build, task);
     }

@@ -111,6 +111,32 @@ pub enum Pca {
     Ready(Arc<Vec<MapPoint>>),
 }
 
+/// A write the window asks the user to agree to before it happens: over a file this tool did
+/// not write, or outside the project's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// The question, naming the file (and its size).
+    pub text: String,
+    /// What runs when the user agrees.
+    pub retry: Retry,
+}
+
+/// What runs again once the user agrees ([`Command::Answer`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retry {
+    /// The build, allowed to replace a file this tool did not write.
+    BuildReplacing {
+        resume: bool,
+    },
+    /// The build, allowed to write these outputs outside the project's folder.
+    BuildOutside {
+        resume: bool,
+        paths: Vec<PathBuf>,
+    },
+    SaveTable(PathBuf),
+    ExportProjector(PathBuf),
+}
+
 /// What a command or a batch of replies changed, for views that cache what they derive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Changed {
@@ -177,6 +203,12 @@ pub struct Session {
     pub eval_when_ready: bool,
     /// How far the evaluation in flight has got.
     pub eval_progress: Option<Progress>,
+    /// A write waiting for the user's consent (the window shows it as a dialog).
+    pub question: Option<Question>,
+    /// Outputs outside the project's folder the user agreed to (asked once each).
+    pub confirmed_outside: std::collections::BTreeSet<PathBuf>,
+    /// The last save or export sent, to run again if the user agrees to replace a file.
+    pub last_save: Option<Retry>,
 }
 
 impl Session {
@@ -215,6 +247,9 @@ impl Session {
             build_when_ready: false,
             eval_when_ready: false,
             eval_progress: None,
+            question: None,
+            confirmed_outside: Default::default(),
+            last_save: None,
         }
     }
 

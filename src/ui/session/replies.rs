@@ -8,7 +8,7 @@ use pelt::build::checkpoint_path;
 use pelt::table::Table;
 use pelt::worker::{Event, Reply};
 
-use super::{Cancelled, Changed, Command, ErrorEntry, Pca, Pending, Req, Session};
+use super::{Cancelled, Changed, Command, ErrorEntry, Pca, Pending, Question, Req, Retry, Session};
 
 impl Session {
     // ----- replies -----
@@ -78,11 +78,35 @@ impl Session {
     fn on_final(&mut self, pending: Pending, job: &str, reply: Reply) -> Changed {
         let mut changed = Changed::default();
         match (pending, reply) {
-            (pending, Reply::Failed { message }) => {
+            (pending, Reply::Failed { message, refused }) => {
                 if pending == Pending::Build {
                     self.build_ended();
                 }
-                self.error(job, message);
+                let retry = match (&pending, refused) {
+                    (Pending::Build, Some(n)) => Some((
+                        n,
+                        Retry::BuildReplacing {
+                            resume: self.build.resuming,
+                        },
+                    )),
+                    (Pending::Save, Some(n)) => self.last_save.clone().map(|r| (n, r)),
+                    _ => None,
+                };
+                match retry {
+                    Some((n, retry)) => {
+                        self.status = Some("Waiting for your answer: nothing was written.".into());
+                        self.question = Some(Question {
+                            text: format!(
+                                "{} exists ({}) and is not a {}. Replace it?",
+                                pelt::escape::path(&n.path),
+                                pelt::outpath::human_size(n.size),
+                                n.kind.label()
+                            ),
+                            retry,
+                        });
+                    }
+                    None => self.error(job, message),
+                }
                 changed.project = true;
             }
             (Pending::LoadModel, Reply::ModelLoaded(_)) => {}

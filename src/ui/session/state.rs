@@ -223,6 +223,8 @@ pub enum Command {
     ClearErrors,
     /// A file or folder dropped onto the window.
     Dropped(PathBuf),
+    /// The user's answer to the [`super::Question`] shown: `true` runs the write.
+    Answer(bool),
 }
 
 /// What a dropped path is taken for.

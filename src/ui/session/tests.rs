@@ -130,6 +130,7 @@ fn replies_of_another_project_are_dropped_but_the_model_counts() {
         job: "open table",
         reply: Reply::Failed {
             message: "gone".into(),
+            refused: None,
         },
     };
     s.on_event(failed);
@@ -308,6 +309,7 @@ fn a_failure_clears_exactly_the_job_that_failed() {
             id,
             Reply::Failed {
                 message: "no model is loaded".into(),
+                refused: None,
             },
         )
     };
@@ -333,6 +335,7 @@ fn a_reply_with_an_unknown_id_changes_nothing() {
     let replies = [
         Reply::Failed {
             message: "gone".into(),
+            refused: None,
         },
         Reply::TableOpened {
             table: table(&["x"], &[1]),
@@ -382,6 +385,7 @@ fn a_failed_build_ends_the_build_and_nothing_else() {
         build,
         Reply::Failed {
             message: "no corpus".into(),
+            refused: None,
         },
     ));
     assert!(changed.project);
