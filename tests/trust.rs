@@ -179,8 +179,9 @@ fn with_long_line(path: &Path, first: &str, mb: usize) {
     writeln!(f).unwrap();
 }
 
-/// A 100 MB line in an entity list, a project file or a model's config.json is refused with
-/// the file (and line) named, and reading it costs far less memory than the line.
+/// A 100 MB line in an entity list, a label or probe file, a project file or a model's
+/// config.json is refused with the file (and line) named, and reading it costs far less
+/// memory than the line.
 #[test]
 fn a_100_mb_line_in_a_text_input_is_refused_in_bounded_memory() {
     let i = inputs();
@@ -226,6 +227,60 @@ fn a_100_mb_line_in_a_text_input_is_refused_in_bounded_memory() {
         peak < base + 40.0,
         "entity list: peak {peak:.0} MB vs {base:.0} MB"
     );
+
+    // Labels and probes for the evaluation: a good file is the baseline.
+    let ids: Vec<String> = std::fs::read_to_string(&i.entities)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split('\t').next().map(str::to_string))
+        .collect();
+    let first_id = ids[0].clone();
+    let labels = i.dir.path().join("labels.tsv");
+    let good: String = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| format!("{id}\t{}\n", if n % 2 == 0 { "place" } else { "thing" }))
+        .collect();
+    std::fs::write(&labels, good).unwrap();
+    let (ok, err, base_eval) = pelt_peak(&[
+        "eval",
+        "typing",
+        "--table",
+        &o,
+        "--model",
+        &m,
+        "--labels",
+        &s(&labels),
+    ]);
+    assert!(ok, "{err}");
+    for (args, name) in [
+        (
+            vec!["eval", "typing", "--table", &o, "--model", &m, "--labels"],
+            "long-labels.tsv",
+        ),
+        (
+            vec![
+                "eval", "cloze", "--table", &o, "--model", &m, "--device", "cpu", "--probes",
+            ],
+            "long-probes.tsv",
+        ),
+    ] {
+        let long = i.dir.path().join(name);
+        with_long_line(&long, &format!("{first_id}\tthing"), 100);
+        let mut a = args.clone();
+        let l = s(&long);
+        a.push(&l);
+        let (ok, err, peak) = pelt_peak(&a);
+        assert!(
+            !ok && err.contains(&format!("{name}:2")) && err.contains("longer than the limit"),
+            "{name}: {err}"
+        );
+        assert!(
+            peak < base_eval + 40.0,
+            "{name}: peak {peak:.0} MB vs {base_eval:.0} MB"
+        );
+    }
 
     let project = i.dir.path().join("long.ron");
     with_long_line(&project, "(", 100);

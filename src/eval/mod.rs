@@ -34,8 +34,12 @@ pub type Labels = BTreeMap<String, String>;
 
 /// Reads `id<TAB>label` lines (`#` comments and blank lines skipped).
 pub fn labels_from_tsv(path: &Path) -> Result<Labels> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read labels {}", path.display()))?;
+    let text = crate::corpus::read_text_capped(
+        path,
+        crate::entities::MAX_LIST_BYTES,
+        crate::corpus::MAX_TEXT_LINE_BYTES,
+    )
+    .with_context(|| format!("cannot read labels {}", crate::escape::path(path)))?;
     let mut out = Labels::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');

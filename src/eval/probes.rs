@@ -158,8 +158,12 @@ pub fn probes_from_tsv(
     table: &Table,
     tok: &crate::model::TextTokenizer,
 ) -> Result<(Vec<Probe>, ProbeReport)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read probes {}", path.display()))?;
+    let text = crate::corpus::read_text_capped(
+        path,
+        crate::entities::MAX_LIST_BYTES,
+        crate::corpus::MAX_TEXT_LINE_BYTES,
+    )
+    .with_context(|| format!("cannot read probes {}", crate::escape::path(path)))?;
     let mut probes = Vec::new();
     let mut rep = ProbeReport::default();
     for (i, line) in text.lines().enumerate() {
