@@ -82,22 +82,21 @@ pub const INDEX_MAX_VALUES: usize = 64 << 20;
 /// The unit direction of entity `i` (zeros if never found), with the mean direction of the
 /// found entities removed when `center` (as [`NeighbourIndex::direction`] gives it).
 pub fn direction_of(table: &Table, i: usize, center: bool) -> Vec<f32> {
+    let mean = center.then(|| mean_direction(table, 0));
+    direction_with_mean(table, i, mean.as_deref())
+}
+
+/// [`direction_of`] with the mean direction given (from [`mean_direction`]; `None`: not
+/// centred).
+pub fn direction_with_mean(table: &Table, i: usize, mean: Option<&[f32]>) -> Vec<f32> {
     let h = table.hidden();
     if table.counts.get(i).is_none_or(|&c| c == 0) {
         return vec![0.0; h];
     }
     let mut d = table.embedding_at(i, 1.0);
-    if center {
-        let mut mean = vec![0f64; h];
-        let mut n = 0usize;
-        for j in (0..table.len()).filter(|&j| table.counts[j] > 0) {
-            for (m, v) in mean.iter_mut().zip(table.embedding_at(j, 1.0)) {
-                *m += v as f64;
-            }
-            n += 1;
-        }
-        for (x, m) in d.iter_mut().zip(&mean) {
-            *x = (*x as f64 - m / n.max(1) as f64) as f32;
+    if let Some(mean) = mean {
+        for (x, m) in d.iter_mut().zip(mean) {
+            *x -= m;
         }
         d = crate::table::scale_to_norm(&d, 1.0);
     }

@@ -367,6 +367,8 @@ struct TableCache {
     table: Arc<Table>,
     index: Option<NeighbourIndex>,
     finder: Option<MentionFinder>,
+    /// The mean direction of a table scanned in place (one pass, kept for its queries).
+    mean: Option<Arc<Vec<f32>>>,
 }
 
 impl TableCache {
@@ -439,6 +441,7 @@ impl Engine {
             table: table.clone(),
             index: None,
             finder: None,
+            mean: None,
         })
     }
 
@@ -590,11 +593,25 @@ impl Engine {
                 center,
                 norm,
             } => {
+                let large = table.len() * table.hidden() > analysis::INDEX_MAX_VALUES;
+                let mean = if large && center {
+                    let cache = self.cache(&table);
+                    let m = cache
+                        .mean
+                        .get_or_insert_with(|| Arc::new(analysis::mean_direction(&table, 0)))
+                        .clone();
+                    Some(m)
+                } else {
+                    None
+                };
                 let model = self.model_for(&table)?;
-                if table.len() * table.hidden() > analysis::INDEX_MAX_VALUES {
-                    // A large table is scanned in place: no copy of its vectors.
-                    let entities = analysis::nearest_streamed(&table, entity, k, center, 0)?;
-                    let dir = analysis::direction_of(&table, entity, center);
+                if large {
+                    // A large table is scanned in place: no copy of its vectors, one pass a
+                    // query (the mean direction is computed once per table).
+                    let mean = mean.as_deref().map(|m| m.as_slice());
+                    let kernel = analysis::ScanKernel::best(table.meta.dtype);
+                    let entities = analysis::nearest_scan(&table, entity, k, mean, 0, kernel)?;
+                    let dir = analysis::direction_with_mean(&table, entity, mean);
                     let vocab =
                         analysis::vocab_neighbours_of_direction(model, &table, &dir, k, norm)?;
                     return Ok(Reply::Neighbours(NeighbourResult {
