@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::rss_mb;
 use anyhow::{bail, Result};
-use pelt::analysis::{nearest_streamed, NeighbourIndex, INDEX_MAX_VALUES};
+use pelt::analysis::{NeighbourIndex, INDEX_MAX_VALUES};
 use pelt::table::{ContextRecord, EntityRow, RowVector, Table, TableMeta, TableWriter};
 
 use super::session::{Pca, SortKey};
@@ -212,9 +212,18 @@ pub fn run(entities: usize, hidden: usize, frames: usize, dir: &Path) -> Result<
                 table.len() * table.hidden()
             );
         let table = &table;
+        let t = Instant::now();
+        let mean = pelt::analysis::mean_direction(table, 0);
+        println!(
+            "mean direction: {:.0} ms (once per table, kept by the worker)",
+            ms(t.elapsed())
+        );
+        let kernel = pelt::analysis::ScanKernel::best(table.meta.dtype);
         (
             "scanned in place",
-            Box::new(move || nearest_streamed(table, e, 15, true, 0).map(drop)),
+            Box::new(move || {
+                pelt::analysis::nearest_scan(table, e, 15, Some(&mean), 0, kernel).map(drop)
+            }),
         )
     } else {
         let t = Instant::now();
