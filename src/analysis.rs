@@ -288,7 +288,7 @@ pub fn entity_neighbours(
 }
 
 /// Dot product in f32 lanes (the compiler vectorises the eight accumulators).
-fn dot32(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

@@ -7,32 +7,7 @@ use common::*;
 use pelt::analysis::compare::compare_tables;
 use pelt::table::Table;
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
-
-fn build(dir: &Path, mode: &str) -> std::path::PathBuf {
-    let out = dir.join(format!("{mode}.safetensors"));
-    let root = root();
-    let (ok, _, err) = pelt(&[
-        "build",
-        "--corpus",
-        &root
-            .join("assets/sample/pubmed-linked.jsonl")
-            .display()
-            .to_string(),
-        "--entities",
-        &root
-            .join("assets/sample/pubmed-entities.tsv")
-            .display()
-            .to_string(),
-        "--mentions",
-        mode,
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert!(ok, "{err}");
-    out
-}
 
 fn vectors_sha(t: &Table) -> String {
     let mut h = Sha256::new();
@@ -45,7 +20,10 @@ fn vectors_sha(t: &Table) -> String {
 #[test]
 fn jaccard_at_k_matches_numpy_on_links_against_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (pa, pb) = (build(dir.path(), "links"), build(dir.path(), "names"));
+    let (pa, pb) = (
+        build_sample(dir.path(), "links", &["--mentions", "links"]),
+        build_sample(dir.path(), "names", &["--mentions", "names"]),
+    );
     let (a, b) = (Table::load(&pa).unwrap(), Table::load(&pb).unwrap());
     let want = json("compare/expected.json");
     for (t, name) in [(&a, "links"), (&b, "names")] {

@@ -12,7 +12,7 @@ use pelt::io::{temp_path, write_atomic, write_safetensors, TEMP_ATTEMPTS};
 use pelt::model::{Config, Model};
 use pelt::table::Table;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,34 +22,6 @@ fn s(p: &Path) -> String {
 
 fn tiny() -> Model {
     Model::load(&fixture("models/tiny-bert"), &Device::Cpu).unwrap()
-}
-
-/// Copies of the fixture corpus, entity list and tiny model in a temporary folder.
-struct Inputs {
-    dir: tempfile::TempDir,
-    corpus: PathBuf,
-    entities: PathBuf,
-    model: PathBuf,
-}
-
-fn inputs() -> Inputs {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus.txt");
-    let entities = dir.path().join("entities.tsv");
-    std::fs::copy(fixture("pelt/corpus.txt"), &corpus).unwrap();
-    std::fs::copy(fixture("pelt/entities.tsv"), &entities).unwrap();
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    for e in std::fs::read_dir(fixture("models/tiny-bert")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-    }
-    Inputs {
-        dir,
-        corpus,
-        entities,
-        model,
-    }
 }
 
 /// `pelt build` of `corpus` with `extra` options (and `--k 2` unless they give `--k`).

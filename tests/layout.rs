@@ -52,24 +52,8 @@ fn map_metrics_match_scikit_learn_and_numpy() {
 #[test]
 fn tsne_and_umap_show_more_label_structure_than_pca_on_the_sample() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("t.safetensors");
+    let out = build_sample(dir.path(), "t", &[]);
     let root = root();
-    let (ok, _, err) = pelt(&[
-        "build",
-        "--corpus",
-        &root
-            .join("assets/sample/pubmed-linked.jsonl")
-            .display()
-            .to_string(),
-        "--entities",
-        &root
-            .join("assets/sample/pubmed-entities.tsv")
-            .display()
-            .to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert!(ok, "{err}");
     let t = Table::load(&out).unwrap();
     let labels =
         pelt::eval::labels_from_fewrel(&[root.join("assets/sample/val_pubmed.json")], 3).unwrap();

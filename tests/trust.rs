@@ -10,34 +10,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// A folder with copies of the fixture corpus, entity list and tiny model.
-struct Inputs {
-    dir: tempfile::TempDir,
-    corpus: PathBuf,
-    entities: PathBuf,
-    model: PathBuf,
-}
-
-fn inputs() -> Inputs {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus.txt");
-    let entities = dir.path().join("entities.tsv");
-    std::fs::copy(fixture("pelt/corpus.txt"), &corpus).unwrap();
-    std::fs::copy(fixture("pelt/entities.tsv"), &entities).unwrap();
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    for e in std::fs::read_dir(fixture("models/tiny-bert")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-    }
-    Inputs {
-        dir,
-        corpus,
-        entities,
-        model,
-    }
-}
-
 fn build(i: &Inputs, out: &Path, extra: &[&str]) -> (bool, String, String) {
     let (c, e, m, o) = (s(&i.corpus), s(&i.entities), s(&i.model), s(out));
     let mut args = vec![

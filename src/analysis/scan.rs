@@ -138,22 +138,7 @@ fn as_f32(dtype: VectorDtype, row: &[u8]) -> std::borrow::Cow<'_, [f32]> {
 /// Eight f32 lanes per product over the row decoded to f32 (the compiler vectorises them).
 fn portable(dtype: VectorDtype, row: &[u8], q: &[f32], m: Option<&[f32]>) -> RowDots {
     let v = as_f32(dtype, row);
-    let dot = |b: &[f32]| {
-        let mut acc = [0f32; 8];
-        let (ca, cb) = (v.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| x * y)
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
-        }
-        acc.iter().sum::<f32>() + tail
-    };
+    let dot = |b: &[f32]| super::dot32(&v, b);
     RowDots {
         vv: dot(&v),
         vq: dot(q),

@@ -125,3 +125,60 @@ pub fn build_from(
         pelt::build::BuildOutcome::Cancelled { .. } => anyhow::bail!("cancelled"),
     }
 }
+
+/// Copies of the fixture corpus, entity list and tiny model in a temporary folder.
+pub struct Inputs {
+    pub dir: tempfile::TempDir,
+    pub corpus: PathBuf,
+    pub entities: PathBuf,
+    pub model: PathBuf,
+}
+
+pub fn inputs() -> Inputs {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    let entities = dir.path().join("entities.tsv");
+    std::fs::copy(fixture("pelt/corpus.txt"), &corpus).unwrap();
+    std::fs::copy(fixture("pelt/entities.tsv"), &entities).unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(fixture("models/tiny-bert")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    Inputs {
+        dir,
+        corpus,
+        entities,
+        model,
+    }
+}
+
+/// `pelt build` of the bundled sample (linked PubMed sentences, its entity list, the bundled
+/// model) into `dir/NAME.safetensors`, with `extra` options.
+pub fn build_sample(dir: &std::path::Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(format!("{name}.safetensors"));
+    let root = root();
+    let (corpus, entities, o) = (
+        root.join("assets/sample/pubmed-linked.jsonl")
+            .display()
+            .to_string(),
+        root.join("assets/sample/pubmed-entities.tsv")
+            .display()
+            .to_string(),
+        out.display().to_string(),
+    );
+    let mut args = vec![
+        "build",
+        "--corpus",
+        &corpus,
+        "--entities",
+        &entities,
+        "--out",
+        &o,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = pelt(&args);
+    assert!(ok, "{err}");
+    out
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pelt::entities::load_entities;
-use pelt::outpath::Replace;
+use pelt::outpath::{OutputKind, Replace};
 use pelt::project::Project;
 use pelt::table::Table;
 use pelt::worker::Task;
@@ -199,6 +199,7 @@ impl Session {
                     }
                     Retry::SaveTable(p) => self.save_table(p, Replace::Any),
                     Retry::ExportProjector(d) => self.export_projector(d, Replace::Any),
+                    Retry::SaveProject(p) => self.save_project_with(&p, Replace::Any),
                 }
             }
             Command::Select(i) => {
@@ -308,6 +309,35 @@ impl Session {
 
     /// Saves the project (with the probe sentence) to `path`.
     pub fn save_project(&mut self, path: &Path) {
+        self.save_project_with(path, Replace::OwnOnly)
+    }
+
+    /// Saves the project to `path`, which may not be one of its inputs nor (unless `replace`)
+    /// a file that is not a project: the window asks first.
+    pub(super) fn save_project_with(&mut self, path: &Path, replace: Replace) {
+        let mut inputs = pelt::outpath::Inputs::new();
+        inputs.add_all("project file", self.project_inputs());
+        inputs.add_all(
+            "project output",
+            self.project.outputs().into_iter().map(|o| o.1),
+        );
+        if let Err(e) = inputs.check_output("project", path, OutputKind::Project, replace) {
+            match e.downcast_ref::<pelt::outpath::NotOurs>() {
+                Some(n) => {
+                    self.question = Some(Question {
+                        text: format!(
+                            "{} exists ({}) and is not a {}. Replace it?",
+                            pelt::escape::path(&n.path),
+                            pelt::outpath::human_size(n.size),
+                            n.kind.label()
+                        ),
+                        retry: Retry::SaveProject(path.to_path_buf()),
+                    });
+                }
+                None => self.error("save project", format!("{e:#}")),
+            }
+            return;
+        }
         self.project.probe = self.state.probe.clone();
         match self.project.save(path) {
             Ok(()) => {
@@ -361,7 +391,7 @@ impl Session {
 
     /// The files the project reads (corpus, entity list, evaluation sources, the model's
     /// folder): a save or an export may not replace them.
-    fn project_inputs(&self) -> Vec<PathBuf> {
+    pub(super) fn project_inputs(&self) -> Vec<PathBuf> {
         let p = &self.project;
         let mut v: Vec<PathBuf> = p.corpus.clone();
         v.extend(p.entities.iter().cloned());

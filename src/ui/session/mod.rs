@@ -135,6 +135,7 @@ pub enum Retry {
     },
     SaveTable(PathBuf),
     ExportProjector(PathBuf),
+    SaveProject(PathBuf),
 }
 
 /// What a command or a batch of replies changed, for views that cache what they derive.

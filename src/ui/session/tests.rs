@@ -393,3 +393,41 @@ fn a_failed_build_ends_the_build_and_nothing_else() {
     assert_eq!(s.job(save), Some(&Pending::Save));
     assert_eq!(s.jobs_in_flight(), 3);
 }
+
+/// Save-as never replaces one of the project's inputs, and replaces a file that is not a
+/// project only once the user agrees.
+#[test]
+fn save_as_is_checked_against_the_inputs_and_asks_before_replacing_a_stranger_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, "Aspirin lowers fever .\n").unwrap();
+    let mut s = session();
+    s.project.corpus = vec![corpus.clone()];
+    s.apply(Command::SaveProjectTo(corpus.clone()));
+    assert!(s.question.is_none());
+    let e = &s.errors.last().expect("refused").message;
+    assert!(e.contains("refusing to overwrite an input"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&corpus).unwrap(),
+        "Aspirin lowers fever .\n"
+    );
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    s.apply(Command::SaveProjectTo(notes.clone()));
+    let q = s.question.clone().expect("asked");
+    assert!(
+        q.text.contains("notes.txt") && q.text.contains("9 bytes"),
+        "{}",
+        q.text
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    s.apply(Command::Answer(false));
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    s.apply(Command::SaveProjectTo(notes.clone()));
+    s.apply(Command::Answer(true));
+    assert!(s.question.is_none());
+    pelt::project::Project::load(&notes).expect("now a project");
+    // A project replaces a project without asking.
+    s.apply(Command::SaveProjectTo(notes.clone()));
+    assert!(s.question.is_none() && s.project_path.as_deref() == Some(notes.as_path()));
+}
