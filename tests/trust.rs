@@ -117,6 +117,7 @@ fn renorm_merge_export_and_entity_lists_refuse_a_stranger_file_without_force() {
 }
 
 /// Runs `pelt` and returns (success, stderr, peak resident memory in MB).
+#[allow(clippy::zombie_processes)] // waited for by wait4, which also gives the peak memory
 fn pelt_peak(args: &[&str]) -> (bool, String, f64) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pelt"))
         .args(args)

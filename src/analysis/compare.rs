@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::table::Table;
 
+/// Nearest shared entities (indices into [`Comparison::shared`]) with their cosines.
+pub type NeighbourList = Vec<(u32, f32)>;
+
 /// One entity both tables found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SharedEntity {
@@ -21,8 +24,8 @@ pub struct SharedEntity {
     pub row_b: usize,
     /// Its `k` nearest shared entities in A and in B (indices into
     /// [`Comparison::shared`]), most similar first, with their cosines.
-    pub neighbours_a: Vec<(u32, f32)>,
-    pub neighbours_b: Vec<(u32, f32)>,
+    pub neighbours_a: NeighbourList,
+    pub neighbours_b: NeighbourList,
     pub jaccard: f64,
 }
 
@@ -102,7 +105,7 @@ fn knn(
     k: usize,
     cancel: &AtomicBool,
     step: &mut dyn FnMut(usize),
-) -> Result<Option<Vec<Vec<(u32, f32)>>>> {
+) -> Result<Option<Vec<NeighbourList>>> {
     let n = dirs.dim(0)?;
     let all_t = dirs.t()?.contiguous()?;
     let mut out = Vec::with_capacity(n);

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::table::Table;
 
+/// A map: each found entity's row and its point.
+pub type MapPoints = Vec<(usize, [f64; 2])>;
+
 /// t-SNE's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TsneParams {
@@ -147,7 +150,7 @@ pub(crate) fn smallest_k(
             continue;
         }
         let v = score(j);
-        if best.len() == k && !(v < best[k - 1].0) {
+        if best.len() == k && v.partial_cmp(&best[k - 1].0) != Some(std::cmp::Ordering::Less) {
             continue;
         }
         let at = best.partition_point(|b| b.0 < v || (b.0 == v && b.1 < j));
@@ -217,7 +220,7 @@ pub fn tsne_2d(
     params: TsneParams,
     cancel: &AtomicBool,
     progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> Result<Option<Vec<(usize, [f64; 2])>>> {
+) -> Result<Option<MapPoints>> {
     if !(params.perplexity.is_finite() && params.perplexity >= 1.0) {
         bail!("perplexity must be at least 1, found {}", params.perplexity);
     }
@@ -364,7 +367,7 @@ pub fn umap_2d(
     params: UmapParams,
     cancel: &AtomicBool,
     progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> Result<Option<Vec<(usize, [f64; 2])>>> {
+) -> Result<Option<MapPoints>> {
     if params.neighbours < 2 {
         bail!("UMAP needs at least 2 neighbours per point");
     }
@@ -434,7 +437,7 @@ pub fn umap_2d(
             }
         }
     }
-    edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    edges.sort_by_key(|e| (e.0, e.1));
     edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
     let epochs = if params.epochs > 0 {
         params.epochs
