@@ -162,36 +162,27 @@ fn a_100_mb_line_in_a_text_input_is_refused_in_bounded_memory() {
     let out = i.dir.path().join("t.safetensors");
     let (c, m, o) = (s(&i.corpus), s(&i.model), s(&out));
     let e_good = s(&i.entities);
-    let (ok, err, base) = pelt_peak(&[
-        "build",
-        "--corpus",
-        &c,
-        "--entities",
-        &e_good,
-        "--model",
-        &m,
-        "--out",
-        &o,
-        "--k",
-        "2",
-    ]);
+    let build_peak = |entities: &str| {
+        pelt_peak(&[
+            "build",
+            "--corpus",
+            &c,
+            "--entities",
+            entities,
+            "--model",
+            &m,
+            "--out",
+            &o,
+            "--k",
+            "2",
+        ])
+    };
+    let (ok, err, base) = build_peak(&e_good);
     assert!(ok, "{err}");
     let long_list = i.dir.path().join("long.tsv");
     with_long_line(&long_list, "Q1\tAspirin", 100);
     let l = s(&long_list);
-    let (ok, err, peak) = pelt_peak(&[
-        "build",
-        "--corpus",
-        &c,
-        "--entities",
-        &l,
-        "--model",
-        &m,
-        "--out",
-        &o,
-        "--k",
-        "2",
-    ]);
+    let (ok, err, peak) = build_peak(&l);
     assert!(
         !ok && err.contains("long.tsv:2") && err.contains("longer than the limit"),
         "{err}"
@@ -267,19 +258,7 @@ fn a_100_mb_line_in_a_text_input_is_refused_in_bounded_memory() {
     let config = i.model.join("config.json");
     let good = std::fs::read_to_string(&config).unwrap();
     with_long_line(&config, good.trim_end(), 100);
-    let (ok, err, peak) = pelt_peak(&[
-        "build",
-        "--corpus",
-        &c,
-        "--entities",
-        &e_good,
-        "--model",
-        &m,
-        "--out",
-        &o,
-        "--k",
-        "2",
-    ]);
+    let (ok, err, peak) = build_peak(&e_good);
     assert!(
         !ok && err.contains("config.json") && err.contains("limit"),
         "{err}"
