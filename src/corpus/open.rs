@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::outpath::kind_of;
 
-/// Opens a regular file, decompressing `.gz`.
-pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
+/// Opens `path`, refusing anything but a regular file; with its metadata.
+pub(crate) fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let meta = file
@@ -21,6 +21,12 @@ pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
             kind_of(&meta)
         );
     }
+    Ok((file, meta))
+}
+
+/// Opens a regular file, decompressing `.gz`.
+pub fn open_reader(path: &Path) -> Result<Box<dyn BufRead>> {
+    let (file, _) = open_regular(path)?;
     if path
         .extension()
         .and_then(|e| e.to_str())

@@ -1,7 +1,7 @@
 //! Reading one sentence back from a corpus file by its place (line, sentence index, and the
 //! byte offset of its line), the way the build read it.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -9,7 +9,6 @@ use std::path::Path;
 use super::open::{open_reader, LineReader};
 use super::reader::Reader;
 use super::{lines, reader_of, ReadReport, Sentence, NO_OFFSET};
-use crate::outpath::kind_of;
 
 /// Sentence `index` of record `line` (1-based; the example number for FewRel, the title line
 /// for PubTator) of the corpus file `path`, read as a build reads it; `None` when the file
@@ -72,18 +71,7 @@ fn open_at(path: &Path, at: u64) -> Result<Option<Box<dyn BufRead>>> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         return Ok((skipped == at).then_some(r));
     }
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if !meta.is_file() {
-        bail!(
-            "{} is {}; only regular files are read",
-            path.display(),
-            kind_of(&meta)
-        );
-    }
+    let (mut file, meta) = super::open::open_regular(path)?;
     if at > meta.len() {
         return Ok(None);
     }
