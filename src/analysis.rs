@@ -13,6 +13,7 @@ use crate::table::Table;
 
 pub mod compare;
 pub mod layout;
+pub mod maps;
 mod scan;
 pub use scan::{RowDots, RowScanner, ScanKernel};
 
@@ -668,7 +669,7 @@ pub fn loss_vs_norm(direction: &[f32], insights: &[ContextInsight], norms: &[f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{TableMeta, TableParts};
+    use crate::table::TableParts;
 
     /// Entity 3 is never found; the others point in pseudo-random directions.
     fn table() -> Table {
@@ -695,23 +696,7 @@ mod tests {
             .map(|i| if i == 3 { 0 } else { 1 + i })
             .collect();
         let mut parts = TableParts {
-            meta: Some(TableMeta {
-                model: "m".into(),
-                model_sha256: "0".into(),
-                hidden_size: h,
-                k: 8,
-                seed: 0,
-                max_len: 8,
-                corpus: "c".into(),
-                corpus_sha256: "0".into(),
-                shard: "all".into(),
-                case_sensitive: false,
-                mentions: "names".into(),
-                window: 512,
-                dtype: Default::default(),
-                entities_total: n,
-                entity_list_sha256: String::new(),
-            }),
+            meta: Some(crate::table::test_meta(h, n)),
             entity_ids: (0..n).map(|i| format!("Q{i}")).collect(),
             entity_names: (0..n).map(|i| format!("e{i}")).collect(),
             entity_aliases: vec![vec![]; n],

@@ -14,6 +14,8 @@ pub enum Phase {
     Writing,
     /// Running cloze probes (one pass per norm, and one without the table).
     Evaluating,
+    /// Laying out a map (epochs of t-SNE or UMAP).
+    Mapping,
 }
 
 impl Phase {
@@ -24,6 +26,7 @@ impl Phase {
             Phase::Encoding => "encoding contexts",
             Phase::Writing => "writing table",
             Phase::Evaluating => "running probes",
+            Phase::Mapping => "laying out the map",
         }
     }
 }
@@ -56,6 +59,7 @@ impl Progress {
         let unit = match self.phase {
             Phase::Encoding => "contexts",
             Phase::Evaluating => "probes",
+            Phase::Mapping => "epochs",
             _ => "sentences",
         };
         let mut s = match self.total {

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::analysis::maps::{compute_map, map_tsv, read_map_tsv, MapMethod};
 use crate::analysis::preview::{preview, PreviewInput, PreviewResult};
 pub use crate::analysis::Predictions;
 use crate::analysis::{self, check_fits, ContextInsight, NeighbourIndex};
@@ -101,8 +102,30 @@ pub enum Task {
         norm_b: f32,
         top_k: usize,
     },
-    /// The 2-D PCA of the table's entity vectors (needs no model).
-    Pca { table: Arc<Table> },
+    /// A 2-D map of the table's entity vectors (needs no model). A learnt map (t-SNE, UMAP) is
+    /// read from, or kept in, `cache_dir/maps/` when given ([`MapMethod::cache_file`]);
+    /// cancelled by [`Worker::cancel`] (the reply then has no points).
+    Map {
+        table: Arc<Table>,
+        method: MapMethod,
+        cache_dir: Option<PathBuf>,
+        /// Only read a kept map back: without one, the reply has no points.
+        read_only: bool,
+    },
+    /// Classes of the table's rows for colouring the map (at most `max_classes`).
+    Classes {
+        table: Arc<Table>,
+        source: crate::eval::LabelSource,
+        max_classes: usize,
+    },
+    /// Writes some rows of the table as an entity list (`id<TAB>name<TAB>aliases`).
+    SaveEntitySet {
+        table: Arc<Table>,
+        rows: Arc<Vec<usize>>,
+        path: PathBuf,
+        inputs: Vec<PathBuf>,
+        replace: Replace,
+    },
     /// Entity typing and cloze probes of the table ([`crate::eval::run_eval_job`]); cancelled by
     /// [`Worker::cancel`].
     Evaluate {
@@ -122,7 +145,9 @@ impl Task {
             Task::Inspect { .. } => "inspect",
             Task::Neighbours { .. } => "neighbours",
             Task::Preview { .. } => "preview",
-            Task::Pca { .. } => "map",
+            Task::Map { .. } => "map",
+            Task::Classes { .. } => "map colours",
+            Task::SaveEntitySet { .. } => "save entity set",
             Task::Evaluate { .. } => "evaluate",
         }
     }
@@ -170,6 +195,20 @@ pub struct MapPoint {
     pub xy: [f64; 2],
 }
 
+/// A map the worker made or read back.
+#[derive(Debug, Clone)]
+pub struct MapReply {
+    pub method: MapMethod,
+    /// `None` when the map was cancelled (or, asked read-only, is not kept).
+    pub points: Option<Arc<Vec<MapPoint>>>,
+    /// The file the map was read from or kept in.
+    pub cache: Option<PathBuf>,
+    pub from_cache: bool,
+    /// Why the map could not be kept (it is shown all the same).
+    pub cache_error: Option<String>,
+    pub secs: f64,
+}
+
 /// Something the worker says about a job: [`Event::reply`] for the job [`Event::id`].
 pub struct Event {
     pub id: JobId,
@@ -208,7 +247,8 @@ pub enum Reply {
     Inspected(Box<Inspection>),
     Neighbours(NeighbourResult),
     Previewed(Box<PreviewResult>),
-    Pca(Arc<Vec<MapPoint>>),
+    Mapped(Box<MapReply>),
+    Classes(Arc<crate::eval::RowClasses>),
     Evaluated(Box<crate::eval::EvalResults>),
     /// Final for a job that failed (an error, or a panic caught by the worker). `refused`:
     /// the job would have replaced a file this tool did not write (the user may agree).
@@ -318,7 +358,10 @@ impl Worker {
 
     /// Queues `task` as a job of `generation` and returns its id.
     pub fn send(&self, generation: u64, task: Task) -> JobId {
-        if matches!(task, Task::Build { .. } | Task::Evaluate { .. }) {
+        if matches!(
+            task,
+            Task::Build { .. } | Task::Evaluate { .. } | Task::Map { .. }
+        ) {
             self.cancel.store(false, Ordering::SeqCst);
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
@@ -656,13 +699,139 @@ impl Engine {
                 };
                 Reply::Previewed(Box::new(preview(model, &table, finder, input)?))
             }
-            Task::Pca { table } => Reply::Pca(Arc::new(
-                analysis::pca_2d(&table)?
-                    .into_iter()
-                    .map(|(entity, xy)| MapPoint { entity, xy })
-                    .collect(),
+            Task::Map {
+                table,
+                method,
+                cache_dir,
+                read_only,
+            } => Reply::Mapped(Box::new(
+                self.map(&table, method, cache_dir, read_only, send)?,
             )),
+            Task::Classes {
+                table,
+                source,
+                max_classes,
+            } => Reply::Classes(Arc::new(crate::eval::row_classes(
+                &table,
+                &source,
+                max_classes,
+            )?)),
+            Task::SaveEntitySet {
+                table,
+                rows,
+                path,
+                inputs,
+                replace,
+            } => {
+                let mut ins = Inputs::new();
+                ins.add_all("project file", inputs);
+                ins.check_output("entity set", &path, OutputKind::EntityList, replace)?;
+                if rows.is_empty() {
+                    bail!("the set is empty");
+                }
+                let all = table.entity_list();
+                let list = crate::entities::EntityList {
+                    entities: rows.iter().map(|&r| all.entities[r].clone()).collect(),
+                };
+                list.write_tsv(&path)?;
+                Reply::Saved { path }
+            }
         })
+    }
+}
+
+impl Engine {
+    /// The map of `table` by `method`: read back from the project's folder when it keeps that
+    /// map of these vectors, else computed (with progress, cancellable) and kept there.
+    fn map(
+        &self,
+        table: &Table,
+        method: MapMethod,
+        cache_dir: Option<PathBuf>,
+        read_only: bool,
+        send: &dyn Fn(Reply),
+    ) -> Result<MapReply> {
+        let start = std::time::Instant::now();
+        let cache = cache_dir
+            .filter(|_| method.is_slow())
+            .map(|d| method.cache_file(&d, table));
+        let points = |m: crate::analysis::layout::MapPoints| {
+            Arc::new(
+                m.into_iter()
+                    .map(|(entity, xy)| MapPoint { entity, xy })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut reply = MapReply {
+            method,
+            points: None,
+            cache: cache.clone(),
+            from_cache: false,
+            cache_error: None,
+            secs: 0.0,
+        };
+        if let Some(c) = cache.as_ref().filter(|c| c.is_file()) {
+            match read_map_tsv(c, table) {
+                Ok(m) => {
+                    reply.points = Some(points(m));
+                    reply.from_cache = true;
+                    reply.secs = start.elapsed().as_secs_f64();
+                    return Ok(reply);
+                }
+                Err(e) => reply.cache_error = Some(format!("{e:#}; the map is made again")),
+            }
+        }
+        if read_only {
+            reply.cache = None;
+            return Ok(reply);
+        }
+        // The layout reports from its own threads; its progress reaches `send` through a
+        // channel read here until the layout is done.
+        let (tx, rx) = crossbeam_channel::unbounded::<(usize, usize)>();
+        let cancel = &*self.cancel;
+        let computed = std::thread::scope(|scope| {
+            let job = scope.spawn(move || {
+                let mut last: Option<std::time::Instant> = None;
+                let mut report = |done: usize, total: usize| {
+                    if last.is_none_or(|l| l.elapsed().as_millis() >= 100) || done == total {
+                        last = Some(std::time::Instant::now());
+                        let _ = tx.send((done, total));
+                    }
+                };
+                compute_map(table, &method, cancel, &mut report)
+            });
+            let meter = crate::progress::Meter::new(crate::progress::Phase::Mapping, 0);
+            for (done, total) in rx.iter() {
+                send(Reply::Progress(
+                    meter.progress(done as u64, Some(total as u64)),
+                ));
+            }
+            job.join()
+        });
+        let computed = match computed {
+            Ok(r) => r?,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        let Some(m) = computed else {
+            return Ok(reply);
+        };
+        reply.secs = start.elapsed().as_secs_f64();
+        if let Some(c) = &cache {
+            let keep = || -> Result<()> {
+                if let Some(dir) = c.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                crate::outpath::check_replaceable("map", c, OutputKind::Map, Replace::OwnOnly)?;
+                crate::io::write_atomic(c, map_tsv(table, &m).as_bytes())
+            };
+            if let Err(e) = keep() {
+                reply.cache_error = Some(format!("{e:#}"));
+                reply.cache = None;
+            }
+        }
+        reply.points = Some(points(m));
+        Ok(reply)
     }
 }
 

@@ -9,9 +9,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use pelt::analysis::layout::{
-    centred_directions, knn_label_agreement, trustworthiness, tsne_2d, umap_2d, TsneParams,
-    UmapParams,
+    centred_directions, knn_label_agreement, trustworthiness, TsneParams, UmapParams,
 };
+use pelt::analysis::maps::{compute_map, map_tsv, MapMethod};
 use pelt::outpath::{Input, Inputs, OutputKind, Replace};
 use pelt::table::Table;
 
@@ -77,31 +77,20 @@ pub fn run(args: MapArgs, out: &mut dyn Write) -> Result<()> {
     let never = AtomicBool::new(false);
     let start = Instant::now();
     let mut report = |_: usize, _: usize| {};
-    let map = match args.method {
-        Method::Pca => pelt::analysis::pca_2d(&t)?,
-        Method::Tsne => tsne_2d(
-            &t,
-            TsneParams {
-                perplexity: args.perplexity,
-                epochs: args.epochs,
-            },
-            &never,
-            &mut report,
-        )?
-        .expect("not cancelled"),
-        Method::Umap => umap_2d(
-            &t,
-            UmapParams {
-                neighbours: args.neighbours,
-                min_dist: args.min_dist,
-                epochs: 0,
-                seed: args.seed,
-            },
-            &never,
-            &mut report,
-        )?
-        .expect("not cancelled"),
+    let method = match args.method {
+        Method::Pca => MapMethod::Pca,
+        Method::Tsne => MapMethod::Tsne(TsneParams {
+            perplexity: args.perplexity,
+            epochs: args.epochs,
+        }),
+        Method::Umap => MapMethod::Umap(UmapParams {
+            neighbours: args.neighbours,
+            min_dist: args.min_dist,
+            epochs: 0,
+            seed: args.seed,
+        }),
     };
+    let map = compute_map(&t, &method, &never, &mut report)?.expect("not cancelled");
     let secs = start.elapsed().as_secs_f64();
     if map.is_empty() {
         bail!("the table has no entity with a vector");
@@ -109,11 +98,7 @@ pub fn run(args: MapArgs, out: &mut dyn Write) -> Result<()> {
     writeln!(
         out,
         "{} map of {} entities in {secs:.1} s",
-        match args.method {
-            Method::Pca => "PCA",
-            Method::Tsne => "t-SNE",
-            Method::Umap => "UMAP",
-        },
+        method.label(),
         map.len()
     )?;
     let points: Vec<[f64; 2]> = map.iter().map(|p| p.1).collect();
@@ -153,16 +138,7 @@ pub fn run(args: MapArgs, out: &mut dyn Write) -> Result<()> {
         )?;
     }
     if let Some(o) = &args.out {
-        let mut tsv = String::from("id\tname\tx\ty\n");
-        for (r, p) in &map {
-            tsv.push_str(&format!(
-                "{}\t{}\t{}\t{}\n",
-                pelt::table::tsv_field(&t.entity_ids[*r]),
-                pelt::table::tsv_field(&t.entity_names[*r]),
-                p[0],
-                p[1]
-            ));
-        }
+        let tsv = map_tsv(&t, &map);
         pelt::io::write_atomic(o, tsv.as_bytes())?;
         writeln!(out, "wrote {}", pelt::escape::path(o))?;
     }

@@ -11,10 +11,14 @@
 //! token's rank at the mask gives P@1, P@10 and the reciprocal rank, without the table (the
 //! plain masked sentence) and with it at each norm.
 
+mod classes;
 mod cloze;
 mod job;
 mod probes;
 
+pub use classes::{
+    labels_from_pubtator, row_classes, source_name, LabelSource, RowClasses, NO_CLASS,
+};
 pub use cloze::{
     eval_cloze, eval_cloze_with_progress, with_table_norm, ClozeReport, ClozeScore, ProbeRanks,
 };

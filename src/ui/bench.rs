@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use pelt::analysis::{NeighbourIndex, INDEX_MAX_VALUES};
 use pelt::table::{ContextRecord, EntityRow, RowVector, Table, TableMeta, TableWriter};
 
-use super::session::{Pca, SortKey};
+use super::session::SortKey;
 use super::{App, Command, State, Tab};
 
 /// Writes a deterministic table of `n` entities with `h`-wide vectors to `path`, row by row
@@ -318,9 +318,12 @@ pub fn run(entities: usize, hidden: usize, frames: usize, dir: &Path) -> Result<
     let f = h.measure(frames, limit, |a| !a.session.is_busy())?;
     report("entity list + Inspector", &f);
 
+    let mut state = h.app.session.state.clone();
+    state.map_method = pelt::analysis::maps::MapMethod::Pca;
+    h.app.apply(Command::SetState(Box::new(state)));
     h.app.apply(Command::SetTab(Tab::Map));
     let t = Instant::now();
-    h.measure(1, limit, |a| matches!(a.session.pca, Pca::Ready(_)))?;
+    h.measure(1, limit, |a| a.session.map.layout.is_some())?;
     println!(
         "PCA of the map (on the worker): {:.1} s",
         t.elapsed().as_secs_f64()

@@ -57,6 +57,7 @@ impl EntitiesPanel {
             show: self.show,
             sort: s.state.sort,
             ascending: s.state.ascending,
+            set: s.set_filter(),
         }
     }
 

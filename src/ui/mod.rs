@@ -29,6 +29,8 @@ mod status;
 mod widgets;
 
 #[cfg(test)]
+mod map_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
@@ -38,7 +40,7 @@ use pelt::worker::Worker;
 
 pub use session::{Changed, Command, Purpose, Session, State, Tab};
 #[cfg(test)]
-pub use session::{InspectSort, Pca, SortKey, TOP_K};
+pub use session::{InspectSort, SortKey, TOP_K};
 
 /// Opens the workbench window and runs it until it is closed.
 pub fn run() -> anyhow::Result<()> {
@@ -282,6 +284,20 @@ impl App {
                 .set_file_name("evaluation.json")
                 .save_file()
                 .map(Command::ExportEval),
+            Command::Map(session::MapCommand::ColourFileDialog) => self
+                .dialog()
+                .set_title("Colour the map by labels (id<TAB>label lines)")
+                .add_filter("id<TAB>label (.tsv)", &["tsv", "txt"])
+                .add_filter("All files", &["*"])
+                .pick_file()
+                .map(|f| Command::Map(session::MapCommand::ColourBy(session::ColourBy::File(f)))),
+            Command::Map(session::MapCommand::ExportSetDialog) if s.map.set.is_some() => self
+                .dialog()
+                .set_title("Export the set as an entity list")
+                .add_filter("Entity list (.tsv)", &["tsv"])
+                .set_file_name("entity-set.tsv")
+                .save_file()
+                .map(|f| Command::Map(session::MapCommand::ExportSet(f))),
             Command::ExportProjectorDialog if s.table.is_some() => self
                 .dialog()
                 .set_title("Folder for vectors.tsv and metadata.tsv")

@@ -238,7 +238,10 @@ fn next_steps(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
             Tab::Preview,
             "plug entity vectors into your own sentence and compare fill-mask predictions",
         ),
-        (Tab::Map, "see all entities on a 2-D PCA map"),
+        (
+            Tab::Map,
+            "see all entities on a t-SNE or UMAP map coloured by type; box a group into a set",
+        ),
     ];
     if app.selected.is_none() {
         hint(

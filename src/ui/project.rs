@@ -22,6 +22,10 @@ pub const HOW_PELT_WORKS: &[(&str, &str)] = &[
         "Plug in",
         "the result lives in the word-embedding space, so it can be fed to the model as an input: \"Most people with COVID-19 have…\" becomes \"Most people with COVID-19 ( COVID-19 ) have…\", where the bracketed copy is one input position whose embedding is the entity vector.",
     ),
+    (
+        "Explore",
+        "entities used in similar contexts get similar vectors. The Map lays them out in 2-D (t-SNE or UMAP), coloured by type, to show whether the vectors group entities by kind; Compare sets a table from another corpus or model beside this one and shows whose nearest neighbours changed.",
+    ),
 ];
 
 pub fn how_pelt_works(ui: &mut Ui) {

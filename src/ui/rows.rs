@@ -84,12 +84,17 @@ pub struct RowQuery {
     pub show: Show,
     pub sort: SortKey,
     pub ascending: bool,
+    /// Only these rows (sorted), when given: a set made on the map.
+    pub set: Option<Arc<Vec<usize>>>,
 }
 
 impl RowQuery {
     /// Whether the answer is the rows in their own order (nothing to search or sort).
     pub fn is_identity(&self) -> bool {
-        self.filter.trim().is_empty() && self.show == Show::All && self.sort == SortKey::Row
+        self.filter.trim().is_empty()
+            && self.show == Show::All
+            && self.sort == SortKey::Row
+            && self.set.is_none()
     }
 }
 
@@ -236,6 +241,7 @@ impl RowIndex {
         let src = &self.source;
         let keep = |i: usize| {
             hit.as_ref().is_none_or(|h| h[i])
+                && q.set.as_ref().is_none_or(|s| s.binary_search(&i).is_ok())
                 && match q.show {
                     Show::All => true,
                     Show::Found => src.contexts(i).is_some_and(|c| c > 0),
@@ -412,6 +418,7 @@ mod tests {
             show: Show::All,
             sort,
             ascending,
+            set: None,
         }
     }
 
@@ -445,6 +452,20 @@ mod tests {
         assert_eq!(x.rows(&q("", SortKey::Id, true)), vec![1, 3, 2, 0]);
         assert_eq!(x.rows(&q("alpha", SortKey::Name, true)), vec![1, 2]);
         assert_eq!(x.next_unprepared(), Some(SortKey::Contexts));
+    }
+
+    #[test]
+    fn a_set_from_the_map_limits_the_rows_in_any_order() {
+        let mut x = RowIndex::new(sample());
+        let set = |rows: &[usize], filter: &str, sort: SortKey| RowQuery {
+            set: Some(Arc::new(rows.to_vec())),
+            ..q(filter, sort, true)
+        };
+        assert!(!set(&[0], "", SortKey::Row).is_identity());
+        assert_eq!(x.rows(&set(&[0, 2], "", SortKey::Row)), vec![0, 2]);
+        assert_eq!(x.rows(&set(&[0, 2, 3], "", SortKey::Name)), vec![2, 0, 3]);
+        assert_eq!(x.rows(&set(&[0, 2, 3], "alpha", SortKey::Name)), vec![2]);
+        assert!(x.rows(&set(&[], "", SortKey::Row)).is_empty());
     }
 
     #[test]

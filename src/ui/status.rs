@@ -274,7 +274,7 @@ pub fn about_window(win: &mut Windows, ctx: &egui::Context) {
         super::project::how_pelt_works(ui);
         ui.separator();
         ui.label(
-            "In this workbench: choose a corpus and an entity list (left), Build, then pick an entity: the Inspector shows the masked sentences its vector comes from, Neighbours the closest entities and tokens, Norm the effect of modL, and Preview what plugging the vector into your own sentence changes.",
+            "In this workbench: choose a corpus and an entity list (left), Build, then pick an entity: the Inspector shows the masked sentences its vector comes from, Neighbours the closest entities and tokens, Norm the effect of modL, Preview what plugging the vector into your own sentence changes, the Map all entities at once, and Compare how another corpus or model moves their neighbours.",
         );
         ui.separator();
         ui.label(format!("PELT Workbench {}", env!("CARGO_PKG_VERSION")));

@@ -20,7 +20,7 @@ use super::*;
 const PROBE: &str = "treatment with p53 induced [MASK] in the cells .";
 
 /// The demo project, saved into `dir` with its table path pointing into `dir` too.
-fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
+pub(super) fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
     let mut p = Project::load(&bundled_demo()).expect("the bundled demo project loads");
     p.table = Some(dir.join("demo.safetensors"));
     p.device = DeviceChoice::Cpu;
@@ -30,7 +30,7 @@ fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
     path
 }
 
-fn harness_for(project: &Path) -> Harness<'static, App> {
+pub(super) fn harness_for(project: &Path) -> Harness<'static, App> {
     let state = State {
         last_project: Some(project.to_path_buf()),
         ..State::default()
@@ -43,7 +43,7 @@ fn harness_for(project: &Path) -> Harness<'static, App> {
 }
 
 /// Steps the ui until `cond` holds (the worker answers in the background), at most 90 s.
-fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bool) {
+pub(super) fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bool) {
     let start = Instant::now();
     loop {
         h.step();
@@ -67,7 +67,7 @@ fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bo
 }
 
 /// Clicks a tab of the central area (not the links of the same name on the Overview tab).
-fn click_tab(h: &mut Harness<'static, App>, name: &str) {
+pub(super) fn click_tab(h: &mut Harness<'static, App>, name: &str) {
     h.query_all_by_label(name)
         .find(|n| n.accesskit_node().role() != Role::Link)
         .unwrap_or_else(|| panic!("no tab {name}"))
@@ -82,7 +82,7 @@ fn click_tab(h: &mut Harness<'static, App>, name: &str) {
     );
 }
 
-fn has_label_containing(h: &Harness<'static, App>, text: &str) -> bool {
+pub(super) fn has_label_containing(h: &Harness<'static, App>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
@@ -449,18 +449,18 @@ fn build_cancel_resume_then_inspect_neighbours_norm_preview_map_and_export() {
             .is_some_and(|p| p.text == text && !p.rewritten.contains("[[p53]]"))
     });
 
-    // Map: the PCA of every found entity; the selected one is labelled.
+    // Map: a t-SNE map of every found entity (the default layout).
     click_tab(&mut h, "Map");
-    wait_for(&mut h, "the PCA", |a| {
-        matches!(a.session.pca, Pca::Ready(_))
-    });
-    if let Pca::Ready(points) = &h.state().session.pca {
-        assert_eq!(
-            points.len(),
-            table.counts.iter().filter(|&&c| c > 0).count()
-        );
-    }
-    assert!(h.query_by_label("PCA map of the entity vectors").is_some());
+    wait_for(&mut h, "the map", |a| a.session.map.layout.is_some());
+    let layout = h.state().session.map.layout.clone().expect("a map");
+    assert_eq!(layout.method.label(), "t-SNE");
+    assert_eq!(
+        layout.points.len(),
+        table.counts.iter().filter(|&&c| c > 0).count()
+    );
+    assert!(h
+        .query_by_label("t-SNE map of the entity vectors")
+        .is_some());
 
     // Export: the table at the slider's norm, and projector files.
     let out = dir.path().join("export/p53-norm.safetensors");

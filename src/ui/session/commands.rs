@@ -200,6 +200,7 @@ impl Session {
                     Retry::SaveTable(p) => self.save_table(p, Replace::Any),
                     Retry::ExportProjector(d) => self.export_projector(d, Replace::Any),
                     Retry::SaveProject(p) => self.save_project_with(&p, Replace::Any),
+                    Retry::ExportSet(p) => self.export_set(p, Replace::Any),
                 }
             }
             Command::Select(i) => {
@@ -209,6 +210,7 @@ impl Session {
                 }
             }
             Command::SetTab(t) => self.state.tab = t,
+            Command::Map(c) => return self.apply_map(c),
             Command::Rerun(p) => self.requests.forget(p),
             Command::TogglePreviewMention(a, b) => {
                 if let Some(i) = self.preview_disabled.iter().position(|&s| s == (a, b)) {

@@ -17,26 +17,31 @@
 //! matched to their request by job id and dropped when the table changed since they were asked.
 
 mod commands;
+mod map;
 mod replies;
 mod requests;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+use pelt::eval::LabelSource;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pelt::analysis::maps::MapMethod;
 use pelt::analysis::preview::PreviewResult;
 use pelt::build::BuildReport;
 use pelt::entities::EntityList;
 use pelt::progress::Progress;
 use pelt::project::Project;
 use pelt::table::Table;
-use pelt::worker::{Inspection, JobId, MapPoint, ModelInfo, NeighbourResult, Task, Worker};
+use pelt::worker::{Inspection, JobId, ModelInfo, NeighbourResult, Task, Worker};
 
 use super::rows::{RowOrders, RowSource};
+pub use map::{ColourBy, MapCommand, MapHeld, MapState, AUTO_LAYOUT_MAX, MAX_CLASSES};
 pub use requests::Purpose;
 use requests::{Req, Requests};
 pub use state::{
@@ -53,8 +58,13 @@ pub enum Pending {
     LoadModel,
     Build,
     Evaluate,
-    /// The map's PCA of the current table.
-    Pca,
+    /// A map of the current table; `read_only`: only a map the project keeps is read back.
+    Map {
+        method: MapMethod,
+        read_only: bool,
+    },
+    /// The map's colour classes, made from this source.
+    Classes(ColourBy),
     /// Saving the table or exporting its projector files.
     Save,
     /// A request whose result a tab shows, asked of table generation `table_gen`.
@@ -67,7 +77,10 @@ pub enum Pending {
 impl Pending {
     /// Whether a newer job of the same kind makes this one moot.
     fn only_newest(&self) -> bool {
-        matches!(self, Pending::OpenTable | Pending::LoadModel | Pending::Pca)
+        matches!(
+            self,
+            Pending::OpenTable | Pending::LoadModel | Pending::Map { .. } | Pending::Classes(_)
+        )
     }
 }
 
@@ -103,14 +116,6 @@ pub struct ErrorEntry {
     pub at: Instant,
 }
 
-/// The 2-D PCA of the table, computed by the worker (while it is, [`Session::pca_computing`]).
-#[derive(Default)]
-pub enum Pca {
-    #[default]
-    None,
-    Ready(Arc<Vec<MapPoint>>),
-}
-
 /// A write the window asks the user to agree to before it happens: over a file this tool did
 /// not write, or outside the project's folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +141,7 @@ pub enum Retry {
     SaveTable(PathBuf),
     ExportProjector(PathBuf),
     SaveProject(PathBuf),
+    ExportSet(PathBuf),
 }
 
 /// What a command or a batch of replies changed, for views that cache what they derive.
@@ -193,7 +199,7 @@ pub struct Session {
     pub norm_compare: Option<PreviewResult>,
     pub preview: Option<PreviewResult>,
     pub preview_disabled: Vec<(usize, usize)>,
-    pub pca: Pca,
+    pub map: MapState,
     pub errors: Vec<ErrorEntry>,
     pub status: Option<String>,
     requests: Requests,
@@ -240,7 +246,7 @@ impl Session {
             norm_compare: None,
             preview: None,
             preview_disabled: vec![],
-            pca: Pca::None,
+            map: MapState::default(),
             errors: vec![],
             status: None,
             requests: Requests::default(),
@@ -258,7 +264,8 @@ impl Session {
     /// kind where only the newest counts takes the place of the one before.
     fn send(&mut self, pending: Pending, task: Task) -> JobId {
         if pending.only_newest() {
-            self.jobs.retain(|_, p| *p != pending);
+            let kind = std::mem::discriminant(&pending);
+            self.jobs.retain(|_, p| std::mem::discriminant(p) != kind);
         }
         let id = self.worker.send(self.generation, task);
         self.jobs.insert(id, pending);
@@ -375,10 +382,6 @@ impl Session {
 
     pub fn evaluating(&self) -> bool {
         self.has_job(&Pending::Evaluate)
-    }
-
-    pub fn pca_computing(&self) -> bool {
-        self.has_job(&Pending::Pca)
     }
 
     pub fn pending(&self, p: Purpose) -> bool {

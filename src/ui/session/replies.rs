@@ -8,7 +8,7 @@ use pelt::build::checkpoint_path;
 use pelt::table::Table;
 use pelt::worker::{Event, Reply};
 
-use super::{Cancelled, Changed, Command, ErrorEntry, Pca, Pending, Question, Req, Retry, Session};
+use super::{Cancelled, Changed, Command, ErrorEntry, Pending, Question, Req, Retry, Session};
 
 impl Session {
     // ----- replies -----
@@ -62,6 +62,10 @@ impl Session {
                         self.eval_progress = Some(p);
                         changed.results = true;
                     }
+                    Some(Pending::Map { .. }) => {
+                        self.map.progress = Some(p);
+                        changed.results = true;
+                    }
                     _ => {}
                 }
             }
@@ -79,8 +83,13 @@ impl Session {
         let mut changed = Changed::default();
         match (pending, reply) {
             (pending, Reply::Failed { message, refused }) => {
-                if pending == Pending::Build {
-                    self.build_ended();
+                match &pending {
+                    Pending::Build => self.build_ended(),
+                    Pending::Map { method, .. } => self.on_map_failed(*method, &message),
+                    Pending::Classes(c) => {
+                        self.map.classes_failed = Some((c.clone(), message.clone()))
+                    }
+                    _ => {}
                 }
                 let retry = match (&pending, refused) {
                     (Pending::Build, Some(n)) => Some((
@@ -186,8 +195,11 @@ impl Session {
                 changed.results = true;
                 changed.project = true;
             }
-            (Pending::Pca, Reply::Pca(points)) => {
-                self.pca = Pca::Ready(points);
+            (Pending::Map { read_only, .. }, Reply::Mapped(r)) => {
+                changed.merge(self.on_map(read_only, *r));
+            }
+            (Pending::Classes(c), Reply::Classes(classes)) => {
+                self.map.classes = Some((c, classes));
                 changed.results = true;
             }
             (Pending::Request { table_gen, req }, reply) if table_gen == self.table_gen => {
@@ -255,8 +267,7 @@ impl Session {
         self.norm_compare = None;
         self.preview = None;
         self.preview_disabled.clear();
-        self.pca = Pca::None;
-        self.jobs.retain(|_, p| *p != Pending::Pca);
+        self.forget_map();
         self.requests.clear();
     }
 

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use pelt::worker::Task;
 
-use super::{Pca, Pending, Session, Tab, TOP_K};
+use super::{Pending, Session, Tab, TOP_K};
 
 /// Kinds of model requests whose results are shown in a tab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,8 +171,17 @@ impl Session {
                 }
             }
             Tab::Map => {
-                if matches!(self.pca, Pca::None) && !self.pca_computing() {
-                    self.send(Pending::Pca, Task::Pca { table });
+                self.auto_map();
+                if let Some(e) = sel.filter(|_| self.state.map_neighbours) {
+                    let (center, k) = (self.state.center, self.state.neighbours_k);
+                    self.requests.want(
+                        g,
+                        Req::Neighbours {
+                            entity: e,
+                            center,
+                            k,
+                        },
+                    );
                 }
             }
             Tab::Overview | Tab::Evaluate => {}

@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use pelt::analysis::maps::MapMethod;
 use pelt::corpus::Format;
 use pelt::project::Project;
 use serde::{Deserialize, Serialize};
 
-use super::Purpose;
+use super::{ColourBy, MapCommand, Purpose};
 
 /// The probe sentence used when a project has none.
 pub const DEFAULT_PROBE: &str = "treatment with p53 induced [MASK] in the cells .";
@@ -58,7 +59,7 @@ impl Tab {
             Tab::Neighbours => "Entities and vocabulary tokens closest to the selected entity's vector",
             Tab::Norm => "The norm (modL) of the vectors: A/B comparison and the MLM loss against the norm",
             Tab::Preview => "Plug entity vectors into a sentence of your own and compare fill-mask predictions",
-            Tab::Map => "All entity vectors on a 2-D PCA map",
+            Tab::Map => "All entity vectors on a 2-D map (t-SNE, UMAP or PCA), coloured by type or label",
             Tab::Evaluate => "Does the table carry knowledge? Entity typing and cloze probes, and which norm serves them best",
         }
     }
@@ -131,6 +132,12 @@ pub struct State {
     pub inspect_sort: InspectSort,
     pub sort: SortKey,
     pub ascending: bool,
+    /// How the Map tab lays the vectors out.
+    pub map_method: MapMethod,
+    /// What the Map tab colours the points by.
+    pub map_colour: ColourBy,
+    /// The selected entity draws lines to its nearest neighbours on the map.
+    pub map_neighbours: bool,
 }
 
 impl Default for State {
@@ -150,6 +157,9 @@ impl Default for State {
             inspect_sort: InspectSort::Corpus,
             sort: SortKey::Row,
             ascending: true,
+            map_method: MapMethod::default(),
+            map_colour: ColourBy::default(),
+            map_neighbours: true,
         }
     }
 }
@@ -225,6 +235,7 @@ pub enum Command {
     Dropped(PathBuf),
     /// The user's answer to the [`super::Question`] shown: `true` runs the write.
     Answer(bool),
+    Map(MapCommand),
 }
 
 /// What a dropped path is taken for.

@@ -2,7 +2,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 
 use pelt::table::{TableMeta, TableParts};
-use pelt::worker::{Event, ModelInfo, Reply};
+use pelt::worker::{Event, MapPoint, MapReply, ModelInfo, Reply};
 
 fn session() -> Session {
     Session::new(
@@ -294,7 +294,7 @@ fn busy_session() -> (Session, JobId, JobId, JobId) {
     s.auto_requests();
     s.pump();
     let save = job_for(&s, |p| *p == Pending::Save);
-    let pca = job_for(&s, |p| *p == Pending::Pca);
+    let pca = job_for(&s, |p| matches!(p, Pending::Map { .. }));
     let neighbours = request(&s);
     assert_eq!(s.jobs_in_flight(), 3);
     (s, save, pca, neighbours)
@@ -317,11 +317,11 @@ fn a_failure_clears_exactly_the_job_that_failed() {
     assert_eq!(s.job(neighbours), None);
     assert!(!s.pending(Purpose::Neighbours), "its lane is free");
     assert_eq!(s.job(save), Some(&Pending::Save));
-    assert!(s.pca_computing());
+    assert!(s.map_computing());
     assert_eq!(s.jobs_in_flight(), 2);
     assert_eq!(s.errors.len(), 1);
     s.on_event(failed(&s, pca));
-    assert!(!s.pca_computing());
+    assert!(!s.map_computing());
     assert_eq!(s.job(save), Some(&Pending::Save));
     assert_eq!(s.jobs_in_flight(), 1);
 }
@@ -341,7 +341,7 @@ fn a_reply_with_an_unknown_id_changes_nothing() {
             table: table(&["x"], &[1]),
             path: "x".into(),
         },
-        Reply::Pca(Arc::new(vec![])),
+        Reply::Mapped(Box::new(map_reply(MapMethod::Pca, Some(vec![])))),
         Reply::Neighbours(NeighbourResult {
             entity: 0,
             entities: vec![],
@@ -356,7 +356,7 @@ fn a_reply_with_an_unknown_id_changes_nothing() {
     assert!(s.errors.is_empty());
     assert_eq!(s.status, status);
     assert_eq!(s.entity_count(), 3);
-    assert!(matches!(s.pca, Pca::None) && s.neighbours.is_none());
+    assert!(s.map.layout.is_none() && s.neighbours.is_none());
     // An opening overtaken by another is no longer waited for.
     s.apply(Command::OpenTable("/nonexistent/u".into()));
     let first = opening(&s);
@@ -430,4 +430,193 @@ fn save_as_is_checked_against_the_inputs_and_asks_before_replacing_a_stranger_fi
     // A project replaces a project without asking.
     s.apply(Command::SaveProjectTo(notes.clone()));
     assert!(s.question.is_none() && s.project_path.as_deref() == Some(notes.as_path()));
+}
+
+fn map_reply(method: MapMethod, points: Option<Vec<MapPoint>>) -> MapReply {
+    MapReply {
+        method,
+        points: points.map(Arc::new),
+        cache: None,
+        from_cache: false,
+        cache_error: None,
+        secs: 0.5,
+    }
+}
+
+/// A session showing the Map tab of a table with `n` found entities.
+fn map_session(n: usize) -> Session {
+    let mut s = session();
+    s.apply(Command::OpenTable("/nonexistent/t.safetensors".into()));
+    let id = opening(&s);
+    let names: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::TableOpened {
+            table: table(&names, &vec![1; n]),
+            path: "t".into(),
+        },
+    ));
+    s.state.tab = Tab::Map;
+    s.state.map_colour = ColourBy::Contexts;
+    s
+}
+
+fn map_job(s: &Session) -> Option<(JobId, MapMethod, bool)> {
+    s.jobs.iter().find_map(|(id, p)| match p {
+        Pending::Map { method, read_only } => Some((*id, *method, *read_only)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_large_learnt_map_is_only_read_back_until_the_user_asks() {
+    let mut s = map_session(AUTO_LAYOUT_MAX + 1);
+    let tsne = s.state.map_method;
+    assert!(tsne.is_slow());
+    s.auto_requests();
+    let (id, method, read_only) = map_job(&s).expect("a map job");
+    assert_eq!((method, read_only), (tsne, true));
+    // Not kept in the project's folder: held, and not asked for again.
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::Mapped(Box::new(map_reply(tsne, None))),
+    ));
+    assert_eq!(s.map.held(tsne), Some(&MapHeld::Large(AUTO_LAYOUT_MAX + 1)));
+    s.auto_requests();
+    assert!(map_job(&s).is_none());
+    // PCA is made at once whatever the size; back on t-SNE, still held.
+    s.apply(Command::Map(MapCommand::SetMethod(MapMethod::Pca)));
+    s.auto_requests();
+    let (id, method, read_only) = map_job(&s).expect("a PCA job");
+    assert_eq!((method, read_only), (MapMethod::Pca, false));
+    let pts = vec![MapPoint {
+        entity: 0,
+        xy: [1.0, 2.0],
+    }];
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::Mapped(Box::new(map_reply(MapMethod::Pca, Some(pts)))),
+    ));
+    assert_eq!(
+        s.map.layout.as_ref().map(|l| l.method),
+        Some(MapMethod::Pca)
+    );
+    s.apply(Command::Map(MapCommand::SetMethod(tsne)));
+    s.auto_requests();
+    assert!(map_job(&s).is_none(), "held until asked");
+    s.apply(Command::Map(MapCommand::Compute));
+    assert_eq!(map_job(&s).map(|j| (j.1, j.2)), Some((tsne, false)));
+    assert!(s.map.held(tsne).is_none());
+}
+
+#[test]
+fn a_cancelled_or_failed_map_is_not_asked_for_again_by_itself() {
+    let mut s = map_session(10);
+    s.auto_requests();
+    let (id, tsne, read_only) = map_job(&s).expect("a map job");
+    assert!(!read_only, "small maps are made at once");
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::Mapped(Box::new(map_reply(tsne, None))),
+    ));
+    assert_eq!(s.map.held(tsne), Some(&MapHeld::Cancelled));
+    s.auto_requests();
+    assert!(map_job(&s).is_none());
+    s.apply(Command::Map(MapCommand::Compute));
+    let (id, _, _) = map_job(&s).expect("asked again");
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::Failed {
+            message: "perplexity too large".into(),
+            refused: None,
+        },
+    ));
+    assert!(matches!(s.map.held(tsne), Some(MapHeld::Failed(m)) if m.contains("perplexity")));
+    for _ in 0..3 {
+        s.auto_requests();
+    }
+    assert!(
+        map_job(&s).is_none(),
+        "a failed map is not retried every frame"
+    );
+    // A new table forgets all of it.
+    s.apply(Command::OpenTable("/nonexistent/u.safetensors".into()));
+    let id = opening(&s);
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::TableOpened {
+            table: table(&["a", "b", "c", "d", "e"], &[1; 5]),
+            path: "u".into(),
+        },
+    ));
+    assert!(s.map.held.is_empty());
+    s.auto_requests();
+    assert!(map_job(&s).is_some());
+}
+
+#[test]
+fn a_set_made_on_the_map_filters_the_entity_list_and_goes_with_its_table() {
+    let mut s = map_session(6);
+    assert!(s.set_filter().is_none());
+    s.apply(Command::Map(MapCommand::SetSet(vec![4, 1, 4, 2])));
+    assert_eq!(s.map.set.as_deref(), Some(&vec![1, 2, 4]));
+    assert!(
+        s.set_filter().is_none(),
+        "the list is filtered only when asked"
+    );
+    let c = s.apply(Command::Map(MapCommand::FilterToSet(true)));
+    assert!(c.entities);
+    assert_eq!(s.set_filter().as_deref(), Some(&vec![1, 2, 4]));
+    s.apply(Command::Map(MapCommand::ClearSet));
+    assert!(s.set_filter().is_none());
+    s.apply(Command::Map(MapCommand::SetSet(vec![0])));
+    s.apply(Command::OpenTable("/nonexistent/u.safetensors".into()));
+    let id = opening(&s);
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::TableOpened {
+            table: table(&["a"], &[1]),
+            path: "u".into(),
+        },
+    ));
+    assert!(s.map.set.is_none(), "rows of another table");
+}
+
+#[test]
+fn colours_come_from_the_projects_sources_and_a_failure_is_not_retried() {
+    let mut s = map_session(6);
+    s.state.map_colour = ColourBy::Evaluate;
+    assert_eq!(s.label_source(&ColourBy::Evaluate), None);
+    assert_eq!(s.label_source(&ColourBy::PubTator), None);
+    s.auto_requests();
+    assert!(!s.classes_computing(), "no labels in this project");
+    s.project.eval.fewrel = vec!["/nonexistent/val.json".into()];
+    s.project.corpus = vec!["a.txt".into(), "b.pubtator".into()];
+    assert_eq!(
+        s.label_source(&ColourBy::PubTator),
+        Some(LabelSource::PubTator(vec!["b.pubtator".into()]))
+    );
+    s.auto_requests();
+    let id = job_for(&s, |p| matches!(p, Pending::Classes(_)));
+    s.on_event(reply(
+        &s,
+        id,
+        Reply::Failed {
+            message: "cannot read val.json".into(),
+            refused: None,
+        },
+    ));
+    s.auto_requests();
+    assert!(!s.classes_computing(), "not retried by itself");
+    s.apply(Command::Map(MapCommand::ColourBy(ColourBy::Evaluate)));
+    s.auto_requests();
+    assert!(s.classes_computing(), "choosing it again retries");
 }
