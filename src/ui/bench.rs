@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use pelt::analysis::{NeighbourIndex, INDEX_MAX_VALUES};
 use pelt::table::{ContextRecord, EntityRow, RowVector, Table, TableMeta, TableWriter};
 
-use super::session::SortKey;
+use super::session::{ColourBy, MapCommand, SortKey, AUTO_LAYOUT_MAX};
 use super::{App, Command, State, Tab};
 
 /// Writes a deterministic table of `n` entities with `h`-wide vectors to `path`, row by row
@@ -334,6 +334,71 @@ pub fn run(entities: usize, hidden: usize, frames: usize, dir: &Path) -> Result<
         &format!("entity list + Map ({drawn} of {total} points drawn)"),
         &f,
     );
+
+    // Colours from a labels file of every entity (12 classes kept, the rest "other").
+    let labels = dir.join(format!("synthetic-{entities}-labels.tsv"));
+    let shown = h.app.session.table.clone().expect("the table is open");
+    let mut tsv = String::new();
+    for (i, id) in shown.entity_ids.iter().enumerate() {
+        tsv.push_str(&format!("{id}\tclass {}\n", (i * 7919) % 20));
+    }
+    std::fs::write(&labels, tsv)?;
+    h.app
+        .apply(Command::Map(MapCommand::ColourBy(ColourBy::File(
+            labels.clone(),
+        ))));
+    let t = Instant::now();
+    h.measure(1, limit, |a| a.session.map.classes.is_some())?;
+    println!(
+        "map colours from a labels file of {} ids (on the worker): {:.2} s",
+        shown.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let f = h.measure(frames, limit, |_| true)?;
+    report("entity list + Map coloured by 20 labels", &f);
+
+    // A search typed on the map: every keystroke matches all names again.
+    let mut typing = vec![];
+    for k in 1..=query.len() {
+        h.app.map.find = query[..k].to_string();
+        typing.push(ms(h.frame()));
+    }
+    let f = Frames::of(typing);
+    report(
+        &format!("Map search {query:?} typed, one frame per keystroke"),
+        &f,
+    );
+
+    // A set of a third of the rows, shown alone in the entity list.
+    let set: Vec<usize> = (0..shown.len()).step_by(3).collect();
+    drop(shown);
+    h.app.apply(Command::Map(MapCommand::SetSet(set)));
+    h.app.apply(Command::Map(MapCommand::FilterToSet(true)));
+    let (worst, answered) = h.until_rows_current(limit)?;
+    println!(
+        "entity list limited to a set of {} rows: shown after {:.2} s, worst frame meanwhile {worst:.1} ms",
+        h.app.entities.visible(&h.app.session).len(),
+        answered.as_secs_f64()
+    );
+    let f = h.measure(frames, limit, |_| true)?;
+    report(
+        "entity list (the set) + Map with the set ringed and a search",
+        &f,
+    );
+
+    // A learnt map of a large table waits for the user (it is not kept in a project).
+    let mut state = h.app.session.state.clone();
+    state.map_method = pelt::analysis::maps::MapMethod::default();
+    h.app.apply(Command::SetState(Box::new(state)));
+    let f = h.measure(frames, limit, |a| {
+        let m = a.session.state.map_method;
+        a.session.map.held(m).is_some()
+    })?;
+    report(
+        &format!("Map with t-SNE held ({total} entities > {AUTO_LAYOUT_MAX}: made when asked)"),
+        &f,
+    );
+    let _ = std::fs::remove_file(&labels);
     let _ = std::fs::remove_file(&path);
     Ok(())
 }

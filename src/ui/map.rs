@@ -224,7 +224,8 @@ impl MapPanel {
         self.shown = (points.len(), drawn);
     }
 
-    /// The rows matching the search (name or id, without case), recomputed when it changes.
+    /// The rows matching the search (name or id, without case), recomputed when it changes:
+    /// a search that extends the previous one looks only among its matches.
     fn matches(&mut self, table: &Table, points: &[MapPoint]) -> &[usize] {
         let q = self.find.trim().to_lowercase();
         let key = self.drawn.as_ref().map_or(0, |d| d.key.0);
@@ -233,17 +234,16 @@ impl MapPanel {
             .as_ref()
             .is_none_or(|(f, k, _)| *f != q || *k != key)
         {
-            let rows = if q.is_empty() {
-                vec![]
-            } else {
-                points
-                    .iter()
-                    .map(|p| p.entity)
-                    .filter(|&r| {
-                        table.entity_names[r].to_lowercase().contains(&q)
-                            || table.entity_ids[r].to_lowercase().contains(&q)
-                    })
-                    .collect()
+            let hit = |r: &usize| {
+                table.entity_names[*r].to_lowercase().contains(&q)
+                    || table.entity_ids[*r].to_lowercase().contains(&q)
+            };
+            let rows = match self.found.take() {
+                _ if q.is_empty() => vec![],
+                Some((f, k, prev)) if k == key && !f.is_empty() && q.contains(&f) => {
+                    prev.into_iter().filter(hit).collect()
+                }
+                _ => points.iter().map(|p| p.entity).filter(hit).collect(),
             };
             self.found = Some((q, key, rows));
         }
@@ -545,9 +545,12 @@ fn tab(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) 
     let hidden = view.hidden.clone();
     let mut plot_resp = None;
     ui.horizontal_top(|ui| {
+        // Entities without a label are drawn first, under the labelled ones.
         let series: Vec<(&Class, Vec<[f64; 2]>)> = d
             .classes
             .iter()
+            .filter(|c| c.colour == UNLABELLED)
+            .chain(d.classes.iter().filter(|c| c.colour != UNLABELLED))
             .filter(|c| !hidden.contains(&c.name) && !c.drawn.is_empty())
             .map(|c| (c, c.drawn.iter().map(|&i| points[i].xy).collect()))
             .collect();

@@ -41,7 +41,9 @@ use pelt::table::Table;
 use pelt::worker::{Inspection, JobId, ModelInfo, NeighbourResult, Task, Worker};
 
 use super::rows::{RowOrders, RowSource};
-pub use map::{ColourBy, MapCommand, MapHeld, MapState, AUTO_LAYOUT_MAX, MAX_CLASSES};
+#[cfg(test)]
+pub use map::MAX_CLASSES;
+pub use map::{ColourBy, MapCommand, MapHeld, MapState, AUTO_LAYOUT_MAX};
 pub use requests::Purpose;
 use requests::{Req, Requests};
 pub use state::{
