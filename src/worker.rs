@@ -109,6 +109,16 @@ pub enum Task {
         table: Arc<Table>,
         settings: Box<crate::eval::EvalSettings>,
     },
+    /// Opens the table at `b` and compares `a` with it, entity by entity
+    /// ([`crate::analysis::compare::compare_file`]); `control` shows how far it has got and
+    /// stops it.
+    Compare {
+        a: Arc<Table>,
+        b: PathBuf,
+        k: usize,
+        center: bool,
+        control: Arc<crate::analysis::compare::CompareControl>,
+    },
 }
 
 impl Task {
@@ -124,6 +134,7 @@ impl Task {
             Task::Preview { .. } => "preview",
             Task::Pca { .. } => "map",
             Task::Evaluate { .. } => "evaluate",
+            Task::Compare { .. } => "compare",
         }
     }
 }
@@ -210,6 +221,7 @@ pub enum Reply {
     Previewed(Box<PreviewResult>),
     Pca(Arc<Vec<MapPoint>>),
     Evaluated(Box<crate::eval::EvalResults>),
+    Compared(Box<crate::analysis::compare::Compared>),
     /// Final for a job that failed (an error, or a panic caught by the worker). `refused`:
     /// the job would have replaced a file this tool did not write (the user may agree).
     Failed {
@@ -662,6 +674,16 @@ impl Engine {
                     .map(|(entity, xy)| MapPoint { entity, xy })
                     .collect(),
             )),
+            Task::Compare {
+                a,
+                b,
+                k,
+                center,
+                control,
+            } => match crate::analysis::compare::compare_file(&a, &b, k, center, &control)? {
+                Some(c) => Reply::Compared(Box::new(c)),
+                None => bail!("the comparison was cancelled"),
+            },
         })
     }
 }

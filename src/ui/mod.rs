@@ -8,12 +8,14 @@
 //! the serde [`State`].
 //!
 //! Environment variables read at start-up (for demos and screenshots):
-//! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|evaluate` opens that tab;
+//! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|compare|evaluate` opens that
+//!   tab;
 //! - `PELT_UI_ENTITY=<name or id>` selects that entity once the entity list is known;
 //! - `PELT_UI_BUILD=1` starts a build at once when the project has no table yet;
 //! - `PELT_UI_EVAL=1` runs the evaluation once the table and the model are there.
 
 pub mod bench;
+mod compare;
 mod entities;
 mod evaluate;
 mod inspector;
@@ -28,6 +30,8 @@ pub mod session;
 mod status;
 mod widgets;
 
+#[cfg(test)]
+mod compare_tests;
 #[cfg(test)]
 mod tests;
 
@@ -89,6 +93,7 @@ pub struct App {
     pub entities: entities::EntitiesPanel,
     pub inspector: inspector::InspectorPanel,
     pub map: map::MapPanel,
+    pub compare: compare::ComparePanel,
     pub windows: status::Windows,
     title: String,
     hovering_files: bool,
@@ -122,6 +127,7 @@ impl App {
             entities: Default::default(),
             inspector: Default::default(),
             map: Default::default(),
+            compare: Default::default(),
             windows: Default::default(),
             title: String::new(),
             hovering_files: false,
@@ -170,6 +176,7 @@ impl App {
                 Tab::Norm => norm::tab(s, ui, out),
                 Tab::Preview => preview::tab(s, ui, out),
                 Tab::Map => self.map.ui(s, ui, out),
+                Tab::Compare => self.compare.ui(s, ui, out),
                 Tab::Evaluate => evaluate::tab(s, ui, out),
             }
         });
@@ -242,6 +249,12 @@ impl App {
                 .add_filter("PELT table", &["safetensors"])
                 .pick_file()
                 .map(Command::OpenTable),
+            Command::Compare(session::CompareCommand::OpenDialog) => self
+                .dialog()
+                .set_title("Table B: a PELT table of the same entities to compare with")
+                .add_filter("PELT table", &["safetensors"])
+                .pick_file()
+                .map(|p| Command::Compare(session::CompareCommand::SetTable(p))),
             Command::SaveTableDialog if s.table.is_some() => {
                 let name = s
                     .table_path

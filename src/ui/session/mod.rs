@@ -17,6 +17,7 @@
 //! matched to their request by job id and dropped when the table changed since they were asked.
 
 mod commands;
+mod compare;
 mod replies;
 mod requests;
 mod state;
@@ -37,6 +38,7 @@ use pelt::table::Table;
 use pelt::worker::{Inspection, JobId, MapPoint, ModelInfo, NeighbourResult, Task, Worker};
 
 use super::rows::{RowOrders, RowSource};
+pub use compare::{CompareColumn, CompareCommand, CompareState, COMPARE_K_MAX};
 pub use requests::Purpose;
 use requests::{Req, Requests};
 pub use state::{
@@ -55,6 +57,10 @@ pub enum Pending {
     Evaluate,
     /// The map's PCA of the current table.
     Pca,
+    /// The Compare tab's comparison, asked of table generation `table_gen`.
+    Compare {
+        table_gen: u64,
+    },
     /// Saving the table or exporting its projector files.
     Save,
     /// A request whose result a tab shows, asked of table generation `table_gen`.
@@ -210,6 +216,8 @@ pub struct Session {
     pub confirmed_outside: std::collections::BTreeSet<PathBuf>,
     /// The last save or export sent, to run again if the user agrees to replace a file.
     pub last_save: Option<Retry>,
+    /// The Compare tab: a second table and its comparison with this one.
+    pub compare: CompareState,
 }
 
 impl Session {
@@ -251,6 +259,7 @@ impl Session {
             question: None,
             confirmed_outside: Default::default(),
             last_save: None,
+            compare: CompareState::default(),
         }
     }
 

@@ -175,6 +175,7 @@ impl Session {
                     self.send(Pending::Pca, Task::Pca { table });
                 }
             }
+            Tab::Compare => self.compare_auto(),
             Tab::Overview | Tab::Evaluate => {}
         }
     }
