@@ -311,6 +311,9 @@ pub struct AlignedMaps {
 }
 
 /// The first two principal components of the unit directions (mean removed) of `rows`.
+/// The plane comes from [`super::layout::principal_components`]; within it the points are
+/// turned onto their own principal axes (an exact 2×2 eigenproblem), so the axes are the PCA's
+/// even when the first two variances lie close together (each axis's sign stays arbitrary).
 pub fn shared_pca(table: &Table, rows: &[usize]) -> Result<Vec<[f64; 2]>> {
     let h = table.hidden();
     if rows.len() < 2 {
@@ -319,8 +322,21 @@ pub fn shared_pca(table: &Table, rows: &[usize]) -> Result<Vec<[f64; 2]>> {
     let x = super::layout::centred_directions(table, rows);
     let p = super::layout::principal_components(&x, h, 2)?;
     let dims = p.len() / rows.len();
-    Ok(p.chunks_exact(dims.max(1))
+    let pts: Vec<[f64; 2]> = p
+        .chunks_exact(dims.max(1))
         .map(|c| [c[0] as f64, c.get(1).copied().unwrap_or(0.0) as f64])
+        .collect();
+    let (mut sxx, mut sxy, mut syy) = (0f64, 0f64, 0f64);
+    for q in &pts {
+        sxx += q[0] * q[0];
+        sxy += q[0] * q[1];
+        syy += q[1] * q[1];
+    }
+    let t = 0.5 * (2.0 * sxy).atan2(sxx - syy);
+    let (c, s) = (t.cos(), t.sin());
+    Ok(pts
+        .into_iter()
+        .map(|q| [c * q[0] + s * q[1], -s * q[0] + c * q[1]])
         .collect())
 }
 
