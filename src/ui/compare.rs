@@ -27,7 +27,7 @@ const ROW_H: f32 = 20.0;
 const LINES_UNSELECTED: usize = 20;
 
 /// What the Compare tab explains before a second table is open.
-pub const HOW_TO_READ: &str = "Compare puts the current table (A) next to a second PELT table (B) over the same entity ids: built from another corpus (say clinical notes instead of PubMed) or with another model. For every entity both tables found, it takes its k nearest entities by cosine in A and in B (among the shared entities only) and measures their overlap, Jaccard@k = |A ∩ B| / |A ∪ B|: 1 means the entity keeps its neighbourhood, 0 that it has entirely new neighbours. For domain adaptation the low end is what matters: those entities are read differently in the new corpus or model, so they are where PELT vectors from the new domain change what the model knows, and where vectors from the old domain would mislead it. The map shows both tables' PCA maps in one frame (B rotated, mirrored and scaled onto A, orthogonal Procrustes); a line joins an entity's place in A to its place in B.";
+pub const HOW_TO_READ: &str = "Compare puts the current table (A) next to a second PELT table (B) over the same entity ids: built from another corpus (say clinical notes instead of PubMed) or with another model. For every entity both tables found, it takes its k nearest entities by cosine in A and in B (among the shared entities only) and measures their overlap, Jaccard@k = (neighbours in both lists) / (neighbours in either list): 1 means the entity keeps its neighbourhood, 0 that it has entirely new neighbours. For domain adaptation the low end is what matters: those entities are read differently in the new corpus or model, so they are where PELT vectors from the new domain change what the model knows, and where vectors from the old domain would mislead it. The map shows both tables' PCA maps in one frame (B rotated, mirrored and scaled onto A, orthogonal Procrustes); a line joins an entity's place in A to its place in B.";
 
 /// The drawn points of one comparison, rebuilt only when the comparison changes.
 struct Drawn {
@@ -240,15 +240,33 @@ fn summary(app: &Session, r: &Compared, ui: &mut Ui) {
 /// A clickable column header; true when clicked.
 fn header(ui: &mut Ui, app: &Session, col: CompareColumn, text: &str, width: f32) -> bool {
     let st = &app.compare;
-    let arrow = match (st.column == col, st.ascending) {
-        (false, _) => "",
-        (true, true) => " ⏶",
-        (true, false) => " ⏷",
-    };
     let r = ui.add_sized(
         [width, ROW_H],
-        egui::Button::new(RichText::new(format!("{text}{arrow}")).strong()).frame(false),
+        egui::Button::new(RichText::new(text).strong()).frame(false),
     );
+    if st.column == col {
+        // A small triangle: up for ascending, down for descending.
+        let c = egui::pos2(r.rect.right() - 8.0, r.rect.center().y);
+        let (p, q, t) = if st.ascending {
+            (
+                c + egui::vec2(-4.0, 3.0),
+                c + egui::vec2(4.0, 3.0),
+                c + egui::vec2(0.0, -3.5),
+            )
+        } else {
+            (
+                c + egui::vec2(-4.0, -3.0),
+                c + egui::vec2(4.0, -3.0),
+                c + egui::vec2(0.0, 3.5),
+            )
+        };
+        let color = ui.visuals().text_color();
+        ui.painter().add(egui::Shape::convex_polygon(
+            vec![p, q, t],
+            color,
+            egui::Stroke::NONE,
+        ));
+    }
     let label = match col {
         CompareColumn::Entity => "Sort by Entity",
         CompareColumn::Jaccard => "Sort by Jaccard",
@@ -431,8 +449,8 @@ fn side_by_side(
                     ui.end_row();
                     for i in 0..e.neighbours_a.len().max(e.neighbours_b.len()) {
                         for (list, other, tag, color) in [
-                            (&e.neighbours_a, &rank_b, "only in A", A_COLOR),
-                            (&e.neighbours_b, &rank_a, "only in B", B_COLOR),
+                            (&e.neighbours_a, &rank_b, ("only in A", "B"), A_COLOR),
+                            (&e.neighbours_b, &rank_a, ("only in B", "A"), B_COLOR),
                         ] {
                             match list.get(i) {
                                 Some(&(j, cos)) => neighbour(
@@ -465,7 +483,7 @@ fn neighbour(
     cos: f32,
     other_rank: Option<usize>,
     rank: usize,
-    only: &str,
+    (only, other): (&str, &str),
     color: Color32,
     select: impl FnOnce(),
 ) {
@@ -502,13 +520,12 @@ fn neighbour(
                 ui.label(RichText::new(only).color(color).size(11.5));
             }
             Some(o) if o != rank => {
-                let moved = if o > rank { "↓" } else { "↑" };
                 ui.label(
-                    RichText::new(format!("{moved}#{}", o + 1))
+                    RichText::new(format!("#{} in {other}", o + 1))
                         .weak()
                         .size(11.5),
                 )
-                .on_hover_text("its place in the other table's list");
+                .on_hover_text("its place in the other table's list (it moved)");
             }
             Some(_) => {}
         }
@@ -579,7 +596,7 @@ fn map(
                 plot_name, index, ..
             } => match *plot_name {
                 "A" | "B (aligned)" => names.get(*index).map(|n| format!("{n} ({plot_name})")),
-                "A → B" | "ends in A" => line_names.get(*index).map(|n| n.to_string()),
+                "A to B" | "ends in A" => line_names.get(*index).map(|n| n.to_string()),
                 _ => None,
             },
             HoverPosition::Elsewhere { .. } => None,
@@ -608,7 +625,7 @@ fn map(
                         .filled(true),
                 );
                 plot.arrows(
-                    Arrows::new("A → B", origins, tips)
+                    Arrows::new("A to B", origins, tips)
                         .color(Color32::from_rgb(230, 60, 160))
                         .tip_length(8.0),
                 );

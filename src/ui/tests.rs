@@ -20,7 +20,7 @@ use super::*;
 const PROBE: &str = "treatment with p53 induced [MASK] in the cells .";
 
 /// The demo project, saved into `dir` with its table path pointing into `dir` too.
-fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
+pub(super) fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
     let mut p = Project::load(&bundled_demo()).expect("the bundled demo project loads");
     p.table = Some(dir.join("demo.safetensors"));
     p.device = DeviceChoice::Cpu;
@@ -30,7 +30,7 @@ fn demo_project_in(dir: &Path, edit: impl FnOnce(&mut Project)) -> PathBuf {
     path
 }
 
-fn harness_for(project: &Path) -> Harness<'static, App> {
+pub(super) fn harness_for(project: &Path) -> Harness<'static, App> {
     let state = State {
         last_project: Some(project.to_path_buf()),
         ..State::default()
@@ -43,7 +43,7 @@ fn harness_for(project: &Path) -> Harness<'static, App> {
 }
 
 /// Steps the ui until `cond` holds (the worker answers in the background), at most 90 s.
-fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bool) {
+pub(super) fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bool) {
     let start = Instant::now();
     loop {
         h.step();
@@ -67,7 +67,7 @@ fn wait_for(h: &mut Harness<'static, App>, what: &str, cond: impl Fn(&App) -> bo
 }
 
 /// Clicks a tab of the central area (not the links of the same name on the Overview tab).
-fn click_tab(h: &mut Harness<'static, App>, name: &str) {
+pub(super) fn click_tab(h: &mut Harness<'static, App>, name: &str) {
     h.query_all_by_label(name)
         .find(|n| n.accesskit_node().role() != Role::Link)
         .unwrap_or_else(|| panic!("no tab {name}"))
@@ -82,7 +82,7 @@ fn click_tab(h: &mut Harness<'static, App>, name: &str) {
     );
 }
 
-fn has_label_containing(h: &Harness<'static, App>, text: &str) -> bool {
+pub(super) fn has_label_containing(h: &Harness<'static, App>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
