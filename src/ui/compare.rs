@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use egui::{Color32, FontId, RichText, Sense, Ui};
-use egui_plot::{Arrows, Corner, HoverPosition, Legend, MarkerShape, Plot, PlotPoint, Points};
+use egui_plot::{
+    Arrows, Corner, HoverPosition, Legend, MarkerShape, Plot, PlotPoint, Points, Text,
+};
 
 use pelt::analysis::compare::{Compared, NeighbourList};
 
@@ -35,6 +37,8 @@ struct Drawn {
     shared: Vec<usize>,
     a: Vec<[f64; 2]>,
     b: Vec<[f64; 2]>,
+    /// The most changed (lines when none is selected).
+    most_changed: Vec<usize>,
 }
 
 /// The Compare tab's view state.
@@ -57,6 +61,12 @@ impl ComparePanel {
             let step = n.div_ceil(MAX_DRAWN).max(1);
             let shared: Vec<usize> = (0..n).step_by(step).collect();
             let drawn = Drawn {
+                most_changed: r
+                    .comparison
+                    .most_changed()
+                    .into_iter()
+                    .take(LINES_UNSELECTED)
+                    .collect(),
                 a: shared.iter().map(|&i| r.maps.a[i]).collect(),
                 b: shared.iter().map(|&i| r.maps.b.aligned[i]).collect(),
                 shared,
@@ -148,9 +158,21 @@ fn tab(view: &mut ComparePanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comman
     summary(app, &r, ui);
     let sel = app.compare_selected();
     let list_h = (ui.available_height() * 0.42).max(160.0);
-    ui.columns(2, |cols| {
-        shared_list(view, app, &r, sel, list_h, &mut cols[0], out);
-        side_by_side(app, &r, sel, list_h, &mut cols[1], out);
+    // The list takes a third of the width, the two neighbour lists the rest.
+    let w = ui.available_width();
+    let list_w = (w * 0.36).clamp(180.0, 420.0);
+    ui.horizontal_top(|ui| {
+        let layout = egui::Layout::top_down(egui::Align::Min);
+        ui.allocate_ui_with_layout(egui::vec2(list_w, list_h + ROW_H + 8.0), layout, |ui| {
+            ui.set_width(list_w);
+            shared_list(view, app, &r, sel, list_h, ui, out);
+        });
+        ui.add_space(10.0);
+        ui.allocate_ui_with_layout(
+            egui::vec2(ui.available_width(), list_h + ROW_H + 8.0),
+            layout,
+            |ui| side_by_side(app, &r, sel, list_h, ui, out),
+        );
     });
     ui.separator();
     map(view, &r, sel, ui, out);
@@ -290,7 +312,7 @@ fn shared_list(
     let c = &r.comparison;
     let order = app.compare_order();
     let w = ui.available_width();
-    let jw = 110.0;
+    let jw = 100.0;
     ui.horizontal(|ui| {
         ui.spacing_mut().item_spacing.x = 0.0;
         if header(ui, app, CompareColumn::Entity, "Entity", (w - jw).max(60.0)) {
@@ -434,10 +456,11 @@ fn side_by_side(
         .enumerate()
         .map(|(r, x)| (x.0, r))
         .collect();
-    egui::ScrollArea::vertical()
+    // Scrolls sideways too: long names must not widen the tab beyond the window.
+    egui::ScrollArea::both()
         .id_salt("compare_side_by_side")
         .max_height(height - 20.0)
-        .auto_shrink([false, true])
+        .auto_shrink([false, false])
         .show(ui, |ui| {
             egui::Grid::new("compare_neighbours")
                 .num_columns(2)
@@ -509,12 +532,6 @@ fn neighbour(
         {
             select();
         }
-        ui.label(
-            RichText::new(format!("{cos:.2}"))
-                .monospace()
-                .size(11.5)
-                .weak(),
-        );
         match other_rank {
             None => {
                 ui.label(RichText::new(only).color(color).size(11.5));
@@ -555,11 +572,7 @@ fn map(
             v.dedup();
             v
         }
-        None => c
-            .most_changed()
-            .into_iter()
-            .take(LINES_UNSELECTED)
-            .collect(),
+        None => drawn.most_changed.clone(),
     };
     ui.horizontal_wrapped(|ui| {
         ui.label(format!(
@@ -628,6 +641,31 @@ fn map(
                     Arrows::new("A to B", origins, tips)
                         .color(Color32::from_rgb(230, 60, 160))
                         .tip_length(8.0),
+                );
+            }
+            if let Some(s) = sel {
+                let (pa, pb) = (r.maps.a[s], r.maps.b.aligned[s]);
+                for (name, p, color) in [
+                    ("selected in A", pa, A_COLOR),
+                    ("selected in B", pb, B_COLOR),
+                ] {
+                    plot.points(
+                        Points::new(name, vec![p])
+                            .radius(8.0)
+                            .color(color)
+                            .shape(MarkerShape::Circle)
+                            .filled(false),
+                    );
+                }
+                plot.text(
+                    Text::new(
+                        "",
+                        PlotPoint::new(pa[0], pa[1]),
+                        RichText::new(format!("   {}", c.shared[s].name))
+                            .strong()
+                            .size(14.0),
+                    )
+                    .anchor(egui::Align2::LEFT_CENTER),
                 );
             }
         });

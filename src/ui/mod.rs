@@ -11,6 +11,7 @@
 //! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|compare|evaluate` opens that
 //!   tab;
 //! - `PELT_UI_ENTITY=<name or id>` selects that entity once the entity list is known;
+//! - `PELT_UI_COMPARE=<table>` opens that table as the Compare tab's second table;
 //! - `PELT_UI_BUILD=1` starts a build at once when the project has no table yet;
 //! - `PELT_UI_EVAL=1` runs the evaluation once the table and the model are there.
 
@@ -72,6 +73,12 @@ pub fn run() -> anyhow::Result<()> {
             let mut app = App::new(&cc.egui_ctx, state);
             if let Ok(name) = std::env::var("PELT_UI_ENTITY") {
                 app.session.pending_select = Some(name);
+            }
+            if let Some(b) = std::env::var_os("PELT_UI_COMPARE") {
+                app.session
+                    .apply(Command::Compare(session::CompareCommand::SetTable(
+                        b.into(),
+                    )));
             }
             if std::env::var("PELT_UI_EVAL").is_ok_and(|v| v == "1") {
                 app.session.eval_when_ready = true;
@@ -157,7 +164,7 @@ impl App {
             .size_range(300.0..=700.0)
             .show(ui, |ui| self.entities.ui(s, ui, out));
         egui::CentralPanel::default().show(ui, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 for t in Tab::ALL {
                     let r = ui.selectable_label(
                         s.state.tab == t,
