@@ -29,7 +29,7 @@ const ROW_H: f32 = 20.0;
 const LINES_UNSELECTED: usize = 20;
 
 /// What the Compare tab explains before a second table is open.
-pub const HOW_TO_READ: &str = "Compare puts the current table (A) next to a second PELT table (B) over the same entity ids: built from another corpus (say clinical notes instead of PubMed) or with another model. For every entity both tables found, it takes its k nearest entities by cosine in A and in B (among the shared entities only) and measures their overlap, Jaccard@k = (neighbours in both lists) / (neighbours in either list): 1 means the entity keeps its neighbourhood, 0 that it has entirely new neighbours. For domain adaptation the low end is what matters: those entities are read differently in the new corpus or model, so they are where PELT vectors from the new domain change what the model knows, and where vectors from the old domain would mislead it. The map shows both tables' PCA maps in one frame (B rotated, mirrored and scaled onto A, orthogonal Procrustes); a line joins an entity's place in A to its place in B.";
+pub const HOW_TO_READ: &str = "Compare puts the current table (A) next to a second PELT table (B) over the same entity ids: built from another corpus (say clinical notes instead of PubMed) or with another model. For every entity both tables found, it takes its k nearest entities by cosine in A and in B (among the shared entities only) and measures their overlap, Jaccard@k = (neighbours in both lists) / (neighbours in either list): 1 means the entity keeps its neighbourhood, 0 that it has entirely new neighbours. The list puts the most changed first; select one to see its two neighbour lists side by side, where the coloured names (only in A, only in B) are the neighbours it lost and gained, and \"#3 in B\" says where a kept neighbour went. For domain adaptation the low end is what matters: those entities are read differently in the new corpus or model, so they are where PELT vectors from the new domain change what the model knows, and where vectors from the old domain would mislead it. The map shows both tables' PCA maps in one frame (B rotated, mirrored and scaled onto A, orthogonal Procrustes); a line joins an entity's place in A to its place in B.";
 
 /// The drawn points of one comparison, rebuilt only when the comparison changes.
 struct Drawn {
@@ -133,12 +133,9 @@ fn tab(view: &mut ComparePanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comman
     }
     if let Some(e) = &st.error {
         ui.colored_label(widgets::BAD, format!("Cannot compare: {e}"));
-        ui.horizontal(|ui| {
-            open_button(ui, out);
-            if ui.button("Compare again").clicked() {
-                out.push(cmd(CompareCommand::Rerun));
-            }
-        });
+        if ui.button("Compare again").clicked() {
+            out.push(cmd(CompareCommand::Rerun));
+        }
         return;
     }
     if st.cancelled {
@@ -156,6 +153,10 @@ fn tab(view: &mut ComparePanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comman
         return;
     };
     summary(app, &r, ui);
+    hint(
+        ui,
+        "Lowest Jaccard first: these entities' nearest neighbours changed most between A and B. Select one to see what it lost and gained.",
+    );
     let sel = app.compare_selected();
     let list_h = (ui.available_height() * 0.42).max(160.0);
     // The list takes a third of the width, the two neighbour lists the rest.
