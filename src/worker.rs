@@ -221,6 +221,7 @@ pub enum Reply {
     Previewed(Box<PreviewResult>),
     Pca(Arc<Vec<MapPoint>>),
     Evaluated(Box<crate::eval::EvalResults>),
+    /// Final for [`Task::Compare`].
     Compared(Box<crate::analysis::compare::Compared>),
     /// Final for a job that failed (an error, or a panic caught by the worker). `refused`:
     /// the job would have replaced a file this tool did not write (the user may agree).

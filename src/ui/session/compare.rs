@@ -335,6 +335,7 @@ mod tests {
     use super::super::{Pending, Tab};
     use super::*;
     use pelt::analysis::compare::{aligned_maps, compare_tables};
+    use pelt::table::Table;
     use pelt::worker::JobId;
     use std::sync::atomic::AtomicBool;
 
@@ -359,8 +360,6 @@ mod tests {
             maps,
         })
     }
-
-    use pelt::table::Table;
 
     fn with_table() -> (Session, Arc<Table>) {
         let mut s = session();
