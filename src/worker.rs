@@ -132,6 +132,16 @@ pub enum Task {
         table: Arc<Table>,
         settings: Box<crate::eval::EvalSettings>,
     },
+    /// Opens the table at `b` and compares `a` with it, entity by entity
+    /// ([`crate::analysis::compare::compare_file`]); `control` shows how far it has got and
+    /// stops it.
+    Compare {
+        a: Arc<Table>,
+        b: PathBuf,
+        k: usize,
+        center: bool,
+        control: Arc<crate::analysis::compare::CompareControl>,
+    },
 }
 
 impl Task {
@@ -149,6 +159,7 @@ impl Task {
             Task::Classes { .. } => "map colours",
             Task::SaveEntitySet { .. } => "save entity set",
             Task::Evaluate { .. } => "evaluate",
+            Task::Compare { .. } => "compare",
         }
     }
 }
@@ -250,6 +261,8 @@ pub enum Reply {
     Mapped(Box<MapReply>),
     Classes(Arc<crate::eval::RowClasses>),
     Evaluated(Box<crate::eval::EvalResults>),
+    /// Final for [`Task::Compare`].
+    Compared(Box<crate::analysis::compare::Compared>),
     /// Final for a job that failed (an error, or a panic caught by the worker). `refused`:
     /// the job would have replaced a file this tool did not write (the user may agree).
     Failed {
@@ -736,6 +749,16 @@ impl Engine {
                 list.write_tsv(&path)?;
                 Reply::Saved { path }
             }
+            Task::Compare {
+                a,
+                b,
+                k,
+                center,
+                control,
+            } => match crate::analysis::compare::compare_file(&a, &b, k, center, &control)? {
+                Some(c) => Reply::Compared(Box::new(c)),
+                None => bail!("the comparison was cancelled"),
+            },
         })
     }
 }

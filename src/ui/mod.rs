@@ -8,12 +8,15 @@
 //! the serde [`State`].
 //!
 //! Environment variables read at start-up (for demos and screenshots):
-//! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|evaluate` opens that tab;
+//! - `PELT_UI_TAB=overview|inspector|neighbours|norm|preview|map|compare|evaluate` opens that
+//!   tab;
 //! - `PELT_UI_ENTITY=<name or id>` selects that entity once the entity list is known;
+//! - `PELT_UI_COMPARE=<table>` opens that table as the Compare tab's second table;
 //! - `PELT_UI_BUILD=1` starts a build at once when the project has no table yet;
 //! - `PELT_UI_EVAL=1` runs the evaluation once the table and the model are there.
 
 pub mod bench;
+mod compare;
 mod entities;
 mod evaluate;
 mod inspector;
@@ -28,6 +31,8 @@ pub mod session;
 mod status;
 mod widgets;
 
+#[cfg(test)]
+mod compare_tests;
 #[cfg(test)]
 mod map_tests;
 #[cfg(test)]
@@ -71,6 +76,12 @@ pub fn run() -> anyhow::Result<()> {
             if let Ok(name) = std::env::var("PELT_UI_ENTITY") {
                 app.session.pending_select = Some(name);
             }
+            if let Some(b) = std::env::var_os("PELT_UI_COMPARE") {
+                app.session
+                    .apply(Command::Compare(session::CompareCommand::SetTable(
+                        b.into(),
+                    )));
+            }
             if std::env::var("PELT_UI_EVAL").is_ok_and(|v| v == "1") {
                 app.session.eval_when_ready = true;
             }
@@ -91,6 +102,7 @@ pub struct App {
     pub entities: entities::EntitiesPanel,
     pub inspector: inspector::InspectorPanel,
     pub map: map::MapPanel,
+    pub compare: compare::ComparePanel,
     pub windows: status::Windows,
     title: String,
     hovering_files: bool,
@@ -124,6 +136,7 @@ impl App {
             entities: Default::default(),
             inspector: Default::default(),
             map: Default::default(),
+            compare: Default::default(),
             windows: Default::default(),
             title: String::new(),
             hovering_files: false,
@@ -153,7 +166,7 @@ impl App {
             .size_range(300.0..=700.0)
             .show(ui, |ui| self.entities.ui(s, ui, out));
         egui::CentralPanel::default().show(ui, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 for t in Tab::ALL {
                     let r = ui.selectable_label(
                         s.state.tab == t,
@@ -172,6 +185,7 @@ impl App {
                 Tab::Norm => norm::tab(s, ui, out),
                 Tab::Preview => preview::tab(s, ui, out),
                 Tab::Map => self.map.ui(s, ui, out),
+                Tab::Compare => self.compare.ui(s, ui, out),
                 Tab::Evaluate => evaluate::tab(s, ui, out),
             }
         });
@@ -244,6 +258,12 @@ impl App {
                 .add_filter("PELT table", &["safetensors"])
                 .pick_file()
                 .map(Command::OpenTable),
+            Command::Compare(session::CompareCommand::OpenDialog) => self
+                .dialog()
+                .set_title("Table B: a PELT table of the same entities to compare with")
+                .add_filter("PELT table", &["safetensors"])
+                .pick_file()
+                .map(|p| Command::Compare(session::CompareCommand::SetTable(p))),
             Command::SaveTableDialog if s.table.is_some() => {
                 let name = s
                     .table_path

@@ -225,6 +225,7 @@ impl Session {
                 }
             }
             Command::ClearErrors => self.errors.clear(),
+            Command::Compare(c) => return self.apply_compare(c),
             Command::Dropped(p) => {
                 let next = match classify_drop(&p) {
                     Some(DropKind::Corpus) => Command::AddCorpus(vec![p]),

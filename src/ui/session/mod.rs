@@ -17,6 +17,7 @@
 //! matched to their request by job id and dropped when the table changed since they were asked.
 
 mod commands;
+mod compare;
 mod map;
 mod replies;
 mod requests;
@@ -41,6 +42,7 @@ use pelt::table::Table;
 use pelt::worker::{Inspection, JobId, ModelInfo, NeighbourResult, Task, Worker};
 
 use super::rows::{RowOrders, RowSource};
+pub use compare::{CompareColumn, CompareCommand, CompareState, COMPARE_K_MAX};
 #[cfg(test)]
 pub use map::MAX_CLASSES;
 pub use map::{ColourBy, MapCommand, MapHeld, MapState, AUTO_LAYOUT_MAX};
@@ -67,6 +69,10 @@ pub enum Pending {
     },
     /// The map's colour classes, made from this source.
     Classes(ColourBy),
+    /// The Compare tab's comparison, asked of table generation `table_gen`.
+    Compare {
+        table_gen: u64,
+    },
     /// Saving the table or exporting its projector files.
     Save,
     /// A request whose result a tab shows, asked of table generation `table_gen`.
@@ -218,6 +224,8 @@ pub struct Session {
     pub confirmed_outside: std::collections::BTreeSet<PathBuf>,
     /// The last save or export sent, to run again if the user agrees to replace a file.
     pub last_save: Option<Retry>,
+    /// The Compare tab: a second table and its comparison with this one.
+    pub compare: CompareState,
 }
 
 impl Session {
@@ -259,6 +267,7 @@ impl Session {
             question: None,
             confirmed_outside: Default::default(),
             last_save: None,
+            compare: CompareState::default(),
         }
     }
 

@@ -82,6 +82,9 @@ impl Session {
     fn on_final(&mut self, pending: Pending, job: &str, reply: Reply) -> Changed {
         let mut changed = Changed::default();
         match (pending, reply) {
+            (Pending::Compare { table_gen }, reply) => {
+                return self.on_compared(table_gen, job, reply)
+            }
             (pending, Reply::Failed { message, refused }) => {
                 match &pending {
                     Pending::Build => self.build_ended(),

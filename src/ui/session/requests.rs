@@ -184,6 +184,7 @@ impl Session {
                     );
                 }
             }
+            Tab::Compare => self.compare_auto(),
             Tab::Overview | Tab::Evaluate => {}
         }
     }

@@ -26,17 +26,19 @@ pub enum Tab {
     Norm,
     Preview,
     Map,
+    Compare,
     Evaluate,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Overview,
         Tab::Inspector,
         Tab::Neighbours,
         Tab::Norm,
         Tab::Preview,
         Tab::Map,
+        Tab::Compare,
         Tab::Evaluate,
     ];
 
@@ -48,6 +50,7 @@ impl Tab {
             Tab::Norm => "Norm",
             Tab::Preview => "Preview",
             Tab::Map => "Map",
+            Tab::Compare => "Compare",
             Tab::Evaluate => "Evaluate",
         }
     }
@@ -60,6 +63,7 @@ impl Tab {
             Tab::Norm => "The norm (modL) of the vectors: A/B comparison and the MLM loss against the norm",
             Tab::Preview => "Plug entity vectors into a sentence of your own and compare fill-mask predictions",
             Tab::Map => "All entity vectors on a 2-D map (t-SNE, UMAP or PCA), coloured by type or label",
+            Tab::Compare => "A second table of the same entities (another corpus or model): whose nearest neighbours changed, and both maps aligned",
             Tab::Evaluate => "Does the table carry knowledge? Entity typing and cloze probes, and which norm serves them best",
         }
     }
@@ -236,6 +240,8 @@ pub enum Command {
     /// The user's answer to the [`super::Question`] shown: `true` runs the write.
     Answer(bool),
     Map(MapCommand),
+    /// The Compare tab's commands.
+    Compare(super::CompareCommand),
 }
 
 /// What a dropped path is taken for.

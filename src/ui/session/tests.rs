@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use pelt::table::{TableMeta, TableParts};
 use pelt::worker::{Event, MapPoint, MapReply, ModelInfo, Reply};
 
-fn session() -> Session {
+pub(super) fn session() -> Session {
     Session::new(
         Worker::spawn(|| {}),
         RowOrders::spawn(|| {}),
@@ -12,7 +12,7 @@ fn session() -> Session {
     )
 }
 
-fn table(names: &[&str], counts: &[i64]) -> Arc<Table> {
+pub(super) fn table(names: &[&str], counts: &[i64]) -> Arc<Table> {
     let n = names.len();
     let mut parts = TableParts {
         meta: Some(TableMeta {
@@ -61,7 +61,7 @@ fn request(s: &Session) -> JobId {
     job_for(s, |p| matches!(p, Pending::Request { .. }))
 }
 
-fn reply(s: &Session, id: JobId, reply: Reply) -> Event {
+pub(super) fn reply(s: &Session, id: JobId, reply: Reply) -> Event {
     Event {
         id,
         generation: s.generation,
