@@ -221,7 +221,7 @@ fn report(app: &Session, ui: &mut Ui) {
 }
 
 fn next_steps(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
-    let steps: [(Tab, &str); 5] = [
+    let steps: [(Tab, &str); 6] = [
         (
             Tab::Inspector,
             "see the sentences behind an entity's vector and which ones disagree with it",
@@ -241,6 +241,10 @@ fn next_steps(app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
         (
             Tab::Map,
             "see all entities on a t-SNE or UMAP map coloured by type; box a group into a set",
+        ),
+        (
+            Tab::Compare,
+            "open a table from another corpus or model and see whose nearest neighbours changed",
         ),
     ];
     if app.selected.is_none() {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use super::{
     classify_drop, BuildState, Changed, Command, DropKind, Pending, Question, Requests, Retry,
-    Session, DEFAULT_PROBE,
+    Session, Tab, DEFAULT_PROBE,
 };
 
 impl Session {
@@ -232,6 +232,10 @@ impl Session {
                     Some(DropKind::Entities) => Command::SetEntities(p),
                     Some(DropKind::Model) => Command::SetModel(Some(p)),
                     Some(DropKind::Project) => Command::OpenProject(p),
+                    // On the Compare tab a dropped table is the second table.
+                    Some(DropKind::Table) if self.state.tab == Tab::Compare => {
+                        Command::Compare(super::CompareCommand::SetTable(p))
+                    }
                     Some(DropKind::Table) => Command::OpenTable(p),
                     None => {
                         self.error(

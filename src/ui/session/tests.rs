@@ -252,6 +252,21 @@ fn commands_edit_the_project_and_settings() {
 }
 
 #[test]
+fn a_table_dropped_on_the_compare_tab_is_the_second_table() {
+    let mut s = session();
+    s.state.tab = Tab::Compare;
+    s.apply(Command::Dropped("/nonexistent/b.safetensors".into()));
+    assert_eq!(
+        s.compare.b_path.as_deref(),
+        Some(Path::new("/nonexistent/b.safetensors"))
+    );
+    assert!(!s.jobs.values().any(|p| *p == Pending::OpenTable));
+    s.state.tab = Tab::Map;
+    s.apply(Command::Dropped("/nonexistent/a.safetensors".into()));
+    assert!(s.jobs.values().any(|p| *p == Pending::OpenTable));
+}
+
+#[test]
 fn drops_are_classified_like_the_corpus_reader() {
     assert_eq!(classify_drop(Path::new("a.ndjson")), Some(DropKind::Corpus));
     assert_eq!(
