@@ -11,6 +11,10 @@ use std::sync::atomic::AtomicBool;
 use super::layout::{tsne_2d, umap_2d, MapPoints, TsneParams, UmapParams};
 use crate::table::{tsv_field, Table};
 
+/// Bumped when a layout's algorithm changes, so that maps kept by an older version are made
+/// again rather than read back.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// The first line of a map's TSV.
 pub const MAP_HEADER: &str = "id\tname\tx\ty";
 
@@ -76,8 +80,11 @@ impl MapMethod {
 
     /// The file in `dir` (a project's folder) that keeps this map of `table`.
     pub fn cache_file(&self, dir: &Path, table: &Table) -> PathBuf {
-        dir.join("maps")
-            .join(format!("{}-{}.tsv", self.key(), table.fingerprint()))
+        dir.join("maps").join(format!(
+            "{}-v{LAYOUT_VERSION}-{}.tsv",
+            self.key(),
+            table.fingerprint()
+        ))
     }
 }
 

@@ -53,7 +53,7 @@ const SET_COLOUR: Color32 = Color32::from_rgb(255, 255, 255);
 /// each colour class), the selected entity always.
 pub const MAX_DRAWN: usize = 5_000;
 /// At most this many search matches or set members are ringed.
-const MAX_RINGED: usize = 2_000;
+const MAX_RINGED: usize = 500;
 
 /// How a drag on the map acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,6 +151,19 @@ pub fn classes_of(table: &Table, points: &[MapPoint], classes: Option<&RowClasse
     out
 }
 
+/// Whether `hay` contains `needle` (already lowercase) without case; ASCII text is compared
+/// in place, anything else lowercased first.
+pub fn contains_folded(hay: &str, needle: &str) -> bool {
+    if hay.is_ascii() && needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        n.is_empty()
+            || h.windows(n.len())
+                .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    } else {
+        hay.to_lowercase().contains(needle)
+    }
+}
+
 /// The rows whose points lie in the rectangle spanned by `a` and `b`.
 pub fn rows_in_box(points: &[MapPoint], a: [f64; 2], b: [f64; 2]) -> Vec<usize> {
     let (x0, x1) = (a[0].min(b[0]), a[0].max(b[0]));
@@ -235,8 +248,8 @@ impl MapPanel {
             .is_none_or(|(f, k, _)| *f != q || *k != key)
         {
             let hit = |r: &usize| {
-                table.entity_names[*r].to_lowercase().contains(&q)
-                    || table.entity_ids[*r].to_lowercase().contains(&q)
+                contains_folded(&table.entity_names[*r], &q)
+                    || contains_folded(&table.entity_ids[*r], &q)
             };
             let rows = match self.found.take() {
                 _ if q.is_empty() => vec![],
@@ -745,6 +758,17 @@ mod tests {
             .enumerate()
             .map(|(i, &xy)| MapPoint { entity: i * 10, xy })
             .collect()
+    }
+
+    #[test]
+    fn search_ignores_case_in_ascii_and_beyond() {
+        assert!(contains_folded("Tumor Necrosis Factor", "necrosis f"));
+        assert!(contains_folded("C0162638", "c01626"));
+        assert!(!contains_folded("apoptosis", "apoptosisx"));
+        assert!(!contains_folded("TNF", "tnfa"));
+        assert!(contains_folded("ÉTOILE rouge", "étoile"));
+        assert!(!contains_folded("ÉTOILE", "etoile"));
+        assert!(contains_folded("anything", ""));
     }
 
     #[test]
