@@ -423,34 +423,31 @@ fn tools_row(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Comm
     }
 }
 
-/// The legend: one checkbox per class, with its colour and size.
+/// The legend above the map: one checkbox per class, with its colour and size.
 fn legend(classes: &[Class], hidden: &mut Vec<String>, ui: &mut Ui) {
-    egui::ScrollArea::vertical()
-        .id_salt("map_legend")
-        .show(ui, |ui| {
-            for c in classes {
-                if c.count == 0 {
-                    continue;
-                }
-                ui.horizontal(|ui| {
-                    let (rect, _) =
-                        ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
-                    ui.painter().circle_filled(rect.center(), 5.0, c.colour);
-                    let mut on = !hidden.contains(&c.name);
-                    if ui
-                        .checkbox(&mut on, format!("{} ({})", c.name, c.count))
-                        .on_hover_text("Show or hide this class on the map")
-                        .changed()
-                    {
-                        if on {
-                            hidden.retain(|h| *h != c.name);
-                        } else {
-                            hidden.push(c.name.clone());
-                        }
-                    }
-                });
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 4.0;
+        for c in classes {
+            if c.count == 0 {
+                continue;
             }
-        });
+            // The class's name in its colour (a swatch apart could wrap away from it).
+            let text = RichText::new(format!("{} ({})", c.name, c.count)).color(c.colour);
+            let mut on = !hidden.contains(&c.name);
+            if ui
+                .checkbox(&mut on, text)
+                .on_hover_text("Show or hide this class on the map")
+                .changed()
+            {
+                if on {
+                    hidden.retain(|h| *h != c.name);
+                } else {
+                    hidden.push(c.name.clone());
+                }
+            }
+            ui.add_space(6.0);
+        }
+    });
 }
 
 fn tab(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) {
@@ -551,7 +548,8 @@ fn tab(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) 
     let found_xy = ringed(&matches);
     let set_xy = app.map.set.as_ref().map(|s| ringed(s)).unwrap_or_default();
     let (xn, yn) = axis_names(&layout.method);
-    let width = (ui.available_width() - 230.0).max(300.0);
+    legend(&d.classes, &mut view.hidden, ui);
+    let width = ui.available_width().max(300.0);
     let height = (ui.available_height() - 8.0).max(200.0);
     let tool = view.tool;
     let path = view.path.clone();
@@ -672,11 +670,6 @@ fn tab(view: &mut MapPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Command>) 
             )
         });
         plot_resp = Some(resp);
-        ui.vertical(|ui| {
-            ui.set_width(220.0);
-            ui.label(RichText::new("Legend").strong());
-            legend(&d.classes, &mut view.hidden, ui);
-        });
     });
     view.drawn = Some(d);
     let Some(resp) = plot_resp else { return };
