@@ -55,6 +55,19 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// One line: shared entities, those of one table only, and the mean Jaccard@k.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} shared, {} only in A, {} only in B; mean Jaccard@{} {:.3}{}",
+            self.shared.len(),
+            self.only_a,
+            self.only_b,
+            self.k,
+            self.mean_jaccard,
+            if self.center { " (mean removed)" } else { "" }
+        )
+    }
+
     /// Indices into `shared`, the lowest Jaccard@k first (ties by id).
     pub fn most_changed(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.shared.len()).collect();

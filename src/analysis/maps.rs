@@ -4,7 +4,6 @@
 //! and the table's [`Table::fingerprint`], so a map is reused only for the same vectors.
 
 use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -138,12 +137,7 @@ pub fn read_map_tsv(path: &Path, table: &Table) -> Result<MapPoints> {
             at(1)
         ),
     }
-    let rows: HashMap<&str, usize> = table
-        .entity_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let rows = table.rows_by_id();
     let mut placed = vec![false; table.len()];
     let mut out = MapPoints::new();
     for (i, line) in lines {

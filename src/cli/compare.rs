@@ -56,16 +56,7 @@ pub fn run(args: CompareArgs, out: &mut dyn Write) -> Result<()> {
         escape::path(&args.b),
         c.found_b
     )?;
-    writeln!(
-        out,
-        "{} shared, {} only in A, {} only in B; mean Jaccard@{} of their neighbourhoods: {:.3}{}",
-        c.shared.len(),
-        c.only_a,
-        c.only_b,
-        c.k,
-        c.mean_jaccard,
-        if c.center { " (mean removed)" } else { "" }
-    )?;
+    writeln!(out, "{}", c.summary())?;
     if c.shared.is_empty() {
         return Ok(());
     }

@@ -118,12 +118,7 @@ impl RowClasses {
     /// The classes of `table`'s rows under `labels`, keeping the `max_classes` most frequent
     /// among rows with a vector (ties by name) and putting the others in "other".
     pub fn new(table: &Table, labels: &Labels, max_classes: usize) -> RowClasses {
-        let rows: HashMap<&str, usize> = table
-            .entity_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.as_str(), i))
-            .collect();
+        let rows = table.rows_by_id();
         let mut label_of: Vec<Option<&str>> = vec![None; table.len()];
         let mut unknown_ids = 0;
         for (id, l) in labels {

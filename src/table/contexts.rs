@@ -433,21 +433,8 @@ mod tests {
 
     fn meta() -> TableMeta {
         TableMeta {
-            model: "m".into(),
-            model_sha256: "0".into(),
-            hidden_size: 2,
             k: 64,
-            seed: 0,
-            max_len: 8,
-            corpus: "c".into(),
-            corpus_sha256: "0".into(),
-            shard: "all".into(),
-            case_sensitive: false,
-            mentions: "names".into(),
-            window: 512,
-            dtype: Default::default(),
-            entities_total: 2,
-            entity_list_sha256: String::new(),
+            ..crate::table::test_meta(2, 2)
         }
     }
 

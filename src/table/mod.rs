@@ -395,6 +395,15 @@ impl Table {
             .collect()
     }
 
+    /// Each entity id's row.
+    pub fn rows_by_id(&self) -> std::collections::HashMap<&str, usize> {
+        self.entity_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect()
+    }
+
     /// The row of the entity with exactly this id.
     pub fn index_of_id(&self, id: &str) -> Option<usize> {
         self.entity_ids.iter().position(|x| x == id)

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use egui::{Color32, FontId, RichText, Sense, Ui};
+use egui::{Color32, FontId, RichText, Ui};
 use egui_plot::{
     Arrows, Corner, HoverPosition, Legend, MarkerShape, Plot, PlotPoint, Points, Text,
 };
@@ -246,15 +246,10 @@ fn summary(app: &Session, r: &Compared, ui: &mut Ui) {
     );
     ui.label(
         RichText::new(format!(
-            "{} found in A, {} in B: {} shared, {} only in A, {} only in B. Mean Jaccard@{}: {:.3}{}",
+            "{} found in A, {} in B: {}",
             c.found_a,
             c.found_b,
-            c.shared.len(),
-            c.only_a,
-            c.only_b,
-            c.k,
-            c.mean_jaccard,
-            if c.center { " (mean removed)" } else { "" }
+            c.summary()
         ))
         .strong(),
     );
@@ -268,27 +263,8 @@ fn header(ui: &mut Ui, app: &Session, col: CompareColumn, text: &str, width: f32
         egui::Button::new(RichText::new(text).strong()).frame(false),
     );
     if st.column == col {
-        // A small triangle: up for ascending, down for descending.
         let c = egui::pos2(r.rect.right() - 8.0, r.rect.center().y);
-        let (p, q, t) = if st.ascending {
-            (
-                c + egui::vec2(-4.0, 3.0),
-                c + egui::vec2(4.0, 3.0),
-                c + egui::vec2(0.0, -3.5),
-            )
-        } else {
-            (
-                c + egui::vec2(-4.0, -3.0),
-                c + egui::vec2(4.0, -3.0),
-                c + egui::vec2(0.0, 3.5),
-            )
-        };
-        let color = ui.visuals().text_color();
-        ui.painter().add(egui::Shape::convex_polygon(
-            vec![p, q, t],
-            color,
-            egui::Stroke::NONE,
-        ));
+        widgets::sort_arrow(ui, c, st.ascending, ui.visuals().text_color());
     }
     let label = match col {
         CompareColumn::Entity => "Sort by Entity",
@@ -344,21 +320,9 @@ fn shared_list(
     scroll.show_rows(ui, ROW_H, order.len(), |ui, range| {
         for &i in &order[range] {
             let e = &c.shared[i];
-            let (rect, resp) =
-                ui.allocate_exact_size(egui::vec2(ui.available_width(), ROW_H), Sense::click());
-            let v = ui.visuals();
             let selected = sel == Some(i);
-            if selected {
-                ui.painter().rect_filled(rect, 3.0, v.selection.bg_fill);
-            } else if resp.hovered() {
-                ui.painter()
-                    .rect_filled(rect, 3.0, v.widgets.hovered.weak_bg_fill);
-            }
-            let color = if selected {
-                v.selection.stroke.color
-            } else {
-                v.text_color()
-            };
+            let (rect, resp, color) = widgets::list_row(ui, ROW_H, selected);
+            let v = ui.visuals();
             let name_rect = egui::Rect::from_min_max(
                 rect.min,
                 egui::pos2((rect.right() - jw).max(rect.left()), rect.bottom()),

@@ -101,7 +101,7 @@ fn compare_tab_shows_jaccard_neighbours_side_by_side_and_the_aligned_maps() {
     assert!((c.mean_jaccard - want.mean_jaccard).abs() < 1e-9);
     assert!(want.shared.len() > 100 && want.mean_jaccard < 1.0);
     let summary = format!(
-        "{} found in A, {} in B: {} shared, {} only in A, {} only in B. Mean Jaccard@{}: {:.3}",
+        "{} found in A, {} in B: {} shared, {} only in A, {} only in B; mean Jaccard@{} {:.3}",
         want.found_a,
         want.found_b,
         want.shared.len(),

@@ -279,26 +279,8 @@ fn panel(view: &mut EntitiesPanel, app: &Session, ui: &mut Ui, out: &mut Vec<Com
         let text_right = x + galley.size().x;
         ui.painter().galley(pos, galley, color);
         if sorted {
-            // A small triangle: up for ascending, down for descending.
             let c = egui::pos2(text_right + 7.0, cell.center().y);
-            let (a, b, d) = if app.state.ascending {
-                (
-                    c + egui::vec2(-4.0, 3.0),
-                    c + egui::vec2(4.0, 3.0),
-                    c + egui::vec2(0.0, -3.5),
-                )
-            } else {
-                (
-                    c + egui::vec2(-4.0, -3.0),
-                    c + egui::vec2(4.0, -3.0),
-                    c + egui::vec2(0.0, 3.5),
-                )
-            };
-            ui.painter().add(egui::Shape::convex_polygon(
-                vec![a, b, d],
-                color,
-                egui::Stroke::NONE,
-            ));
+            super::widgets::sort_arrow(ui, c, app.state.ascending, color);
         }
         resp.widget_info(|| {
             egui::WidgetInfo::labeled(egui::Role::ColumnHeader, true, format!("Sort by {label}"))
@@ -378,21 +360,9 @@ fn cell_text(ui: &Ui, cell: Rect, text: &str, font: FontId, color: egui::Color32
 
 /// Draws row `i`; true when it was clicked.
 fn row(app: &Session, ui: &mut Ui, i: usize) -> bool {
-    let (rect, resp) =
-        ui.allocate_exact_size(egui::vec2(ui.available_width(), ROW_H), Sense::click());
     let selected = app.selected == Some(i);
+    let (rect, resp, text_color) = super::widgets::list_row(ui, ROW_H, selected);
     let v = ui.visuals();
-    if selected {
-        ui.painter().rect_filled(rect, 3.0, v.selection.bg_fill);
-    } else if resp.hovered() {
-        ui.painter()
-            .rect_filled(rect, 3.0, v.widgets.hovered.weak_bg_fill);
-    }
-    let text_color = if selected {
-        v.selection.stroke.color
-    } else {
-        v.text_color()
-    };
     let cols = Columns::new(rect);
     let name = app.entity_name(i).to_string();
     let contexts = app.table.as_ref().map(|t| t.counts[i]);

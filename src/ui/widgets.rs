@@ -164,6 +164,43 @@ pub fn predictions(ui: &mut Ui, preds: &[(String, f32)], color: Color32) {
 }
 
 /// A centred message for an empty tab.
+/// A small triangle centred at `c`: up for ascending, down for descending.
+pub fn sort_arrow(ui: &Ui, c: egui::Pos2, ascending: bool, color: Color32) {
+    let s = if ascending { 1.0 } else { -1.0 };
+    let points = vec![
+        c + egui::vec2(-4.0, 3.0 * s),
+        c + egui::vec2(4.0, 3.0 * s),
+        c + egui::vec2(0.0, -3.5 * s),
+    ];
+    ui.painter().add(egui::Shape::convex_polygon(
+        points,
+        color,
+        egui::Stroke::NONE,
+    ));
+}
+
+/// A clickable row of the full width, its background showing selection or hover; returns its
+/// rect, its response and the colour for its text.
+pub fn list_row(ui: &mut Ui, height: f32, selected: bool) -> (egui::Rect, egui::Response, Color32) {
+    let (rect, resp) = ui.allocate_exact_size(
+        egui::vec2(ui.available_width(), height),
+        egui::Sense::click(),
+    );
+    let v = ui.visuals();
+    if selected {
+        ui.painter().rect_filled(rect, 3.0, v.selection.bg_fill);
+    } else if resp.hovered() {
+        ui.painter()
+            .rect_filled(rect, 3.0, v.widgets.hovered.weak_bg_fill);
+    }
+    let text = if selected {
+        v.selection.stroke.color
+    } else {
+        v.text_color()
+    };
+    (rect, resp, text)
+}
+
 pub fn empty_state(ui: &mut Ui, title: &str, body: &str) {
     ui.add_space(40.0);
     ui.vertical_centered(|ui| {

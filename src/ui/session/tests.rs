@@ -447,6 +447,19 @@ fn save_as_is_checked_against_the_inputs_and_asks_before_replacing_a_stranger_fi
     assert!(s.question.is_none() && s.project_path.as_deref() == Some(notes.as_path()));
 }
 
+/// Opens `table` as the session's table (a reply to its own opening job).
+fn open_table(s: &mut Session, table: Arc<Table>) {
+    s.apply(Command::OpenTable("/nonexistent/t.safetensors".into()));
+    let id = opening(s);
+    s.on_event(reply(
+        s,
+        id,
+        Reply::TableOpened {
+            table,
+            path: "t".into(),
+        },
+    ));
+}
 fn map_reply(method: MapMethod, points: Option<Vec<MapPoint>>) -> MapReply {
     MapReply {
         method,
@@ -561,16 +574,7 @@ fn a_cancelled_or_failed_map_is_not_asked_for_again_by_itself() {
         "a failed map is not retried every frame"
     );
     // A new table forgets all of it.
-    s.apply(Command::OpenTable("/nonexistent/u.safetensors".into()));
-    let id = opening(&s);
-    s.on_event(reply(
-        &s,
-        id,
-        Reply::TableOpened {
-            table: table(&["a", "b", "c", "d", "e"], &[1; 5]),
-            path: "u".into(),
-        },
-    ));
+    open_table(&mut s, table(&["a", "b", "c", "d", "e"], &[1; 5]));
     assert!(s.map.held.is_empty());
     s.auto_requests();
     assert!(map_job(&s).is_some());
@@ -592,16 +596,7 @@ fn a_set_made_on_the_map_filters_the_entity_list_and_goes_with_its_table() {
     s.apply(Command::Map(MapCommand::ClearSet));
     assert!(s.set_filter().is_none());
     s.apply(Command::Map(MapCommand::SetSet(vec![0])));
-    s.apply(Command::OpenTable("/nonexistent/u.safetensors".into()));
-    let id = opening(&s);
-    s.on_event(reply(
-        &s,
-        id,
-        Reply::TableOpened {
-            table: table(&["a"], &[1]),
-            path: "u".into(),
-        },
-    ));
+    open_table(&mut s, table(&["a"], &[1]));
     assert!(s.map.set.is_none(), "rows of another table");
 }
 
