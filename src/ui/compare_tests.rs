@@ -16,7 +16,7 @@ use super::tests::{click_tab, demo_project_in, harness_for, has_label_containing
 use super::*;
 
 /// `pelt build` of the bundled sample into `out` with `mentions` (links or names).
-fn build_sample(out: &Path, mentions: &str) {
+pub(super) fn build_sample(out: &Path, mentions: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let corpus = root.join("assets/sample/pubmed-linked.jsonl");
     let entities = root.join("assets/sample/pubmed-entities.tsv");

@@ -37,9 +37,8 @@ fn map_rect(h: &Harness<'static, App>, method: &str) -> egui::Rect {
 #[test]
 fn map_layouts_colours_search_neighbours_and_sets() {
     let dir = tempfile::tempdir().unwrap();
-    let demo =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/pubmed-demo.safetensors");
-    std::fs::copy(&demo, dir.path().join("demo.safetensors")).unwrap();
+    // The demo's table, built from its links (a fresh clone has none in projects/).
+    super::compare_tests::build_sample(&dir.path().join("demo.safetensors"), "links");
     let project = demo_project_in(dir.path(), |_| {});
     let mut h = harness_for(&project);
     wait_for(&mut h, "the table", |a| a.session.table.is_some());
